@@ -1,0 +1,154 @@
+# mcpgate — one entry point. `make help` lists the targets.
+#
+# Outputs go to $(O) (build/ by default, build/san/ for the sanitizer build
+# that `make test` uses). Generated files (skeletons, BPF objects, binaries)
+# live there only and are never committed.
+
+.DELETE_ON_ERROR:
+.SECONDARY:
+.SUFFIXES:
+
+O        ?= build
+SAN      ?= 0
+V        ?= 0
+CC       ?= gcc
+CLANG    ?= clang
+BPFTOOL  ?= bpftool
+ARCH     := $(shell uname -m | sed 's/x86_64/x86/;s/aarch64/arm64/')
+
+ifeq ($(V),1)
+Q :=
+msg =
+else
+Q := @
+msg = @printf '  %-8s %s\n' "$(1)" "$(2)";
+endif
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wimplicit-fallthrough -Wmissing-field-initializers
+CFLAGS   ?= -O2 -g
+CFLAGS   += -std=gnu11 $(WARN) -D_GNU_SOURCE -Iinclude -I$(O) -fno-strict-aliasing
+ifeq ($(SAN),1)
+CFLAGS   += -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+LDFLAGS  += -fsanitize=address,undefined
+endif
+LIBS     := -lbpf -lelf -lz -lssl -lcrypto -ljansson -lcurl -lpthread
+
+# Every userspace module except the daemon's main(); the unit tests include
+# the module they test, so they link against the others.
+MODULES  := $(filter-out userspace/mcpgated.c,$(wildcard userspace/*.c))
+MOD_OBJS := $(patsubst userspace/%.c,$(O)/obj/%.o,$(MODULES))
+HEADERS  := $(wildcard include/mcpgate/*.h)
+
+BPF_SRCS := $(wildcard bpf/*.bpf.c)
+BPF_OBJS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.o,$(BPF_SRCS))
+SKELS    := $(patsubst bpf/%.bpf.c,$(O)/%.skel.h,$(BPF_SRCS))
+
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(O)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+
+# The system include dirs clang -target bpf needs (asm/types.h and friends),
+# as libbpf-bootstrap finds them.
+CLANG_BPF_SYS_INCLUDES := $(shell $(CLANG) -v -E - </dev/null 2>&1 \
+	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
+
+.PHONY: all help deps unit e2e test demo bench fuzz clean fmt
+
+all: $(O)/mcpgated $(O)/mcpgatectl
+
+help:
+	@echo 'make            build mcpgated and mcpgatectl into $(O)/'
+	@echo 'make demo       build, start a fake cluster + node + pod on this machine, show mcpgate at work'
+	@echo 'make test       install missing packages, unit tests + end-to-end tests (ASan/UBSan build, root)'
+	@echo 'make unit       unit tests only (cmocka)'
+	@echo 'make e2e        end-to-end tests only (real eBPF; root)'
+	@echo 'make bench      benchmarks, printing figures'
+	@echo 'make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS (default 20)'
+	@echo 'make deps       install the Debian packages the build and tests need'
+	@echo 'make clean      remove build/'
+	@echo 'V=1 for verbose commands; O=dir for another output directory'
+
+deps:
+	$(Q)scripts/install-deps.sh
+
+# ---- eBPF ----
+
+$(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) | $(O)/bpf
+	$(call msg,BPF,$@)
+	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
+		-Iinclude -Ibpf $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+
+$(O)/bpf/%.o: $(O)/bpf/%.bpf.o
+	$(call msg,GEN-OBJ,$@)
+	$(Q)$(BPFTOOL) gen object $@ $<
+
+$(O)/%.skel.h: $(O)/bpf/%.o
+	$(call msg,GEN-SKEL,$@)
+	$(Q)$(BPFTOOL) gen skeleton $< name mg_$* > $@
+
+# ---- userspace ----
+
+$(O)/obj/%.o: userspace/%.c $(HEADERS) $(SKELS) | $(O)/obj
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+
+$(O)/mcpgated: $(O)/obj/mcpgated.o $(MOD_OBJS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
+
+$(O)/mcpgatectl: tools/mcpgatectl.c $(MOD_OBJS) $(HEADERS)
+	$(call msg,LD,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) tools/mcpgatectl.c $(MOD_OBJS) $(LIBS) -o $@
+
+# ---- tests ----
+
+# A unit test #includes the module it tests (to reach its statics), so it is
+# linked against every other module object but that one.
+$(O)/tests/test_%: tests/unit/test_%.c $(MOD_OBJS) $(HEADERS) | $(O)/tests
+	$(call msg,TEST-CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(filter-out $(O)/obj/$*.o,$(MOD_OBJS)) \
+		$(LIBS) -lcmocka -o $@
+
+unit: $(UNIT_BINS)
+	$(Q)fail=0; for t in $(UNIT_BINS); do \
+		echo "== $$t"; ASAN_OPTIONS=detect_leaks=1 $$t || fail=1; done; \
+	exit $$fail
+
+e2e: all
+	$(Q)MG_BUILD=$(O) tests/e2e/run.sh
+
+test: deps
+	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 all unit
+	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 e2e
+
+demo: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)MG_BUILD=$(O) tests/e2e/demo.sh
+
+bench: deps
+	$(Q)$(MAKE) --no-print-directory all
+	$(Q)MG_BUILD=$(O) tests/bench/run.sh
+
+# libFuzzer targets: clang, ASan+UBSan, each includes the module it fuzzes.
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) | build/fuzz
+	$(call msg,FUZZ-CC,$@)
+	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild \
+		-fsanitize=fuzzer,address,undefined $< -lssl -lcrypto -ljansson -lz -o $@
+
+FUZZ_SECONDS ?= 20
+fuzz: $(FUZZ_BINS)
+	$(Q)for f in $(FUZZ_BINS); do \
+		n=$$(basename $$f); mkdir -p build/fuzz/corpus-$$n; \
+		echo "== $$n ($(FUZZ_SECONDS)s)"; \
+		$$f -max_total_time=$(FUZZ_SECONDS) build/fuzz/corpus-$$n tests/fuzz/corpus/$${n#fuzz_} \
+			2>&1 | tail -n 3 || exit 1; done
+
+$(O)/bpf $(O)/obj $(O)/tests build/fuzz:
+	$(Q)mkdir -p $@
+
+fmt:
+	$(Q)clang-format -i $(wildcard userspace/*.c tools/*.c include/mcpgate/*.h bpf/*.c)
+
+clean:
+	$(Q)rm -rf build

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * mcpgate kernel half: send selected pods' API-server connections to the
+ * node-local proxy and remember where they were going.
+ *
+ *   cgroup/connect4|6   selected pod + API endpoint -> rewrite dst to the
+ *                       proxy, record the origin by socket cookie
+ *   sockops             TCP_CONNECT_CB (source port chosen, SYN not sent):
+ *                       copy the origin to `origins` under the 4-tuple the
+ *                       proxy will see on accept(); STATE_CB: forget it
+ *   cgroup/getpeername4|6  the pod still sees the address it dialled
+ *
+ * Attached once, with bpf links, at the kubepods cgroup so these hooks run
+ * before a socket load-balancer attached at the root rewrites the ClusterIP.
+ */
+#include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/socket.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "mcpgate/abi.h"
+#include "lib/decide.bpf.h"
+
+#ifndef AF_INET
+#define AF_INET 2
+#endif
+#ifndef AF_INET6
+#define AF_INET6 10
+#endif
+#define SOCK_STREAM_TYPE 1
+#define TCP_CLOSE_STATE 7 /* BPF_TCP_CLOSE */
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* Pod-level cgroup ids (directory inodes) of the selected pods. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_INTERCEPT_MAX);
+	__type(key, __u64);
+	__type(value, struct mg_abi_pod);
+} intercept SEC(".maps");
+
+/* The API server's addresses: ClusterIPs, EndpointSlice, extra endpoints. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MG_ENDPOINTS_MAX);
+	__type(key, struct mg_abi_addr);
+	__type(value, __u32);
+} api_endpoints SEC(".maps");
+
+/* Origin by socket cookie, from connect() until the socket closes: sockops
+ * reads it on connect, getpeername for the socket's whole life. LRU so a
+ * missed close can never fill it. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MG_PENDING_MAX);
+	__type(key, __u64);
+	__type(value, struct mg_abi_origin);
+} socks SEC(".maps");
+
+/* Origin by 4-tuple: what the proxy looks up on accept(). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MG_ORIGINS_MAX);
+	__type(key, struct mg_abi_tuple);
+	__type(value, struct mg_abi_origin);
+} origins SEC(".maps");
+
+/* Proxy addresses. A map rather than const volatile globals so a restarted
+ * daemon can change them without reattaching (the links are pinned). */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mg_abi_settings);
+} settings SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MG_CNT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+} counters SEC(".maps");
+
+/* Context fields must be read with exactly the width the verifier allows:
+ * without this, clang merges two adjacent 4-byte loads of an IPv6 address
+ * into one 8-byte load, which the verifier rejects. */
+#define CTX_U32(field) (*(volatile __u32 *)&(field))
+
+static __always_inline void count(__u32 idx)
+{
+	__u64 *v = bpf_map_lookup_elem(&counters, &idx);
+
+	if (v)
+		*v += 1;
+}
+
+/* Returns the id of the caller's cgroup or nearest ancestor that is a
+ * selected pod, or 0. Walking ancestors means every container cgroup a
+ * selected pod ever gets is covered without a map update. */
+static __always_inline __u64 find_pod(void)
+{
+	for (int lvl = 0; lvl < MG_MAX_CGROUP_DEPTH; lvl++) {
+		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
+
+		if (!id)
+			break;
+		if (bpf_map_lookup_elem(&intercept, &id))
+			return id;
+	}
+	return 0;
+}
+
+/*
+ * The shared half of connect4/6. <dst> is the destination as dialled.
+ * Returns the proxy address to rewrite to, NULL to leave the connect alone,
+ * or sets <*refuse> when the connect must fail (fail closed).
+ */
+static __always_inline const struct mg_abi_addr *
+decide(struct bpf_sock_addr *ctx, const struct mg_abi_addr *dst, __u32 family, int *refuse)
+{
+	struct mg_abi_origin o = {};
+	const struct mg_abi_addr *proxy;
+	struct mg_abi_settings *s;
+	__u32 zero = 0;
+	__u64 pod, cookie;
+
+	pod = find_pod();
+	if (!pod)
+		return 0;
+	if (!bpf_map_lookup_elem(&api_endpoints, dst)) {
+		count(MG_CNT_PASSED);
+		return 0;
+	}
+
+	s = bpf_map_lookup_elem(&settings, &zero);
+	proxy = s ? mg_pick_proxy(s, dst) : 0;
+	if (!proxy) {
+		count(MG_CNT_NO_PROXY);
+		*refuse = 1;
+		return 0;
+	}
+
+	cookie = bpf_get_socket_cookie(ctx);
+	o.orig_dst = *dst;
+	o.pod_cgroup_id = pod;
+	o.cgroup_id = bpf_get_current_cgroup_id();
+	o.netns_cookie = bpf_get_netns_cookie(ctx);
+	o.socket_cookie = cookie;
+	o.ktime_ns = bpf_ktime_get_ns();
+	o.tgid = bpf_get_current_pid_tgid() >> 32;
+	o.uid = (__u32)bpf_get_current_uid_gid();
+	o.family = family;
+	if (bpf_map_update_elem(&socks, &cookie, &o, BPF_ANY)) {
+		count(MG_CNT_MAP_FULL);
+		*refuse = 1;
+		return 0;
+	}
+	count(MG_CNT_REDIRECTED);
+	return proxy;
+}
+
+SEC("cgroup/connect4")
+int mg_connect4(struct bpf_sock_addr *ctx)
+{
+	const struct mg_abi_addr *proxy;
+	struct mg_abi_addr dst;
+	int refuse = 0;
+
+	if (ctx->type != SOCK_STREAM_TYPE)
+		return 1;
+	mg_addr_set_v4(&dst, ctx->user_ip4, ctx->user_port);
+	proxy = decide(ctx, &dst, AF_INET, &refuse);
+	if (refuse)
+		return 0;
+	if (proxy) {
+		ctx->user_ip4 = ((const __u32 *)proxy->addr)[3];
+		ctx->user_port = proxy->port;
+	}
+	return 1;
+}
+
+SEC("cgroup/connect6")
+int mg_connect6(struct bpf_sock_addr *ctx)
+{
+	const struct mg_abi_addr *proxy;
+	struct mg_abi_addr dst;
+	__u32 ip6[4];
+	int refuse = 0;
+
+	if (ctx->type != SOCK_STREAM_TYPE)
+		return 1;
+	ip6[0] = CTX_U32(ctx->user_ip6[0]);
+	ip6[1] = CTX_U32(ctx->user_ip6[1]);
+	ip6[2] = CTX_U32(ctx->user_ip6[2]);
+	ip6[3] = CTX_U32(ctx->user_ip6[3]);
+	mg_addr_set_v6(&dst, ip6, ctx->user_port);
+	proxy = decide(ctx, &dst, AF_INET6, &refuse);
+	if (refuse)
+		return 0;
+	if (proxy) {
+		/* A v4-mapped destination gets the v4-mapped IPv4 proxy. */
+		const __u32 *w = (const __u32 *)proxy->addr;
+
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+		ctx->user_port = proxy->port;
+	}
+	return 1;
+}
+
+/* A socket in the attached subtree dialling the proxy address itself, not
+ * through a redirect, is counted: it will be turned away on accept. */
+static __always_inline void check_direct(struct bpf_sock_ops *skops)
+{
+	struct mg_abi_settings *s;
+	__u32 zero = 0, port = bpf_ntohl(skops->remote_port) & 0xffff;
+
+	s = bpf_map_lookup_elem(&settings, &zero);
+	if (!s)
+		return;
+	if ((s->proxy4.port && bpf_htons(port) == s->proxy4.port &&
+	     skops->remote_ip4 == ((const __u32 *)s->proxy4.addr)[3]) ||
+	    (s->proxy6.port && bpf_htons(port) == s->proxy6.port &&
+	     skops->remote_ip6[3] == ((const __u32 *)s->proxy6.addr)[3] &&
+	     skops->remote_ip6[0] == ((const __u32 *)s->proxy6.addr)[0]))
+		count(MG_CNT_ORIGIN_MISSING);
+}
+
+/* TCP_CONNECT_CB: the source port is chosen and the SYN not yet sent, so the
+ * 4-tuple is final and the proxy cannot accept() before the record exists. */
+static __always_inline void on_tcp_connect(struct bpf_sock_ops *skops)
+{
+	struct mg_abi_tuple t = {};
+	struct mg_abi_origin *o;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+	__u32 r6[4];
+
+	o = bpf_map_lookup_elem(&socks, &cookie);
+	if (!o) {
+		check_direct(skops);
+		return;
+	}
+
+	r6[0] = CTX_U32(skops->remote_ip6[0]);
+	r6[1] = CTX_U32(skops->remote_ip6[1]);
+	r6[2] = CTX_U32(skops->remote_ip6[2]);
+	r6[3] = CTX_U32(skops->remote_ip6[3]);
+	/* remote_port holds the network-order port in its upper 16 bits on
+	 * little-endian (a UAPI quirk of bpf_sock_ops), local_port is host order. */
+	if (skops->family == AF_INET || mg_ip6_is_v4mapped(r6)) {
+		/* A v4-mapped socket's v6 source is set only after tcp_connect()
+		 * returns; its IPv4 fields are already final here. */
+		mg_addr_set_v4(&t.client, skops->local_ip4, bpf_htons(skops->local_port));
+		mg_addr_set_v4(&t.proxy, skops->remote_ip4, bpf_htons(bpf_ntohl(skops->remote_port)));
+	} else {
+		__u32 l6[4];
+
+		l6[0] = CTX_U32(skops->local_ip6[0]);
+		l6[1] = CTX_U32(skops->local_ip6[1]);
+		l6[2] = CTX_U32(skops->local_ip6[2]);
+		l6[3] = CTX_U32(skops->local_ip6[3]);
+		mg_addr_set_v6(&t.client, l6, bpf_htons(skops->local_port));
+		mg_addr_set_v6(&t.proxy, r6, bpf_htons(bpf_ntohl(skops->remote_port)));
+	}
+	if (bpf_map_update_elem(&origins, &t, o, BPF_ANY)) {
+		count(MG_CNT_MAP_FULL);
+		return;
+	}
+	/* Ask for state callbacks so the cookie record goes with the socket. */
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+SEC("sockops")
+int mg_sockops(struct bpf_sock_ops *skops)
+{
+	__u64 cookie;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_TCP_CONNECT_CB:
+		on_tcp_connect(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == TCP_CLOSE_STATE) {
+			cookie = bpf_get_socket_cookie(skops);
+			bpf_map_delete_elem(&socks, &cookie);
+		}
+		break;
+	default:
+		break;
+	}
+	return 1;
+}
+
+/* Writes the recorded original peer into a getpeername() result. Returns
+ * the record or NULL for a socket that was not redirected. */
+static __always_inline struct mg_abi_origin *origin_of(struct bpf_sock_addr *ctx)
+{
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	return bpf_map_lookup_elem(&socks, &cookie);
+}
+
+SEC("cgroup/getpeername4")
+int mg_getpeername4(struct bpf_sock_addr *ctx)
+{
+	struct mg_abi_origin *o = origin_of(ctx);
+
+	if (o) {
+		ctx->user_ip4 = ((const __u32 *)o->orig_dst.addr)[3];
+		ctx->user_port = o->orig_dst.port;
+	}
+	return 1;
+}
+
+SEC("cgroup/getpeername6")
+int mg_getpeername6(struct bpf_sock_addr *ctx)
+{
+	struct mg_abi_origin *o = origin_of(ctx);
+
+	if (o) {
+		const __u32 *w = (const __u32 *)o->orig_dst.addr;
+
+		ctx->user_ip6[0] = w[0];
+		ctx->user_ip6[1] = w[1];
+		ctx->user_ip6[2] = w[2];
+		ctx->user_ip6[3] = w[3];
+		ctx->user_port = o->orig_dst.port;
+	}
+	return 1;
+}

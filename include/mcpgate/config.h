@@ -1,0 +1,59 @@
+/*
+ * config: mcpgated's settings from one JSON file plus command-line flags
+ * (flags win). Every option has the same name in both: `--proxy-port 6443`
+ * or {"proxy-port": 6443}. A bad value is one line of error, exit 2.
+ */
+#ifndef MCPGATE_CONFIG_H
+#define MCPGATE_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "mcpgate/abi.h"
+
+#define MG_CONFIG_MAX_ENDPOINTS 32
+
+struct mg_config {
+	char node_name[254];
+	char cgroup_path[512];
+	char pin_dir[256];
+	char btf_path[256];
+	char proxy_addr4[64];	/* "" when disabled */
+	char proxy_addr6[64];
+	unsigned proxy_port;
+	char proxy_interface[16];
+	char fallback_interface[16];
+	bool manage_address;
+	char api_server[512];
+	char api_ca_file[512];
+	char api_token_file[512];
+	struct mg_abi_addr endpoints[MG_CONFIG_MAX_ENDPOINTS];
+	size_t n_endpoints;
+	unsigned endpoints_interval;	/* seconds */
+	char select_labels[1024];
+	char select_namespaces[1024];
+	char admin_listen[128];
+	unsigned upstream_connect_timeout_ms;
+};
+
+/**
+ * Fills <c> from defaults, the environment (NODE_NAME,
+ * KUBERNETES_SERVICE_HOST/PORT), the file named by --config and the flags
+ * in <argc>/<argv>. Returns 0; 1 when --help was printed; -EINVAL with one
+ * line in <errbuf> otherwise.
+ */
+int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, size_t errlen);
+
+/**
+ * Parses "a.b.c.d:port" or "[v6]:port" into <out> (IPv4 stored mapped).
+ * Returns 0 or -EINVAL.
+ */
+int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out);
+
+/** Parses a bare IPv4/IPv6 address with <port> into <out>. 0 / -EINVAL. */
+int mg_config_parse_addr(const char *s, unsigned port, struct mg_abi_addr *out);
+
+/** Formats <a> as "1.2.3.4:443" or "[::1]:443" into <buf>. */
+const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len);
+
+#endif /* MCPGATE_CONFIG_H */

@@ -1,0 +1,79 @@
+/*
+ * Loads, attaches and pins the eBPF programs, and is the only way userspace
+ * touches their maps. Interception outlives the daemon: links and maps are
+ * pinned under <pin_dir>, a restarted daemon reuses them (never a second
+ * attachment), and only mg_loader_uninstall() removes them.
+ */
+#ifndef MCPGATE_LOADER_H
+#define MCPGATE_LOADER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "mcpgate/abi.h"
+
+struct mg_loader;
+
+struct mg_loader_opts {
+	const char *cgroup_path;	/* cgroup v2 directory to attach at */
+	const char *pin_dir;		/* default MG_PIN_DIR */
+	const char *btf_path;		/* default /sys/kernel/btf/vmlinux */
+	struct mg_abi_settings settings;	/* proxy addresses */
+};
+
+/** One-line reason of a failure, for the operator (no secrets in here). */
+struct mg_loader_err {
+	char msg[256];
+};
+
+/**
+ * Checks the environment (BTF, cgroup v2 at <cgroup_path>, bpffs, BPF
+ * rights), then reuses the pinned attachment or loads, attaches all programs
+ * and pins them. All or nothing: on error nothing stays attached or pinned
+ * that was not before. Writes <settings> into the settings map either way.
+ * Returns 0 with <*out> set, or -errno with <err> filled in.
+ */
+int mg_loader_open(struct mg_loader **out, const struct mg_loader_opts *o,
+		   struct mg_loader_err *err);
+
+/** Closes the daemon's fds; pins and attachment stay. Accepts NULL. */
+void mg_loader_close(struct mg_loader *l);
+
+/** True if the pinned links were reused rather than attached now. */
+bool mg_loader_reused(const struct mg_loader *l);
+
+/** True while every program is still attached (for /readyz). */
+bool mg_loader_attached(struct mg_loader *l);
+
+/** Adds (<on>) or removes a pod-level cgroup id in `intercept`. 0 / -errno. */
+int mg_loader_set_intercept(struct mg_loader *l, uint64_t pod_cgroup_id, bool on);
+
+/** Copies up to <max> ids now in `intercept` into <ids>; returns the count
+ * or -errno. Lets a restarted daemon keep what its predecessor set. */
+ssize_t mg_loader_list_intercept(struct mg_loader *l, uint64_t *ids, size_t max);
+
+/** Makes `api_endpoints` hold exactly <addrs>[0..<n>). 0 / -errno. */
+int mg_loader_set_endpoints(struct mg_loader *l, const struct mg_abi_addr *addrs, size_t n);
+
+/**
+ * Looks up and removes the origin of an accepted connection by <t>.
+ * Returns 0, -ENOENT when the kernel recorded none.
+ */
+int mg_loader_take_origin(struct mg_loader *l, const struct mg_abi_tuple *t,
+			  struct mg_abi_origin *o);
+
+/** Sums the per-CPU counters into <out>. 0 / -errno. */
+int mg_loader_counters(struct mg_loader *l, uint64_t out[MG_CNT_MAX]);
+
+/**
+ * Detaches every mcpgate program and removes <pin_dir> (default MG_PIN_DIR).
+ * Returns 0 (also when nothing was installed) or -errno with <err> filled.
+ */
+int mg_loader_uninstall(const char *pin_dir, struct mg_loader_err *err);
+
+/** Names of the counters, indexed by enum mg_abi_counter. */
+extern const char *const mg_loader_counter_names[MG_CNT_MAX];
+
+#endif /* MCPGATE_LOADER_H */

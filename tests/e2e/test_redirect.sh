@@ -1,0 +1,170 @@
+#!/usr/bin/env bash
+# Kernel path: the eBPF redirect of selected pods' API connections, pod
+# identity from the kernel, fail-closed pinning, uninstall, bad environments.
+set -u
+. "$(dirname "$0")/lib/rig.sh"
+rig_init
+rig_certs
+
+PROBE="$RIG_PY $RIG_ROOT_DIR/tests/e2e/lib/probe.py"
+json_get() { $RIG_PY -c 'import json,sys; d=json.loads(sys.stdin.readline()); print(d.get(sys.argv[1], ""))' "$1"; }
+connects() { grep -c '"event":"connect"' "$RIG_DAEMON_LOG"; }
+api_conns() { grep -c . "$RIG_DIR/api-requests.jsonl" 2>/dev/null || echo 0; }
+# logged_pid PID: the daemon logged a connect for this pid
+logged_pid() { rig_wait_log "$RIG_DAEMON_LOG" "\"pid\":$1," 5; }
+cgtree() { bpftool cgroup tree "$RIG_CGROOT" 2>/dev/null; }
+
+# ---- bad environments: exit 2, one line, nothing attached or pinned ----
+bad_env() { # NAME WANT-IN-MESSAGE ARGS...
+	local name=$1 want=$2 out rc; shift 2
+	out=$("$@" 2>&1 >/dev/null); rc=$?
+	if [ "$rc" = 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && printf '%s' "$out" | grep -qi -- "$want" &&
+		[ ! -e "$RIG_PIN" ] && [ -z "$(cgtree | grep -E 'connect|sock_ops|getpeername')" ]; then
+		pass "bad environment: $name -> exit 2: $out"
+	else
+		fail "bad environment: $name (rc=$rc, out=$out)"
+	fi
+}
+D="$RIG_BUILD/mcpgated --pin-dir $RIG_PIN --api-server https://10.96.0.1 --admin-listen 127.0.0.1:19940 --manage-address false"
+bad_env "no BTF" "BTF" $D --cgroup-path "$RIG_KUBEPODS" --btf-path /nonexistent/vmlinux
+bad_env "attach path missing" "attach path" $D --cgroup-path "$RIG_KUBEPODS/nope"
+bad_env "not cgroup v2" "cgroup v2" $D --cgroup-path "$RIG_DIR"
+bad_env "no BPF rights" "BPF rights" setpriv --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all $D --cgroup-path "$RIG_KUBEPODS"
+bad_env "bad config" "proxy-port" $D --cgroup-path "$RIG_KUBEPODS" --proxy-port 70000
+bad_env "unknown option" "unknown" $D --cgroup-path "$RIG_KUBEPODS" --no-such-flag 1
+
+# ---- the node: three pods, the fake API, the daemon ----
+rig_pod sel 1 burstable default mcp-agent
+rig_pod unsel 0 burstable default other-sa
+rig_pod guar 1 guaranteed team-ai mcp-guar
+rig_fakeapi
+rig_daemon || { fail "mcpgated starts"; summary; exit 1; }
+pass "mcpgated starts, attaches, syncs pods and endpoints"
+
+check "both selected pods are in intercept" test "$(rig_metric mcpgate_intercepted_pods)" = 2
+
+# IPv4 ClusterIP
+out=$(in_pod sel $PROBE 10.96.0.1 443 --hold 0.3)
+pid=$(printf '%s' "$out" | json_get pid)
+check "IPv4: selected pod reaches the proxy" test "$(printf '%s' "$out" | json_get ok)" = True
+check "IPv4: getpeername shows 10.96.0.1:443" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
+if logged_pid "$pid"; then
+	line=$(grep "\"pid\":$pid," "$RIG_DAEMON_LOG" | head -1)
+	check "IPv4: identity logged (ns/name/uid/sa)" \
+		grep -q "\"namespace\":\"default\",\"name\":\"sel\",\"uid\":\"$(pod_var sel UID)\",\"serviceAccount\":\"mcp-agent\"" <<<"$line"
+	check "IPv4: container id logged" grep -q "\"container\":\"$(pod_var sel CID)\"" <<<"$line"
+	check "IPv4: original destination logged" grep -q '"orig_dst":"10.96.0.1:443"' <<<"$line"
+else
+	fail "IPv4: connect with pid $pid logged"
+fi
+
+# IPv6 ClusterIP
+out=$(in_pod sel $PROBE fd00:96::1 443 --hold 0.3)
+pid=$(printf '%s' "$out" | json_get pid)
+check "IPv6: getpeername shows [fd00:96::1]:443" test "$(printf '%s' "$out" | json_get peer)" = "[fd00:96::1]:443"
+check "IPv6: connect logged with pid" logged_pid "$pid"
+
+# IPv4-mapped IPv6
+out=$(in_pod sel $PROBE ::ffff:10.96.0.1 443 --family 6 --hold 0.3)
+pid=$(printf '%s' "$out" | json_get pid)
+check "v4-mapped: getpeername shows [::ffff:10.96.0.1]:443" test "$(printf '%s' "$out" | json_get peer)" = "[::ffff:10.96.0.1]:443"
+check "v4-mapped: connect logged with pid" logged_pid "$pid"
+
+# EndpointSlice address: learnt from the API, not configured
+out=$(in_pod sel $PROBE 10.97.0.10 6443 --hold 0.3)
+pid=$(printf '%s' "$out" | json_get pid)
+check "EndpointSlice address: redirected" test "$(printf '%s' "$out" | json_get peer)" = "10.97.0.10:6443"
+check "EndpointSlice address: logged" logged_pid "$pid"
+
+# Guaranteed-QoS pod in another namespace
+out=$(in_pod guar $PROBE 10.96.0.1 443 --hold 0.3)
+pid=$(printf '%s' "$out" | json_get pid)
+if logged_pid "$pid"; then
+	check "guaranteed pod: identity logged" grep -q "\"pid\":$pid,.*" <(grep "\"namespace\":\"team-ai\",\"name\":\"guar\"" "$RIG_DAEMON_LOG")
+else
+	fail "guaranteed pod: connect logged"
+fi
+
+# A real client through the (TCP) relay: kubectl's in-cluster config
+out=$(in_pod sel kubectl get --raw /version 2>&1)
+check "kubectl in the pod reaches the API through the proxy" grep -q gitVersion <<<"$out"
+check "the fake API saw the request come from the node, not the pod" \
+	grep -q '"remote": *"10.200.0.1' "$RIG_DIR/api-requests.jsonl"
+
+# Unselected pod: not redirected, so it has no route to the API address
+before=$(connects)
+out=$(in_pod unsel $PROBE 10.96.0.1 443 --timeout 2)
+check "unselected pod: not redirected (no route, fails)" test "$(printf '%s' "$out" | json_get ok)" = False
+check "unselected pod: nothing logged by mcpgated" test "$(connects)" = "$before"
+
+# Selected pod, another address: untouched
+nsenter --net="/run/netns/$RIG_NODE" $RIG_PY -c '
+import socket,sys
+s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("10.100.1.1", 8080)); s.listen(8)
+open(sys.argv[1],"w").write("ready")
+c,a=s.accept(); c.sendall(b"direct\n"); c.close()' "$RIG_DIR/direct.ready" >/dev/null 2>&1 &
+RIG_PIDS+=($!)
+rig_wait_file "$RIG_DIR/direct.ready" 5
+passed_before=$(rig_metric 'mcpgate_bpf_events_total{event="passed"}')
+before=$(connects)
+out=$(in_pod sel $PROBE 10.100.1.1 8080 --send "")
+check "selected pod, other address: direct connection" test "$(printf '%s' "$out" | json_get received)" = "direct"
+check "selected pod, other address: not logged by mcpgated" test "$(connects)" = "$before"
+check "selected pod, other address: counted as passed" test "$(rig_metric 'mcpgate_bpf_events_total{event="passed"}')" -gt "$passed_before"
+
+# A new container cgroup in a selected pod: covered with no map update
+map_before=$(bpftool map dump pinned "$RIG_PIN/intercept" 2>&1)
+newcid=$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)
+mkdir "$(pod_var sel CG)/$newcid"
+RIG_CGROUPS+=("$(pod_var sel CG)/$newcid")
+out=$(in_pod sel --cgroup "$(pod_var sel CG)/$newcid" $PROBE 10.96.0.1 443 --hold 0.3)
+pid=$(printf '%s' "$out" | json_get pid)
+check "new container: intercepted" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
+if logged_pid "$pid"; then
+	check "new container: its container id logged" grep -q "\"pid\":$pid,.*" <(grep "\"container\":\"$newcid\"" "$RIG_DAEMON_LOG")
+else
+	fail "new container: logged"
+fi
+check "new container: intercept map unchanged" test "$(bpftool map dump pinned "$RIG_PIN/intercept" 2>&1)" = "$map_before"
+
+# The proxy port from outside any selected pod: closed and counted
+rej_before=$(rig_metric 'mcpgate_connections_total{result="rejected_no_origin"}')
+out=$(in_node $PROBE 169.254.77.1 6443 --send "GET / HTTP/1.1\r\n\r\n")
+check "proxy port from the node: nothing served" test -z "$(printf '%s' "$out" | json_get received)"
+check "proxy port from the node: rejected and counted" \
+	test "$(rig_metric 'mcpgate_connections_total{result="rejected_no_origin"}')" -gt "$rej_before"
+om_before=$(rig_metric 'mcpgate_bpf_events_total{event="origin_missing"}')
+out=$(in_pod sel $PROBE 169.254.77.1 6443 --send "x")
+check "proxy port dialled directly from a pod: counted by the kernel as origin_missing" \
+	test "$(rig_metric 'mcpgate_bpf_events_total{event="origin_missing"}')" -gt "$om_before"
+
+# SIGKILL: interception stays, connections are refused, never direct
+kill -KILL "$RIG_DAEMON_PID"; wait "$RIG_DAEMON_PID" 2>/dev/null
+api_before=$(api_conns)
+out=$(in_pod sel $PROBE 10.96.0.1 443 --timeout 2)
+check "daemon killed: selected pod's connect is refused" test "$(printf '%s' "$out" | json_get errno)" = ECONNREFUSED
+check "daemon killed: nothing reached the API" test "$(api_conns)" = "$api_before"
+rig_daemon || fail "mcpgated restarts"
+check "restart: pinned links reused" grep -q '"reused":true' "$RIG_DAEMON_LOG"
+out=$(in_pod sel $PROBE 10.96.0.1 443 --hold 0.3)
+check "restart: redirect works again" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
+for t in cgroup_inet4_connect cgroup_inet6_connect cgroup_sock_ops cgroup_inet4_getpeername cgroup_inet6_getpeername; do
+	check "restart: one $t attachment" test "$(cgtree | awk -v t="$t" '$2 == t' | wc -l)" = 1
+done
+
+# Pod deleted in the API: its cgroup leaves intercept
+in_api curl -s -o /dev/null --cacert "$RIG_DIR/certs/ca.crt" -X DELETE \
+	-H "Authorization: Bearer $(cat "$RIG_DIR/daemon-token")" \
+	"https://10.96.0.1/api/v1/namespaces/team-ai/pods/guar"
+for i in $(seq 1 50); do [ "$(rig_metric mcpgate_intercepted_pods)" = 1 ] && break; sleep 0.1; done
+check "pod deleted: released from intercept" test "$(rig_metric mcpgate_intercepted_pods)" = 1
+
+# Uninstall: nothing attached, nothing pinned, no more redirect
+rig_kill_pid "$RIG_DAEMON_PID"
+check "mcpgatectl uninstall succeeds" "$RIG_BUILD/mcpgatectl" uninstall --pin-dir "$RIG_PIN"
+check "uninstall: no program attached" test -z "$(cgtree | grep -E 'connect|sock_ops|getpeername')"
+check "uninstall: nothing pinned" test ! -e "$RIG_PIN"
+out=$(in_pod sel $PROBE 10.96.0.1 443 --timeout 2)
+check "uninstall: selected pod no longer redirected" test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
+
+summary

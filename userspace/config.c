@@ -1,0 +1,402 @@
+/*
+ * config: defaults < environment < --config file < flags. See config.h.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <jansson.h>
+
+#include "mcpgate/config.h"
+
+#define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+
+enum opt_kind { OPT_STR, OPT_UINT, OPT_BOOL, OPT_ENDPOINT };
+
+struct opt {
+	const char *name;
+	enum opt_kind kind;
+	size_t off;	/* into struct mg_config */
+	size_t size;	/* of a string field */
+	const char *help;
+};
+
+
+static const struct opt opts[] = {
+	{ "node-name", OPT_STR, offsetof(struct mg_config, node_name), 254,
+	  "this node's name, for the node-scoped pod watch (default: $NODE_NAME, else hostname)" },
+	{ "cgroup-path", OPT_STR, offsetof(struct mg_config, cgroup_path), 512,
+	  "cgroup v2 directory to attach at: the kubepods cgroup (default: found under "
+	  "/sys/fs/cgroup or /sys/fs/cgroup/unified)" },
+	{ "pin-dir", OPT_STR, offsetof(struct mg_config, pin_dir), 256,
+	  "bpffs directory for pinned maps and links (default " MG_PIN_DIR ")" },
+	{ "btf-path", OPT_STR, offsetof(struct mg_config, btf_path), 256,
+	  "kernel BTF to require (default /sys/kernel/btf/vmlinux)" },
+	{ "proxy-addr4", OPT_STR, offsetof(struct mg_config, proxy_addr4), 64,
+	  "IPv4 address the redirected connections go to, or none (default 169.254.77.1)" },
+	{ "proxy-addr6", OPT_STR, offsetof(struct mg_config, proxy_addr6), 64,
+	  "IPv6 address the redirected connections go to, or none (default fd00:6d67::1)" },
+	{ "proxy-port", OPT_UINT, offsetof(struct mg_config, proxy_port), 0,
+	  "proxy port (default 6443)" },
+	{ "proxy-interface", OPT_STR, offsetof(struct mg_config, proxy_interface), 16,
+	  "dummy interface that holds the proxy addresses (default mcpgate0)" },
+	{ "fallback-interface", OPT_STR, offsetof(struct mg_config, fallback_interface), 16,
+	  "interface used when the kernel has no dummy links (default lo)" },
+	{ "manage-address", OPT_BOOL, offsetof(struct mg_config, manage_address), 0,
+	  "add the proxy addresses to the interface (default true; false: they exist already)" },
+	{ "api-server", OPT_STR, offsetof(struct mg_config, api_server), 512,
+	  "API server URL for the daemon's own calls (default "
+	  "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)" },
+	{ "api-ca-file", OPT_STR, offsetof(struct mg_config, api_ca_file), 512,
+	  "CA bundle verifying the API server (default " SA_DIR "/ca.crt)" },
+	{ "api-token-file", OPT_STR, offsetof(struct mg_config, api_token_file), 512,
+	  "the daemon's bearer token, re-read on every call (default " SA_DIR "/token)" },
+	{ "api-endpoint", OPT_ENDPOINT, 0, 0,
+	  "ADDR:PORT to intercept besides the kubernetes Service and EndpointSlice; "
+	  "repeatable (e.g. the EKS endpoint's addresses)" },
+	{ "endpoints-interval", OPT_UINT, offsetof(struct mg_config, endpoints_interval), 0,
+	  "seconds between refreshes of the API endpoints (default 10)" },
+	{ "select-labels", OPT_STR, offsetof(struct mg_config, select_labels), 1024,
+	  "label selector of the pods to intercept (default mcpgate.io/intercept=true)" },
+	{ "select-namespaces", OPT_STR, offsetof(struct mg_config, select_namespaces), 1024,
+	  "comma-separated namespaces to intercept in (default: all)" },
+	{ "admin-listen", OPT_STR, offsetof(struct mg_config, admin_listen), 128,
+	  "ADDR:PORT of the admin listener: /healthz /readyz /metrics (default 127.0.0.1:9940)" },
+	{ "upstream-connect-timeout", OPT_UINT,
+	  offsetof(struct mg_config, upstream_connect_timeout_ms), 0,
+	  "milliseconds to connect upstream (default 5000)" },
+};
+#define N_OPTS (sizeof(opts) / sizeof(opts[0]))
+
+static int err_line(char *errbuf, size_t errlen, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int err_line(char *errbuf, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(errbuf, errlen, fmt, ap);
+	va_end(ap);
+	return -EINVAL;
+}
+
+int mg_config_parse_addr(const char *s, unsigned port, struct mg_abi_addr *out)
+{
+	unsigned char b[16];
+
+	memset(out, 0, sizeof(*out));
+	if (port > 65535)
+		return -EINVAL;
+	out->port = htons((uint16_t)port);
+	if (inet_pton(AF_INET, s, b) == 1) {
+		out->addr[10] = 0xff;
+		out->addr[11] = 0xff;
+		memcpy(out->addr + 12, b, 4);
+		return 0;
+	}
+	if (inet_pton(AF_INET6, s, out->addr) == 1)
+		return 0;
+	return -EINVAL;
+}
+
+int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out)
+{
+	char host[64];
+	const char *colon, *h = s;
+	size_t hl;
+	char *end;
+	unsigned long port;
+
+	if (*s == '[') {
+		const char *rb = strchr(s, ']');
+
+		if (!rb || rb[1] != ':')
+			return -EINVAL;
+		h = s + 1;
+		hl = rb - h;
+		colon = rb + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || memchr(s, ':', colon - s))
+			return -EINVAL;
+		hl = colon - s;
+	}
+	if (hl == 0 || hl >= sizeof(host))
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	errno = 0;
+	port = strtoul(colon + 1, &end, 10);
+	if (errno || *end || colon[1] == '\0' || port == 0 || port > 65535)
+		return -EINVAL;
+	return mg_config_parse_addr(host, (unsigned)port, out);
+}
+
+const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN];
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	if (!memcmp(a->addr, mapped, 12)) {
+		inet_ntop(AF_INET, a->addr + 12, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(a->port));
+	} else {
+		inet_ntop(AF_INET6, a->addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(a->port));
+	}
+	return buf;
+}
+
+static int set_uint(struct mg_config *c, const struct opt *o, const char *v, char *errbuf,
+		    size_t errlen)
+{
+	char *end;
+	unsigned long n;
+
+	errno = 0;
+	n = strtoul(v, &end, 10);
+	if (errno || *end || !*v || n > 1000000000UL || *v == '-')
+		return err_line(errbuf, errlen, "--%s: not a number: %s", o->name, v);
+	*(unsigned *)((char *)c + o->off) = (unsigned)n;
+	return 0;
+}
+
+/* Sets option <o> from its textual value <v> (a flag or a JSON scalar
+ * turned into text). */
+static int set_opt(struct mg_config *c, const struct opt *o, const char *v, char *errbuf,
+		   size_t errlen)
+{
+	switch (o->kind) {
+	case OPT_STR:
+		if (strlen(v) >= o->size)
+			return err_line(errbuf, errlen, "--%s: value too long", o->name);
+		strcpy((char *)c + o->off, v);
+		return 0;
+	case OPT_UINT:
+		return set_uint(c, o, v, errbuf, errlen);
+	case OPT_BOOL:
+		if (!strcmp(v, "true") || !strcmp(v, "1"))
+			*(bool *)((char *)c + o->off) = true;
+		else if (!strcmp(v, "false") || !strcmp(v, "0"))
+			*(bool *)((char *)c + o->off) = false;
+		else
+			return err_line(errbuf, errlen, "--%s: expected true or false, got %s",
+					o->name, v);
+		return 0;
+	case OPT_ENDPOINT:
+		if (c->n_endpoints == MG_CONFIG_MAX_ENDPOINTS)
+			return err_line(errbuf, errlen, "--%s: more than %d endpoints", o->name,
+					MG_CONFIG_MAX_ENDPOINTS);
+		if (mg_config_parse_hostport(v, &c->endpoints[c->n_endpoints]))
+			return err_line(errbuf, errlen,
+					"--%s: expected ADDR:PORT or [ADDR6]:PORT, got %s", o->name,
+					v);
+		c->n_endpoints++;
+		return 0;
+	}
+	return -EINVAL;
+}
+
+static const struct opt *find_opt(const char *name)
+{
+	for (size_t i = 0; i < N_OPTS; i++)
+		if (!strcmp(opts[i].name, name))
+			return &opts[i];
+	return NULL;
+}
+
+static int load_file(struct mg_config *c, const char *path, char *errbuf, size_t errlen)
+{
+	json_error_t jerr;
+	const char *key;
+	json_t *root, *val;
+	int rc = 0;
+
+	root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+	if (!root)
+		return err_line(errbuf, errlen, "config %s:%d: %s", path, jerr.line, jerr.text);
+	if (!json_is_object(root)) {
+		json_decref(root);
+		return err_line(errbuf, errlen, "config %s: top level must be an object", path);
+	}
+	json_object_foreach(root, key, val) {
+		const struct opt *o = find_opt(key);
+		char num[32];
+
+		if (!o || !strcmp(key, "config")) {
+			rc = err_line(errbuf, errlen, "config %s: unknown option \"%s\"", path, key);
+			break;
+		}
+		if (o->kind == OPT_ENDPOINT && json_is_array(val)) {
+			size_t i;
+			json_t *e;
+
+			json_array_foreach(val, i, e) {
+				if (!json_is_string(e)) {
+					rc = err_line(errbuf, errlen,
+						      "config %s: %s: expected strings", path, key);
+					break;
+				}
+				rc = set_opt(c, o, json_string_value(e), errbuf, errlen);
+				if (rc)
+					break;
+			}
+		} else if (json_is_string(val) && o->kind != OPT_UINT && o->kind != OPT_BOOL) {
+			rc = set_opt(c, o, json_string_value(val), errbuf, errlen);
+		} else if (json_is_integer(val) && o->kind == OPT_UINT) {
+			snprintf(num, sizeof(num), "%lld", (long long)json_integer_value(val));
+			rc = set_opt(c, o, num, errbuf, errlen);
+		} else if (json_is_boolean(val) && o->kind == OPT_BOOL) {
+			rc = set_opt(c, o, json_is_true(val) ? "true" : "false", errbuf, errlen);
+		} else {
+			rc = err_line(errbuf, errlen, "config %s: %s: wrong type", path, key);
+		}
+		if (rc)
+			break;
+	}
+	json_decref(root);
+	return rc;
+}
+
+static void print_help(void)
+{
+	printf("usage: mcpgated [--config FILE] [--OPTION VALUE ...]\n\n"
+	       "mcpgate node daemon: attaches the eBPF redirect at the kubepods cgroup and\n"
+	       "proxies selected pods' API-server connections. Every option can also be set\n"
+	       "in the JSON --config file under the same name; flags win.\n\n"
+	       "  --config FILE                 JSON file of options\n");
+	for (size_t i = 0; i < N_OPTS; i++) {
+		char left[64];
+
+		snprintf(left, sizeof(left), "--%s %s", opts[i].name,
+			 opts[i].kind == OPT_BOOL ? "BOOL" : "VALUE");
+		printf("  %-29s %s\n", left, opts[i].help);
+	}
+	printf("  --help                        this text\n\n"
+	       "Exit status: 0 clean stop (SIGTERM/SIGINT; interception stays in place),\n"
+	       "2 bad configuration or environment (one line on stderr says which).\n");
+}
+
+/* Picks the kubepods cgroup of this node: systemd driver first. */
+static void default_cgroup_path(char *out, size_t len)
+{
+	static const char *const cands[] = {
+		"/sys/fs/cgroup/kubepods.slice",
+		"/sys/fs/cgroup/kubepods",
+		"/sys/fs/cgroup/unified/kubepods.slice",
+		"/sys/fs/cgroup/unified/kubepods",
+	};
+
+	for (size_t i = 0; i < sizeof(cands) / sizeof(cands[0]); i++)
+		if (access(cands[i], F_OK) == 0) {
+			snprintf(out, len, "%s", cands[i]);
+			return;
+		}
+	snprintf(out, len, "%s", cands[0]);
+}
+
+int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, size_t errlen)
+{
+	struct option lopts[N_OPTS + 3];
+	const char *env, *cfg = NULL;
+	int rc, idx;
+
+	memset(c, 0, sizeof(*c));
+	env = getenv("NODE_NAME");
+	if (env && *env)
+		snprintf(c->node_name, sizeof(c->node_name), "%s", env);
+	else
+		gethostname(c->node_name, sizeof(c->node_name) - 1);
+	default_cgroup_path(c->cgroup_path, sizeof(c->cgroup_path));
+	strcpy(c->pin_dir, MG_PIN_DIR);
+	strcpy(c->btf_path, "/sys/kernel/btf/vmlinux");
+	strcpy(c->proxy_addr4, "169.254.77.1");
+	strcpy(c->proxy_addr6, "fd00:6d67::1");
+	c->proxy_port = 6443;
+	strcpy(c->proxy_interface, "mcpgate0");
+	strcpy(c->fallback_interface, "lo");
+	c->manage_address = true;
+	env = getenv("KUBERNETES_SERVICE_HOST");
+	if (env && *env) {
+		const char *port = getenv("KUBERNETES_SERVICE_PORT");
+
+		snprintf(c->api_server, sizeof(c->api_server),
+			 strchr(env, ':') ? "https://[%s]:%s" : "https://%s:%s", env,
+			 port && *port ? port : "443");
+	}
+	strcpy(c->api_ca_file, SA_DIR "/ca.crt");
+	strcpy(c->api_token_file, SA_DIR "/token");
+	c->endpoints_interval = 10;
+	strcpy(c->select_labels, "mcpgate.io/intercept=true");
+	strcpy(c->admin_listen, "127.0.0.1:9940");
+	c->upstream_connect_timeout_ms = 5000;
+
+	for (size_t i = 0; i < N_OPTS; i++)
+		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };
+	lopts[N_OPTS] = (struct option){ "config", required_argument, NULL, 1000 };
+	lopts[N_OPTS + 1] = (struct option){ "help", no_argument, NULL, 1001 };
+	lopts[N_OPTS + 2] = (struct option){ NULL, 0, NULL, 0 };
+
+	/* Two passes: the file first, so flags override it wherever they are. */
+	opterr = 0;
+	optind = 1;
+	while ((rc = getopt_long(argc, argv, "+", lopts, &idx)) != -1) {
+		if (rc == 1001) {
+			print_help();
+			return 1;
+		}
+		if (rc == 1000)
+			cfg = optarg;
+		if (rc == '?' || rc == ':')
+			return err_line(errbuf, errlen, "unknown or incomplete option %s (see --help)",
+					argv[optind - 1]);
+	}
+	if (optind < argc)
+		return err_line(errbuf, errlen, "unexpected argument %s (see --help)", argv[optind]);
+	if (cfg && (rc = load_file(c, cfg, errbuf, errlen)))
+		return rc;
+	optind = 1;
+	while ((rc = getopt_long(argc, argv, "+", lopts, &idx)) != -1) {
+		if (rc >= 0 && rc < (int)N_OPTS && (rc = set_opt(c, &opts[rc], optarg, errbuf, errlen)))
+			return rc;
+	}
+
+	if (!strcmp(c->proxy_addr4, "none"))
+		c->proxy_addr4[0] = '\0';
+	if (!strcmp(c->proxy_addr6, "none"))
+		c->proxy_addr6[0] = '\0';
+	{
+		struct mg_abi_addr a;
+
+		if (c->proxy_port == 0 || c->proxy_port > 65535)
+			return err_line(errbuf, errlen, "--proxy-port: must be 1..65535");
+		if (!c->proxy_addr4[0] && !c->proxy_addr6[0])
+			return err_line(errbuf, errlen, "no proxy address: set --proxy-addr4 or "
+							"--proxy-addr6");
+		if (c->proxy_addr4[0] && (mg_config_parse_addr(c->proxy_addr4, 1, &a) ||
+					  strchr(c->proxy_addr4, ':')))
+			return err_line(errbuf, errlen, "--proxy-addr4: not an IPv4 address: %s",
+					c->proxy_addr4);
+		if (c->proxy_addr6[0] && (mg_config_parse_addr(c->proxy_addr6, 1, &a) ||
+					  !strchr(c->proxy_addr6, ':')))
+			return err_line(errbuf, errlen, "--proxy-addr6: not an IPv6 address: %s",
+					c->proxy_addr6);
+		if (mg_config_parse_hostport(c->admin_listen, &a))
+			return err_line(errbuf, errlen, "--admin-listen: expected ADDR:PORT, got %s",
+					c->admin_listen);
+	}
+	if (!c->api_server[0])
+		return err_line(errbuf, errlen, "no API server: set --api-server (or run in a pod "
+						"with KUBERNETES_SERVICE_HOST)");
+	if (strncmp(c->api_server, "https://", 8))
+		return err_line(errbuf, errlen, "--api-server: must be an https:// URL: %s",
+				c->api_server);
+	if (c->endpoints_interval == 0)
+		return err_line(errbuf, errlen, "--endpoints-interval: must be at least 1 second");
+	return 0;
+}

@@ -1,0 +1,440 @@
+/*
+ * mcpgated: the node daemon. Wires the modules together:
+ *
+ *   config -> loader (attach/reuse) -> proxy address on the node
+ *   pods (cgroup tree + pod watch) -> intercept map
+ *   endpoints thread (Service + EndpointSlice + configured) -> api_endpoints
+ *   proxy listeners + admin listener on one event loop
+ *
+ * Exit status 2 with one line on stderr for a bad configuration or
+ * environment; SIGTERM/SIGINT stop it cleanly, leaving interception in
+ * place (only `mcpgatectl uninstall` removes it).
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/signalfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcpgate/admin.h"
+#include "mcpgate/config.h"
+#include "mcpgate/kube.h"
+#include "mcpgate/loader.h"
+#include "mcpgate/log.h"
+#include "mcpgate/loop.h"
+#include "mcpgate/netaddr.h"
+#include "mcpgate/pods.h"
+#include "mcpgate/proxy.h"
+
+struct daemon {
+	struct mg_config cfg;
+	struct mg_loader *loader;
+	struct mg_loop *loop;
+	struct mg_pods *pods;
+	struct mg_kube *kube;
+	struct mg_proxy *proxy;
+	struct mg_admin *admin;
+	pthread_t ep_thread;
+	bool ep_started;
+	volatile bool stop;
+	pthread_mutex_t ep_mu;
+	bool ep_synced;		/* endpoints fetched from the API at least once */
+	size_t n_endpoints;
+};
+
+static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static int die(const char *fmt, ...)
+{
+	va_list ap;
+
+	fputs("mcpgated: ", stderr);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	fflush(stdout);
+	/* _exit: worker threads may be running; no destructors under them. */
+	_exit(2);
+}
+
+static int set_intercept(void *data, uint64_t id, bool on)
+{
+	struct daemon *d = data;
+	int rc = mg_loader_set_intercept(d->loader, id, on);
+
+	mg_log_json(rc ? "error" : "info",
+		    json_pack("{s:s,s:I,s:b,s:i}", "event", on ? "intercept" : "release",
+			      "pod_cgroup_id", (json_int_t)id, "on", on, "rc", rc));
+	return rc;
+}
+
+/* ---- API endpoints ---- */
+
+/* Adds every address of <addrs> (JSON array of strings) x <port> to <out>. */
+static void add_addrs(json_t *addrs, unsigned port, struct mg_abi_addr *out, size_t *n)
+{
+	size_t i;
+	json_t *a;
+
+	json_array_foreach(addrs, i, a) {
+		const char *s = json_string_value(a);
+
+		if (s && *n < MG_ENDPOINTS_MAX && !mg_config_parse_addr(s, port, &out[*n]))
+			(*n)++;
+	}
+}
+
+/* Fetches the kubernetes Service's ClusterIPs and the default/kubernetes
+ * EndpointSlices. Returns 0 when both answered. */
+static int fetch_endpoints(struct daemon *d, struct mg_abi_addr *out, size_t *n)
+{
+	json_t *svc = NULL, *slices = NULL, *ports, *p, *items, *it, *eps, *ep;
+	char err[512];
+	long status;
+	size_t i, j, k;
+	int rc;
+
+	rc = mg_kube_get_json(d->kube, "/api/v1/namespaces/default/services/kubernetes", &svc,
+			      &status, err, sizeof(err));
+	if (rc)
+		goto out;
+	ports = json_object_get(json_object_get(svc, "spec"), "ports");
+	json_array_foreach(ports, i, p) {
+		unsigned port = (unsigned)json_integer_value(json_object_get(p, "port"));
+		json_t *ips = json_object_get(json_object_get(svc, "spec"), "clusterIPs");
+
+		if (json_is_array(ips))
+			add_addrs(ips, port, out, n);
+		else {
+			json_t *one = json_pack("[O]", json_object_get(json_object_get(svc, "spec"),
+								      "clusterIP"));
+
+			add_addrs(one, port, out, n);
+			json_decref(one);
+		}
+	}
+	rc = mg_kube_get_json(d->kube,
+			      "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
+			      "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes",
+			      &slices, &status, err, sizeof(err));
+	if (rc)
+		goto out;
+	items = json_object_get(slices, "items");
+	json_array_foreach(items, i, it) {
+		ports = json_object_get(it, "ports");
+		eps = json_object_get(it, "endpoints");
+		json_array_foreach(ports, j, p) {
+			unsigned port = (unsigned)json_integer_value(json_object_get(p, "port"));
+
+			json_array_foreach(eps, k, ep)
+				add_addrs(json_object_get(ep, "addresses"), port, out, n);
+		}
+	}
+out:
+	if (rc)
+		mg_log_json("warn", json_pack("{s:s,s:s}", "event", "endpoints_fetch_failed",
+					      "error", err));
+	json_decref(svc);
+	json_decref(slices);
+	return rc;
+}
+
+/* Keeps api_endpoints = configured + Service + EndpointSlice. On an API
+ * error the last good set stays: shrinking the set on a failed fetch would
+ * open a way around the proxy. */
+static void *endpoints_main(void *arg)
+{
+	struct daemon *d = arg;
+	struct mg_abi_addr cur[MG_ENDPOINTS_MAX], fetched[MG_ENDPOINTS_MAX];
+	size_t ncur = 0;
+
+	while (!d->stop) {
+		size_t n = 0;
+
+		if (fetch_endpoints(d, fetched, &n) == 0) {
+			struct mg_abi_addr all[MG_ENDPOINTS_MAX];
+			size_t na = 0;
+
+			for (size_t i = 0; i < d->cfg.n_endpoints && na < MG_ENDPOINTS_MAX; i++)
+				all[na++] = d->cfg.endpoints[i];
+			for (size_t i = 0; i < n && na < MG_ENDPOINTS_MAX; i++) {
+				bool dup = false;
+
+				for (size_t j = 0; j < na && !dup; j++)
+					dup = !memcmp(&all[j], &fetched[i], sizeof(all[j]));
+				if (!dup)
+					all[na++] = fetched[i];
+			}
+			if (na != ncur || memcmp(all, cur, na * sizeof(all[0]))) {
+				json_t *list = json_array();
+				char buf[64];
+				int rc = mg_loader_set_endpoints(d->loader, all, na);
+
+				for (size_t i = 0; i < na; i++)
+					json_array_append_new(
+						list, json_string(mg_config_fmt_addr(
+							      &all[i], buf, sizeof(buf))));
+				mg_log_json(rc ? "error" : "info",
+					    json_pack("{s:s,s:o,s:i}", "event", "api_endpoints",
+						      "endpoints", list, "rc", rc));
+				if (!rc) {
+					memcpy(cur, all, na * sizeof(all[0]));
+					ncur = na;
+				}
+			}
+			pthread_mutex_lock(&d->ep_mu);
+			d->ep_synced = true;
+			d->n_endpoints = ncur;
+			pthread_mutex_unlock(&d->ep_mu);
+		}
+		for (unsigned t = 0; t < d->cfg.endpoints_interval * 10 && !d->stop; t++) {
+			struct timespec ts = { 0, 100 * 1000000L };
+
+			nanosleep(&ts, NULL);
+		}
+	}
+	return NULL;
+}
+
+/* ---- admin ---- */
+
+static char *metrics_text(struct daemon *d)
+{
+	uint64_t cnt[MG_CNT_MAX] = { 0 };
+	struct mg_proxy_stats st;
+	char *out = NULL;
+	size_t len = 0;
+	FILE *f = open_memstream(&out, &len);
+
+	if (!f)
+		return NULL;
+	mg_loader_counters(d->loader, cnt);
+	mg_proxy_get_stats(d->proxy, &st);
+	fprintf(f, "# HELP mcpgate_bpf_events_total Events counted by the eBPF programs.\n"
+		   "# TYPE mcpgate_bpf_events_total counter\n");
+	for (int i = 0; i < MG_CNT_MAX; i++)
+		fprintf(f, "mcpgate_bpf_events_total{event=\"%s\"} %llu\n",
+			mg_loader_counter_names[i], (unsigned long long)cnt[i]);
+	fprintf(f,
+		"# HELP mcpgate_connections_total Connections accepted on the proxy port.\n"
+		"# TYPE mcpgate_connections_total counter\n"
+		"mcpgate_connections_total{result=\"accepted\"} %llu\n"
+		"mcpgate_connections_total{result=\"rejected_no_origin\"} %llu\n"
+		"mcpgate_connections_total{result=\"upstream_failed\"} %llu\n"
+		"# HELP mcpgate_open_connections Connections open now.\n"
+		"# TYPE mcpgate_open_connections gauge\n"
+		"mcpgate_open_connections %llu\n"
+		"# HELP mcpgate_relayed_bytes_total Bytes relayed, by direction.\n"
+		"# TYPE mcpgate_relayed_bytes_total counter\n"
+		"mcpgate_relayed_bytes_total{direction=\"up\"} %llu\n"
+		"mcpgate_relayed_bytes_total{direction=\"down\"} %llu\n"
+		"# HELP mcpgate_intercepted_pods Pods whose cgroup is in the intercept map.\n"
+		"# TYPE mcpgate_intercepted_pods gauge\n"
+		"mcpgate_intercepted_pods %zu\n",
+		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,
+		(unsigned long long)st.upstream_failed, (unsigned long long)st.active,
+		(unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
+		mg_pods_intercepted(d->pods));
+	fclose(f);
+	return out;
+}
+
+static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
+{
+	struct daemon *d = data;
+
+	if (!strcmp(path, "/healthz")) {
+		r->status = 200;
+		r->body = strdup("ok\n");
+	} else if (!strcmp(path, "/readyz")) {
+		bool attached = mg_loader_attached(d->loader), synced = mg_pods_synced(d->pods),
+		     ep;
+
+		pthread_mutex_lock(&d->ep_mu);
+		ep = d->ep_synced;
+		pthread_mutex_unlock(&d->ep_mu);
+		r->status = attached && synced && ep ? 200 : 503;
+		if (asprintf(&r->body, "programs attached: %s\npod watch synced: %s\n"
+				       "api endpoints synced: %s\n",
+			     attached ? "yes" : "no", synced ? "yes" : "no", ep ? "yes" : "no") < 0)
+			r->body = NULL;
+	} else if (!strcmp(path, "/metrics")) {
+		r->status = 200;
+		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
+		r->body = metrics_text(d);
+	}
+}
+
+/* ---- signals ---- */
+
+static void on_signal(struct mg_loop *loop, int fd, uint32_t events, void *data)
+{
+	struct signalfd_siginfo si;
+	struct daemon *d = data;
+
+	(void)events;
+	if (read(fd, &si, sizeof(si)) != sizeof(si))
+		return;
+	mg_log_json("info", json_pack("{s:s,s:i}", "event", "stopping", "signal",
+				      (int)si.ssi_signo));
+	d->stop = true;
+	mg_loop_stop(loop);
+}
+
+static void on_inotify(struct mg_loop *loop, int fd, uint32_t events, void *data)
+{
+	(void)loop;
+	(void)fd;
+	(void)events;
+	mg_pods_on_inotify(data);
+}
+
+/* ---- setup ---- */
+
+/* Puts the proxy addresses on the node: the dummy interface if the kernel
+ * has the link type, else the fallback interface. */
+static void setup_addresses(struct daemon *d)
+{
+	const char *ifname = d->cfg.proxy_interface;
+	int rc;
+
+	if (!d->cfg.manage_address)
+		return;
+	rc = mg_netaddr_ensure_link(ifname, true);
+	if (rc == -EOPNOTSUPP) {
+		mg_log("info", "kernel has no dummy links; putting the proxy address on %s",
+		       d->cfg.fallback_interface);
+		ifname = d->cfg.fallback_interface;
+		rc = mg_netaddr_ensure_link(ifname, false);
+	}
+	if (rc)
+		die("interface %s: %s", ifname, strerror(-rc));
+	if (d->cfg.proxy_addr4[0] && (rc = mg_netaddr_ensure_addr(ifname, d->cfg.proxy_addr4)))
+		die("adding %s to %s: %s", d->cfg.proxy_addr4, ifname, strerror(-rc));
+	if (d->cfg.proxy_addr6[0] && (rc = mg_netaddr_ensure_addr(ifname, d->cfg.proxy_addr6)))
+		die("adding %s to %s: %s", d->cfg.proxy_addr6, ifname, strerror(-rc));
+}
+
+int main(int argc, char **argv)
+{
+	struct mg_loader_opts lo = { 0 };
+	struct mg_pods_opts po = { 0 };
+	struct mg_proxy_opts pxo = { 0 };
+	struct mg_kube_opts ko = { 0 };
+	struct mg_loader_err lerr;
+	struct mg_abi_addr admin_addr;
+	static struct daemon d;
+	char err[512];
+	uint64_t preset[MG_INTERCEPT_MAX];
+	ssize_t npreset;
+	sigset_t mask;
+	int rc, sfd;
+
+	rc = mg_config_load(&d.cfg, argc, argv, err, sizeof(err));
+	if (rc == 1)
+		return 0;
+	if (rc)
+		die("%s", err);
+	if (mg_pods_selector_parse(&po.selector, d.cfg.select_labels, d.cfg.select_namespaces,
+				   err, sizeof(err)))
+		die("%s", err);
+	signal(SIGPIPE, SIG_IGN);
+	pthread_mutex_init(&d.ep_mu, NULL);
+
+	lo.cgroup_path = d.cfg.cgroup_path;
+	lo.pin_dir = d.cfg.pin_dir;
+	lo.btf_path = d.cfg.btf_path;
+	if (d.cfg.proxy_addr4[0])
+		mg_config_parse_addr(d.cfg.proxy_addr4, d.cfg.proxy_port, &lo.settings.proxy4);
+	if (d.cfg.proxy_addr6[0])
+		mg_config_parse_addr(d.cfg.proxy_addr6, d.cfg.proxy_port, &lo.settings.proxy6);
+	rc = mg_loader_open(&d.loader, &lo, &lerr);
+	if (rc)
+		die("%s", lerr.msg);
+	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:b}", "event", "attached", "cgroup",
+				      d.cfg.cgroup_path, "pin_dir", d.cfg.pin_dir, "reused",
+				      mg_loader_reused(d.loader)));
+
+	setup_addresses(&d);
+
+	if ((rc = mg_loop_new(&d.loop)))
+		die("event loop: %s", strerror(-rc));
+
+	/* Initial API endpoints: the configured ones, before any API answer. */
+	if (d.cfg.n_endpoints &&
+	    (rc = mg_loader_set_endpoints(d.loader, d.cfg.endpoints, d.cfg.n_endpoints)))
+		die("api_endpoints map: %s", strerror(-rc));
+
+	po.cgroup_root = d.cfg.cgroup_path;
+	po.node_name = d.cfg.node_name;
+	po.intercept = set_intercept;
+	po.intercept_data = &d;
+	if ((rc = mg_pods_new(&d.pods, &po)))
+		die("pods: %s", strerror(-rc));
+	npreset = mg_loader_list_intercept(d.loader, preset, MG_INTERCEPT_MAX);
+	if (npreset > 0)
+		mg_pods_preset(d.pods, preset, (size_t)npreset);
+	mg_pods_scan(d.pods);
+	mg_loop_add_fd(d.loop, mg_pods_inotify_fd(d.pods), EPOLLIN, on_inotify, d.pods);
+
+	ko.server = d.cfg.api_server;
+	ko.ca_file = d.cfg.api_ca_file;
+	ko.token_file = d.cfg.api_token_file;
+	d.kube = mg_kube_new(&ko);
+	if (!d.kube)
+		die("out of memory");
+	if ((rc = mg_pods_watch_start(d.pods, d.kube)))
+		die("pod watch thread: %s", strerror(-rc));
+	if ((rc = pthread_create(&d.ep_thread, NULL, endpoints_main, &d)))
+		die("endpoints thread: %s", strerror(rc));
+	d.ep_started = true;
+
+	pxo.loop = d.loop;
+	pxo.loader = d.loader;
+	pxo.pods = d.pods;
+	pxo.connect_timeout_ms = d.cfg.upstream_connect_timeout_ms;
+	if ((rc = mg_proxy_new(&d.proxy, &pxo)))
+		die("proxy: %s", strerror(-rc));
+	if (d.cfg.proxy_addr4[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy4)))
+		die("listen %s:%u: %s", d.cfg.proxy_addr4, d.cfg.proxy_port, strerror(-rc));
+	if (d.cfg.proxy_addr6[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy6)))
+		die("listen [%s]:%u: %s", d.cfg.proxy_addr6, d.cfg.proxy_port, strerror(-rc));
+
+	mg_config_parse_hostport(d.cfg.admin_listen, &admin_addr);
+	if ((rc = mg_admin_new(&d.admin, d.loop, &admin_addr, on_admin, &d)))
+		die("admin listener %s: %s", d.cfg.admin_listen, strerror(-rc));
+
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
+	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (sfd < 0 || mg_loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d))
+		die("signalfd: %s", strerror(errno));
+
+	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:i,s:s,s:s}", "event", "ready", "node",
+				      d.cfg.node_name, "proxy4", d.cfg.proxy_addr4, "port",
+				      (int)d.cfg.proxy_port, "proxy6", d.cfg.proxy_addr6, "admin",
+				      d.cfg.admin_listen));
+	rc = mg_loop_run(d.loop);
+
+	d.stop = true;
+	if (d.ep_started)
+		pthread_join(d.ep_thread, NULL);
+	mg_admin_free(d.admin);
+	mg_proxy_free(d.proxy);
+	mg_pods_free(d.pods);
+	mg_kube_free(d.kube);
+	mg_loop_free(d.loop);
+	mg_loader_close(d.loader);
+	close(sfd);
+	return rc ? 1 : 0;
+}

@@ -1,0 +1,861 @@
+/*
+ * pods: cgroup tree + pod watch -> identities and the intercept set.
+ * See include/mcpgate/pods.h.
+ */
+#include <errno.h>
+#include <dirent.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/inotify.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "mcpgate/kube.h"
+#include "mcpgate/pods.h"
+
+#define SCAN_MAX_DEPTH 5	/* kubepods/<qos>/pod/<container>/<nested> */
+
+/* ---- cgroup path parsing ---- */
+
+static bool is_hex(char c)
+{
+	return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+}
+
+/* Copies the pod UID in <s>[0..<n>) to <out> if it is a canonical UUID
+ * (with '_' for '-' when <systemd>) or a static pod's 32-hex config hash. */
+static bool parse_uid(const char *s, size_t n, bool systemd, char *out)
+{
+	char sep = systemd ? '_' : '-';
+
+	if (n == 32) {
+		for (size_t i = 0; i < n; i++)
+			if (!is_hex(s[i]))
+				return false;
+		memcpy(out, s, n);
+		out[n] = '\0';
+		return true;
+	}
+	if (n != 36)
+		return false;
+	for (size_t i = 0; i < n; i++) {
+		bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+
+		if (dash ? s[i] != sep : !is_hex(s[i]))
+			return false;
+		out[i] = dash ? '-' : s[i];
+	}
+	out[n] = '\0';
+	return true;
+}
+
+static bool comp_eq(const char *c, size_t n, const char *lit)
+{
+	return strlen(lit) == n && !memcmp(c, lit, n);
+}
+
+static bool has_prefix(const char *c, size_t n, const char *lit, size_t *skip)
+{
+	size_t l = strlen(lit);
+
+	if (n < l || memcmp(c, lit, l))
+		return false;
+	*skip = l;
+	return true;
+}
+
+/* Extracts a runtime container id from a container cgroup name:
+ * "<64 hex>" (cgroupfs) or "<runtime>-<hex>.scope" (systemd). */
+static void parse_container(const char *c, size_t n, char *out, size_t cap)
+{
+	const char *id = c;
+	size_t len = n;
+
+	if (n > 6 && !memcmp(c + n - 6, ".scope", 6)) {
+		const char *dash = memrchr(c, '-', n - 6);
+
+		if (dash) {
+			id = dash + 1;
+			len = c + n - 6 - id;
+		} else {
+			len = n - 6;
+		}
+	}
+	for (size_t i = 0; i < len; i++)
+		if (!is_hex(id[i])) {
+			out[0] = '\0';
+			return;
+		}
+	if (len >= cap)
+		len = cap - 1;
+	memcpy(out, id, len);
+	out[len] = '\0';
+}
+
+static int qos_of(const char *s, size_t n, enum mg_pods_qos *q)
+{
+	if (comp_eq(s, n, "burstable"))
+		*q = MG_PODS_QOS_BURSTABLE;
+	else if (comp_eq(s, n, "besteffort"))
+		*q = MG_PODS_QOS_BESTEFFORT;
+	else
+		return -1;
+	return 0;
+}
+
+/* Tries component <c>[0..<n>) as a pod directory whose parent is <p>[0..<pn>)
+ * and grandparent <g>[0..<gn>). Returns 1 (pod, <out> filled), 0 (not a
+ * pod dir), -EINVAL (a malformed pod dir). */
+static int try_pod(const char *g, size_t gn, const char *p, size_t pn, const char *c, size_t n,
+		   struct mg_pods_cgpath *out)
+{
+	enum mg_pods_qos q;
+	size_t skip;
+
+	/* cgroupfs: kubepods/pod<uid> or kubepods/<qos>/pod<uid> */
+	if (has_prefix(c, n, "pod", &skip)) {
+		if (comp_eq(p, pn, "kubepods"))
+			q = MG_PODS_QOS_GUARANTEED;
+		else if (!qos_of(p, pn, &q) && comp_eq(g, gn, "kubepods"))
+			;
+		else
+			return 0;
+		if (!parse_uid(c + skip, n - skip, false, out->uid))
+			return -EINVAL;
+		out->qos = q;
+		out->systemd = false;
+		return 1;
+	}
+
+	/* systemd: kubepods.slice/kubepods-pod<uid_>.slice or
+	 * kubepods-<qos>.slice/kubepods-<qos>-pod<uid_>.slice */
+	if (n > 6 && !memcmp(c + n - 6, ".slice", 6) && has_prefix(c, n, "kubepods-", &skip)) {
+		const char *rest = c + skip;
+		size_t rn = n - skip - 6;
+
+		if (has_prefix(rest, rn, "burstable-", &skip))
+			q = MG_PODS_QOS_BURSTABLE;
+		else if (has_prefix(rest, rn, "besteffort-", &skip))
+			q = MG_PODS_QOS_BESTEFFORT;
+		else {
+			q = MG_PODS_QOS_GUARANTEED;
+			skip = 0;
+		}
+		rest += skip;
+		rn -= skip;
+		if (!has_prefix(rest, rn, "pod", &skip))
+			return 0; /* a QoS slice itself */
+		if (q == MG_PODS_QOS_GUARANTEED ? !comp_eq(p, pn, "kubepods.slice")
+						: !((q == MG_PODS_QOS_BURSTABLE &&
+						     comp_eq(p, pn, "kubepods-burstable.slice")) ||
+						    (q == MG_PODS_QOS_BESTEFFORT &&
+						     comp_eq(p, pn, "kubepods-besteffort.slice"))))
+			return -EINVAL;
+		if (!parse_uid(rest + skip, rn - skip, true, out->uid))
+			return -EINVAL;
+		out->qos = q;
+		out->systemd = true;
+		return 1;
+	}
+	return 0;
+}
+
+int mg_pods_parse_cgroup_path(const char *path, struct mg_pods_cgpath *out)
+{
+	const char *comp[64];
+	size_t len[64], n = 0;
+	const char *s = path;
+
+	memset(out, 0, sizeof(*out));
+	if (!path)
+		return -EINVAL;
+	while (*s) {
+		const char *e;
+
+		while (*s == '/')
+			s++;
+		if (!*s)
+			break;
+		e = strchrnul(s, '/');
+		if (n == 64)
+			return -EINVAL;
+		if ((e - s == 1 && s[0] == '.') || (e - s == 2 && s[0] == '.' && s[1] == '.'))
+			return -EINVAL;
+		comp[n] = s;
+		len[n++] = e - s;
+		s = e;
+	}
+
+	for (size_t i = 1; i < n; i++) {
+		const char *g = i >= 2 ? comp[i - 2] : "";
+		size_t gn = i >= 2 ? len[i - 2] : 0;
+		int rc = try_pod(g, gn, comp[i - 1], len[i - 1], comp[i], len[i], out);
+
+		if (rc < 0)
+			return rc;
+		if (rc == 0)
+			continue;
+		out->pod_prefix_len = comp[i] + len[i] - path;
+		if (i + 1 < n) {
+			out->kind = MG_PODS_CG_CONTAINER;
+			parse_container(comp[i + 1], len[i + 1], out->container_id,
+					sizeof(out->container_id));
+		} else {
+			out->kind = MG_PODS_CG_POD;
+		}
+		return 0;
+	}
+	out->kind = MG_PODS_CG_NONE;
+	return 0;
+}
+
+/* ---- selector ---- */
+
+static void set_err(char *errbuf, size_t errlen, const char *fmt, const char *what)
+{
+	if (errbuf && errlen)
+		snprintf(errbuf, errlen, fmt, what);
+}
+
+int mg_pods_selector_parse(struct mg_pods_selector *sel, const char *labels,
+			   const char *namespaces, char *errbuf, size_t errlen)
+{
+	char buf[2048], *save = NULL, *tok;
+
+	memset(sel, 0, sizeof(*sel));
+	if (labels && *labels) {
+		if (strlen(labels) >= sizeof(buf)) {
+			set_err(errbuf, errlen, "label selector too long: %.40s", labels);
+			return -EINVAL;
+		}
+		strcpy(buf, labels);
+		for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			char *op, *k = tok, *v = NULL, orig[256];
+			int kind;
+
+			snprintf(orig, sizeof(orig), "%s", tok);
+			while (*k == ' ')
+				k++;
+			if (sel->n == MG_PODS_SEL_MAX) {
+				set_err(errbuf, errlen, "too many label requirements in %s", labels);
+				return -EINVAL;
+			}
+			if ((op = strstr(k, "!="))) {
+				kind = MG_SEL_NE;
+				*op = '\0';
+				v = op + 2;
+			} else if ((op = strstr(k, "=="))) {
+				kind = MG_SEL_EQ;
+				*op = '\0';
+				v = op + 2;
+			} else if ((op = strchr(k, '='))) {
+				kind = MG_SEL_EQ;
+				*op = '\0';
+				v = op + 1;
+			} else if (*k == '!') {
+				kind = MG_SEL_NOT_EXISTS;
+				k++;
+			} else {
+				kind = MG_SEL_EXISTS;
+			}
+			if (!*k || strlen(k) >= sizeof(sel->req[0].key) ||
+			    (v && strlen(v) >= sizeof(sel->req[0].value)) || strpbrk(k, " !=") ||
+			    (v && strpbrk(v, " !=,"))) {
+				set_err(errbuf, errlen, "bad label selector requirement: %s", orig);
+				return -EINVAL;
+			}
+			strcpy(sel->req[sel->n].key, k);
+			if (v)
+				strcpy(sel->req[sel->n].value, v);
+			sel->req[sel->n].op = kind;
+			sel->n++;
+		}
+	}
+	if (namespaces && *namespaces) {
+		if (strlen(namespaces) >= sizeof(buf)) {
+			set_err(errbuf, errlen, "namespace list too long: %.40s", namespaces);
+			return -EINVAL;
+		}
+		strcpy(buf, namespaces);
+		save = NULL;
+		for (tok = strtok_r(buf, ",", &save); tok; tok = strtok_r(NULL, ",", &save)) {
+			if (sel->n_namespaces == MG_PODS_SEL_MAX || strlen(tok) >= 64 ||
+			    strpbrk(tok, " /")) {
+				set_err(errbuf, errlen, "bad namespace in selector: %s", tok);
+				return -EINVAL;
+			}
+			strcpy(sel->namespaces[sel->n_namespaces++], tok);
+		}
+	}
+	return 0;
+}
+
+bool mg_pods_selector_match(const struct mg_pods_selector *sel, const char *ns, json_t *labels)
+{
+	if (sel->n_namespaces) {
+		bool in = false;
+
+		for (size_t i = 0; i < sel->n_namespaces && !in; i++)
+			in = ns && !strcmp(ns, sel->namespaces[i]);
+		if (!in)
+			return false;
+	}
+	for (size_t i = 0; i < sel->n; i++) {
+		json_t *v = json_is_object(labels) ? json_object_get(labels, sel->req[i].key) : NULL;
+		const char *s = json_string_value(v);
+
+		switch (sel->req[i].op) {
+		case MG_SEL_EQ:
+			if (!s || strcmp(s, sel->req[i].value))
+				return false;
+			break;
+		case MG_SEL_NE:
+			if (s && !strcmp(s, sel->req[i].value))
+				return false;
+			break;
+		case MG_SEL_EXISTS:
+			if (!v)
+				return false;
+			break;
+		case MG_SEL_NOT_EXISTS:
+			if (v)
+				return false;
+			break;
+		}
+	}
+	return true;
+}
+
+/* ---- the table ---- */
+
+struct cg_entry {
+	uint64_t ino;
+	bool pod_level;
+	char uid[40];
+	char container_id[80];
+};
+
+struct pod_meta {
+	char uid[40];
+	char namespace[64];
+	char name[254];
+	char service_account[254];
+	char node[254];
+	json_t *labels;
+	bool selected;
+};
+
+struct mg_pods {
+	pthread_mutex_t mu;
+	char *root;
+	char *node;
+	struct mg_pods_selector sel;
+	mg_pods_intercept_cb *intercept;
+	void *intercept_data;
+	int ifd;
+
+	struct cg_entry *cg;
+	size_t n_cg, cap_cg;
+	struct pod_meta *meta;
+	size_t n_meta, cap_meta;
+	uint64_t *on;		/* ids currently in the intercept map */
+	size_t n_on, cap_on;
+
+	bool synced;
+	pthread_t thread;
+	bool thread_started;
+	volatile bool stop;
+	struct mg_kube *kube;
+};
+
+static int grow(void **arr, size_t *cap, size_t need, size_t elem)
+{
+	void *n;
+	size_t c;
+
+	if (need <= *cap)
+		return 0;
+	c = *cap ? *cap * 2 : 64;
+	while (c < need)
+		c *= 2;
+	n = realloc(*arr, c * elem);
+	if (!n)
+		return -ENOMEM;
+	*arr = n;
+	*cap = c;
+	return 0;
+}
+
+int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
+{
+	struct mg_pods *p = calloc(1, sizeof(*p));
+
+	if (!p)
+		return -ENOMEM;
+	pthread_mutex_init(&p->mu, NULL);
+	p->root = strdup(o->cgroup_root ? o->cgroup_root : "");
+	p->node = strdup(o->node_name ? o->node_name : "");
+	p->sel = o->selector;
+	p->intercept = o->intercept;
+	p->intercept_data = o->intercept_data;
+	p->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	if (!p->root || !p->node || p->ifd < 0) {
+		int rc = p->ifd < 0 ? -errno : -ENOMEM;
+
+		mg_pods_free(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
+}
+
+/* Tells the pods module which ids a previous daemon left in the map: they
+ * stay until the first pod list says otherwise (fail closed on restart). */
+int mg_pods_preset(struct mg_pods *p, const uint64_t *ids, size_t n)
+{
+	pthread_mutex_lock(&p->mu);
+	if (grow((void **)&p->on, &p->cap_on, n, sizeof(*p->on))) {
+		pthread_mutex_unlock(&p->mu);
+		return -ENOMEM;
+	}
+	memcpy(p->on, ids, n * sizeof(*ids));
+	p->n_on = n;
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+void mg_pods_free(struct mg_pods *p)
+{
+	if (!p)
+		return;
+	if (p->thread_started) {
+		p->stop = true;
+		pthread_join(p->thread, NULL);
+	}
+	for (size_t i = 0; i < p->n_meta; i++)
+		json_decref(p->meta[i].labels);
+	free(p->meta);
+	free(p->cg);
+	free(p->on);
+	free(p->root);
+	free(p->node);
+	if (p->ifd >= 0)
+		close(p->ifd);
+	pthread_mutex_destroy(&p->mu);
+	free(p);
+}
+
+static struct pod_meta *meta_find(struct mg_pods *p, const char *uid)
+{
+	for (size_t i = 0; i < p->n_meta; i++)
+		if (!strcmp(p->meta[i].uid, uid))
+			return &p->meta[i];
+	return NULL;
+}
+
+static struct cg_entry *cg_find(struct mg_pods *p, uint64_t ino)
+{
+	for (size_t i = 0; i < p->n_cg; i++)
+		if (p->cg[i].ino == ino)
+			return &p->cg[i];
+	return NULL;
+}
+
+static bool on_has(struct mg_pods *p, uint64_t id)
+{
+	for (size_t i = 0; i < p->n_on; i++)
+		if (p->on[i] == id)
+			return true;
+	return false;
+}
+
+/* Brings the intercept map in line with (cgroups x metadata x selector).
+ * Before the first pod list, ids are only ever added: what a previous
+ * daemon intercepted stays intercepted until we know better. Lock held. */
+static void reconcile(struct mg_pods *p)
+{
+	size_t i;
+
+	for (i = 0; i < p->n_cg; i++) {
+		struct cg_entry *e = &p->cg[i];
+		struct pod_meta *m;
+
+		if (!e->pod_level || on_has(p, e->ino))
+			continue;
+		m = meta_find(p, e->uid);
+		if (!m || !m->selected)
+			continue;
+		if (grow((void **)&p->on, &p->cap_on, p->n_on + 1, sizeof(*p->on)))
+			return;
+		if (p->intercept && p->intercept(p->intercept_data, e->ino, true)) {
+			fprintf(stderr, "{\"level\":\"error\",\"msg\":\"intercept add failed\","
+					"\"cgroup_id\":%llu}\n",
+				(unsigned long long)e->ino);
+			continue;
+		}
+		p->on[p->n_on++] = e->ino;
+	}
+	if (!p->synced)
+		return;
+	for (i = 0; i < p->n_on;) {
+		struct cg_entry *e = cg_find(p, p->on[i]);
+		struct pod_meta *m = e && e->pod_level ? meta_find(p, e->uid) : NULL;
+
+		if (m && m->selected) {
+			i++;
+			continue;
+		}
+		if (p->intercept)
+			p->intercept(p->intercept_data, p->on[i], false);
+		p->on[i] = p->on[--p->n_on];
+	}
+}
+
+/* Walks <dir> (depth <depth>) adding every pod and container cgroup to the
+ * table being built and an inotify watch on every directory. */
+static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct cg_entry **cg,
+		     size_t *n, size_t *cap)
+{
+	struct dirent *de;
+	DIR *d;
+
+	inotify_add_watch(p->ifd, dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM |
+					       IN_ONLYDIR);
+	if (depth >= SCAN_MAX_DEPTH)
+		return;
+	d = opendir(dir);
+	if (!d)
+		return;
+	while ((de = readdir(d))) {
+		char path[PATH_MAX];
+		struct mg_pods_cgpath cp;
+		struct stat st;
+
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		if (snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= (int)sizeof(path))
+			continue;
+		if (stat(path, &st))
+			continue;
+		if (!mg_pods_parse_cgroup_path(path, &cp) && cp.kind != MG_PODS_CG_NONE &&
+		    !grow((void **)cg, cap, *n + 1, sizeof(**cg))) {
+			struct cg_entry *e = &(*cg)[(*n)++];
+
+			memset(e, 0, sizeof(*e));
+			e->ino = st.st_ino;
+			e->pod_level = cp.kind == MG_PODS_CG_POD;
+			strcpy(e->uid, cp.uid);
+			strcpy(e->container_id, cp.container_id);
+		}
+		scan_dir(p, path, depth + 1, cg, n, cap);
+	}
+	closedir(d);
+}
+
+int mg_pods_scan(struct mg_pods *p)
+{
+	struct cg_entry *cg = NULL;
+	size_t n = 0, cap = 0;
+
+	scan_dir(p, p->root, 0, &cg, &n, &cap);
+	pthread_mutex_lock(&p->mu);
+	free(p->cg);
+	p->cg = cg;
+	p->n_cg = n;
+	p->cap_cg = cap;
+	reconcile(p);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+int mg_pods_inotify_fd(const struct mg_pods *p)
+{
+	return p->ifd;
+}
+
+int mg_pods_on_inotify(struct mg_pods *p)
+{
+	char buf[16384] __attribute__((aligned(__alignof__(struct inotify_event))));
+	bool any = false;
+	ssize_t r;
+
+	/* The tree is small (a node's pods): any change triggers a rescan,
+	 * which also places watches on new directories. */
+	while ((r = read(p->ifd, buf, sizeof(buf))) > 0)
+		any = true;
+	if (r < 0 && errno != EAGAIN)
+		return -errno;
+	return any ? mg_pods_scan(p) : 0;
+}
+
+/* Copies a JSON string member into a fixed buffer ("" when absent). */
+static void copy_str(char *dst, size_t cap, json_t *obj, const char *key)
+{
+	const char *s = json_string_value(json_object_get(obj, key));
+
+	snprintf(dst, cap, "%s", s ? s : "");
+}
+
+/* Adds or updates <pod>'s metadata. Lock held. */
+static int upsert(struct mg_pods *p, json_t *pod)
+{
+	json_t *md = json_object_get(pod, "metadata"), *spec = json_object_get(pod, "spec");
+	const char *uid = json_string_value(json_object_get(md, "uid"));
+	struct pod_meta *m;
+
+	if (!uid || strlen(uid) >= sizeof(m->uid))
+		return -EINVAL;
+	m = meta_find(p, uid);
+	if (!m) {
+		if (grow((void **)&p->meta, &p->cap_meta, p->n_meta + 1, sizeof(*p->meta)))
+			return -ENOMEM;
+		m = &p->meta[p->n_meta++];
+		memset(m, 0, sizeof(*m));
+		strcpy(m->uid, uid);
+	}
+	copy_str(m->namespace, sizeof(m->namespace), md, "namespace");
+	copy_str(m->name, sizeof(m->name), md, "name");
+	copy_str(m->service_account, sizeof(m->service_account), spec, "serviceAccountName");
+	if (!m->service_account[0])
+		strcpy(m->service_account, "default");
+	copy_str(m->node, sizeof(m->node), spec, "nodeName");
+	json_decref(m->labels);
+	m->labels = json_deep_copy(json_object_get(md, "labels"));
+	m->selected = mg_pods_selector_match(&p->sel, m->namespace, m->labels);
+	return 0;
+}
+
+static void remove_meta(struct mg_pods *p, const char *uid)
+{
+	struct pod_meta *m = meta_find(p, uid);
+
+	if (!m)
+		return;
+	json_decref(m->labels);
+	*m = p->meta[--p->n_meta];
+}
+
+int mg_pods_apply_list(struct mg_pods *p, json_t *podlist)
+{
+	json_t *items = json_object_get(podlist, "items"), *it;
+	size_t i;
+
+	if (!json_is_array(items))
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	for (i = 0; i < p->n_meta; i++)
+		json_decref(p->meta[i].labels);
+	p->n_meta = 0;
+	json_array_foreach(items, i, it)
+		upsert(p, it);
+	p->synced = true;
+	reconcile(p);
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+int mg_pods_apply_event(struct mg_pods *p, const char *type, json_t *pod)
+{
+	const char *uid = json_string_value(json_object_get(json_object_get(pod, "metadata"),
+							    "uid"));
+	int rc = 0;
+
+	if (!type || !uid)
+		return -EINVAL;
+	pthread_mutex_lock(&p->mu);
+	if (!strcmp(type, "ADDED") || !strcmp(type, "MODIFIED"))
+		rc = upsert(p, pod);
+	else if (!strcmp(type, "DELETED"))
+		remove_meta(p, uid);
+	else
+		rc = -EINVAL;
+	reconcile(p);
+	pthread_mutex_unlock(&p->mu);
+	return rc;
+}
+
+int mg_pods_lookup(struct mg_pods *p, uint64_t pod_cgroup_id, uint64_t cgroup_id,
+		   struct mg_pod_ident *out)
+{
+	struct cg_entry *e, *c;
+	struct pod_meta *m;
+
+	memset(out, 0, sizeof(*out));
+	pthread_mutex_lock(&p->mu);
+	e = cg_find(p, pod_cgroup_id);
+	if (!e) {
+		pthread_mutex_unlock(&p->mu);
+		return -ENOENT;
+	}
+	strcpy(out->uid, e->uid);
+	c = cg_find(p, cgroup_id);
+	if (c && !strcmp(c->uid, e->uid))
+		strcpy(out->container_id, c->container_id);
+	m = meta_find(p, e->uid);
+	if (m) {
+		out->known = true;
+		strcpy(out->namespace, m->namespace);
+		strcpy(out->name, m->name);
+		strcpy(out->service_account, m->service_account);
+		strcpy(out->node, m->node);
+		out->labels = json_incref(m->labels);
+	}
+	pthread_mutex_unlock(&p->mu);
+	return 0;
+}
+
+void mg_pod_ident_release(struct mg_pod_ident *id)
+{
+	json_decref(id->labels);
+	id->labels = NULL;
+}
+
+size_t mg_pods_intercepted(struct mg_pods *p)
+{
+	size_t n;
+
+	pthread_mutex_lock(&p->mu);
+	n = p->n_on;
+	pthread_mutex_unlock(&p->mu);
+	return n;
+}
+
+bool mg_pods_synced(struct mg_pods *p)
+{
+	bool s;
+
+	pthread_mutex_lock(&p->mu);
+	s = p->synced;
+	pthread_mutex_unlock(&p->mu);
+	return s;
+}
+
+/* ---- the watch thread ---- */
+
+struct watch_ctx {
+	struct mg_pods *p;
+	char rv[64];
+	bool gone;	/* 410: resourceVersion too old, relist */
+};
+
+static int on_event_line(void *data, const char *line, size_t len)
+{
+	struct watch_ctx *w = data;
+	json_t *ev = json_loadb(line, len, 0, NULL), *obj;
+	const char *type, *rv;
+
+	if (!ev)
+		return 0;
+	type = json_string_value(json_object_get(ev, "type"));
+	obj = json_object_get(ev, "object");
+	rv = json_string_value(json_object_get(json_object_get(obj, "metadata"),
+					       "resourceVersion"));
+	if (type && !strcmp(type, "ERROR")) {
+		w->gone = json_integer_value(json_object_get(obj, "code")) == 410;
+		json_decref(ev);
+		return 1;
+	}
+	if (type && strcmp(type, "BOOKMARK"))
+		mg_pods_apply_event(w->p, type, obj);
+	if (rv && strlen(rv) < sizeof(w->rv))
+		strcpy(w->rv, rv);
+	json_decref(ev);
+	return 0;
+}
+
+/* Percent-encodes the node name for a query (node names are DNS labels,
+ * so this is belt and braces). */
+static void url_escape(char *out, size_t cap, const char *s)
+{
+	size_t o = 0;
+
+	for (; *s && o + 4 < cap; s++) {
+		unsigned char c = *s;
+
+		if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		    c == '-' || c == '.' || c == '_')
+			out[o++] = c;
+		else
+			o += snprintf(out + o, cap - o, "%%%02X", c);
+	}
+	out[o] = '\0';
+}
+
+static void sleep_ms(struct mg_pods *p, unsigned ms)
+{
+	for (unsigned t = 0; t < ms && !p->stop; t += 100) {
+		struct timespec ts = { 0, 100 * 1000000L };
+
+		nanosleep(&ts, NULL);
+	}
+}
+
+static void *watch_main(void *arg)
+{
+	struct mg_pods *p = arg;
+	struct watch_ctx w = { .p = p };
+	char node[600], path[1024], err[512];
+	unsigned backoff = 500;
+
+	url_escape(node, sizeof(node), p->node);
+	while (!p->stop) {
+		json_t *list = NULL;
+		const char *rv;
+		long status;
+
+		snprintf(path, sizeof(path), "/api/v1/pods?fieldSelector=spec.nodeName%%3D%s",
+			 node);
+		if (mg_kube_get_json(p->kube, path, &list, &status, err, sizeof(err))) {
+			fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"pod list failed\","
+					"\"error\":\"%s\"}\n",
+				err);
+			sleep_ms(p, backoff);
+			backoff = backoff < 30000 ? backoff * 2 : 30000;
+			continue;
+		}
+		rv = json_string_value(json_object_get(json_object_get(list, "metadata"),
+						       "resourceVersion"));
+		snprintf(w.rv, sizeof(w.rv), "%s", rv ? rv : "");
+		mg_pods_apply_list(p, list);
+		json_decref(list);
+		backoff = 500;
+
+		/* Watch until the server ends it (timeoutSeconds), then resume
+		 * from the last resourceVersion; relist on 410 or errors. */
+		while (!p->stop) {
+			w.gone = false;
+			snprintf(path, sizeof(path),
+				 "/api/v1/pods?fieldSelector=spec.nodeName%%3D%s&watch=1"
+				 "&allowWatchBookmarks=true&timeoutSeconds=300&resourceVersion=%s",
+				 node, w.rv);
+			if (mg_kube_stream_lines(p->kube, path, on_event_line, &w, &p->stop,
+						 &status, err, sizeof(err)) ||
+			    w.gone) {
+				if (!p->stop && !w.gone)
+					fprintf(stderr,
+						"{\"level\":\"warn\",\"msg\":\"pod watch ended\","
+						"\"error\":\"%s\"}\n",
+						err);
+				break;
+			}
+		}
+		sleep_ms(p, 200);
+	}
+	return NULL;
+}
+
+int mg_pods_watch_start(struct mg_pods *p, struct mg_kube *kube)
+{
+	int rc;
+
+	p->kube = kube;
+	rc = pthread_create(&p->thread, NULL, watch_main, p);
+	if (rc)
+		return -rc;
+	p->thread_started = true;
+	return 0;
+}
