@@ -134,7 +134,7 @@ bench: deps
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) | build/fuzz
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild \
-		-fsanitize=fuzzer,address,undefined $< -lssl -lcrypto -ljansson -lz -o $@
+		-fsanitize=fuzzer,address,undefined $< -lssl -lcrypto -ljansson -lz -lcurl -lpthread -o $@
 
 FUZZ_SECONDS ?= 20
 fuzz: $(FUZZ_BINS)
