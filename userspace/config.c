@@ -15,7 +15,7 @@
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
-enum opt_kind { OPT_STR, OPT_UINT, OPT_BOOL, OPT_ENDPOINT };
+enum opt_kind { OPT_STR, OPT_UINT, OPT_BOOL, OPT_ENDPOINT, OPT_SAN };
 
 struct opt {
 	const char *name;
@@ -68,7 +68,23 @@ static const struct opt opts[] = {
 	  "ADDR:PORT of the admin listener: /healthz /readyz /metrics (default 127.0.0.1:9940)" },
 	{ "upstream-connect-timeout", OPT_UINT,
 	  offsetof(struct mg_config, upstream_connect_timeout_ms), 0,
-	  "milliseconds to connect upstream (default 5000)" },
+	  "milliseconds to connect upstream, TLS included (default 5000)" },
+	{ "header-timeout", OPT_UINT, offsetof(struct mg_config, header_timeout_ms), 0,
+	  "milliseconds a client has to send a request head (default 30000)" },
+	{ "idle-timeout", OPT_UINT, offsetof(struct mg_config, idle_timeout_ms), 0,
+	  "milliseconds an idle keep-alive client connection is kept (default 90000)" },
+	{ "ca-cert", OPT_STR, offsetof(struct mg_config, ca_cert), 512,
+	  "the mcpgate CA certificate the pods trust; created with --ca-key if missing "
+	  "(default /var/lib/mcpgate/ca.crt)" },
+	{ "ca-key", OPT_STR, offsetof(struct mg_config, ca_key), 512,
+	  "the mcpgate CA key, mode 0600 (default /var/lib/mcpgate/ca.key)" },
+	{ "cluster-domain", OPT_STR, offsetof(struct mg_config, cluster_domain), 128,
+	  "cluster DNS domain for kubernetes.default.svc.<domain> (default cluster.local)" },
+	{ "tls-san", OPT_SAN, 0, 0,
+	  "extra DNS name or IP in the proxy's certificate (e.g. the EKS endpoint host); "
+	  "repeatable" },
+	{ "leaf-validity", OPT_UINT, offsetof(struct mg_config, leaf_validity), 0,
+	  "seconds the proxy's certificate is valid; renewed at 2/3 (default 86400)" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -188,6 +204,14 @@ static int set_opt(struct mg_config *c, const struct opt *o, const char *v, char
 			return err_line(errbuf, errlen, "--%s: expected true or false, got %s",
 					o->name, v);
 		return 0;
+	case OPT_SAN:
+		if (c->n_tls_sans == MG_CONFIG_MAX_SANS)
+			return err_line(errbuf, errlen, "--%s: more than %d names", o->name,
+					MG_CONFIG_MAX_SANS);
+		if (!*v || strlen(v) >= sizeof(c->tls_sans[0]) || strpbrk(v, " ,/\\"))
+			return err_line(errbuf, errlen, "--%s: not a DNS name or IP: %s", o->name, v);
+		strcpy(c->tls_sans[c->n_tls_sans++], v);
+		return 0;
 	case OPT_ENDPOINT:
 		if (c->n_endpoints == MG_CONFIG_MAX_ENDPOINTS)
 			return err_line(errbuf, errlen, "--%s: more than %d endpoints", o->name,
@@ -232,7 +256,7 @@ static int load_file(struct mg_config *c, const char *path, char *errbuf, size_t
 			rc = err_line(errbuf, errlen, "config %s: unknown option \"%s\"", path, key);
 			break;
 		}
-		if (o->kind == OPT_ENDPOINT && json_is_array(val)) {
+		if ((o->kind == OPT_ENDPOINT || o->kind == OPT_SAN) && json_is_array(val)) {
 			size_t i;
 			json_t *e;
 
@@ -335,6 +359,12 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	strcpy(c->select_labels, "mcpgate.io/intercept=true");
 	strcpy(c->admin_listen, "127.0.0.1:9940");
 	c->upstream_connect_timeout_ms = 5000;
+	c->header_timeout_ms = 30000;
+	c->idle_timeout_ms = 90000;
+	strcpy(c->ca_cert, "/var/lib/mcpgate/ca.crt");
+	strcpy(c->ca_key, "/var/lib/mcpgate/ca.key");
+	strcpy(c->cluster_domain, "cluster.local");
+	c->leaf_validity = 86400;
 
 	for (size_t i = 0; i < N_OPTS; i++)
 		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };
@@ -396,6 +426,8 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	if (strncmp(c->api_server, "https://", 8))
 		return err_line(errbuf, errlen, "--api-server: must be an https:// URL: %s",
 				c->api_server);
+	if (c->leaf_validity < 300)
+		return err_line(errbuf, errlen, "--leaf-validity: at least 300 seconds");
 	if (c->endpoints_interval == 0)
 		return err_line(errbuf, errlen, "--endpoints-interval: must be at least 1 second");
 	return 0;

@@ -172,6 +172,7 @@ static int do_get(struct mg_kube *k, const char *path, struct body *b, bool stre
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
 	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_USERAGENT, "mcpgated/0.1");
 	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT_MS, k->connect_timeout_ms);
 	if (!stream)
 		curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, 60000L);

@@ -32,6 +32,7 @@
 #include "mcpgate/netaddr.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
+#include "mcpgate/tls.h"
 
 struct daemon {
 	struct mg_config cfg;
@@ -47,6 +48,11 @@ struct daemon {
 	pthread_mutex_t ep_mu;
 	bool ep_synced;		/* endpoints fetched from the API at least once */
 	size_t n_endpoints;
+	struct mg_abi_addr ep[MG_ENDPOINTS_MAX];	/* current api_endpoints (for SANs) */
+	bool ep_changed;	/* the leaf must be reissued with new IP SANs */
+	struct mg_tls_ca *ca;
+	struct mg_tls_server *tls;
+	SSL_CTX *client_ctx;
 };
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -188,11 +194,15 @@ static void *endpoints_main(void *arg)
 				if (!rc) {
 					memcpy(cur, all, na * sizeof(all[0]));
 					ncur = na;
+					pthread_mutex_lock(&d->ep_mu);
+					memcpy(d->ep, cur, ncur * sizeof(cur[0]));
+					d->n_endpoints = ncur;
+					d->ep_changed = true;
+					pthread_mutex_unlock(&d->ep_mu);
 				}
 			}
 			pthread_mutex_lock(&d->ep_mu);
 			d->ep_synced = true;
-			d->n_endpoints = ncur;
 			pthread_mutex_unlock(&d->ep_mu);
 		}
 		for (unsigned t = 0; t < d->cfg.endpoints_interval * 10 && !d->stop; t++) {
@@ -202,6 +212,98 @@ static void *endpoints_main(void *arg)
 		}
 	}
 	return NULL;
+}
+
+/* ---- TLS ---- */
+
+/* Builds the downstream TLS state for the API server's names and every
+ * address a pod may dial (configured + discovered endpoints + --tls-san).
+ * Returns NULL with <err> filled. */
+static struct mg_tls_server *build_tls(struct daemon *d, struct mg_tls_err *err)
+{
+	const char *dns[8 + MG_CONFIG_MAX_SANS], *ips[MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS];
+	char ipbuf[MG_ENDPOINTS_MAX][64], svc[200];
+	struct mg_tls_server_opts o = { 0 };
+	size_t nd = 0, ni = 0, n;
+
+	snprintf(svc, sizeof(svc), "kubernetes.default.svc.%s", d->cfg.cluster_domain);
+	dns[nd++] = "kubernetes";
+	dns[nd++] = "kubernetes.default";
+	dns[nd++] = "kubernetes.default.svc";
+	dns[nd++] = svc;
+	for (size_t i = 0; i < d->cfg.n_tls_sans; i++) {
+		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
+			ips[ni++] = d->cfg.tls_sans[i];
+		else
+			dns[nd++] = d->cfg.tls_sans[i];
+	}
+	pthread_mutex_lock(&d->ep_mu);
+	n = d->n_endpoints;
+	for (size_t i = 0; i < n; i++) {
+		char *colon;
+
+		mg_config_fmt_addr(&d->ep[i], ipbuf[i], sizeof(ipbuf[i]));
+		/* "1.2.3.4:443" / "[::1]:443" -> the bare address */
+		colon = strrchr(ipbuf[i], ':');
+		*colon = '\0';
+		if (ipbuf[i][0] == '[') {
+			memmove(ipbuf[i], ipbuf[i] + 1, strlen(ipbuf[i]));
+			ipbuf[i][strlen(ipbuf[i]) - 1] = '\0';
+		}
+		ips[ni++] = ipbuf[i];
+	}
+	d->ep_changed = false;
+	pthread_mutex_unlock(&d->ep_mu);
+	o.dns_names = dns;
+	o.n_dns = nd;
+	o.ips = ips;
+	o.n_ips = ni;
+	o.validity_seconds = d->cfg.leaf_validity;
+	return mg_tls_server_new(d->ca, &o, err);
+}
+
+static SSL_CTX *server_ctx(void *data)
+{
+	struct daemon *d = data;
+
+	return mg_tls_server_ctx(d->tls);
+}
+
+/* Once a second on the loop: reissue the leaf when the endpoint addresses
+ * changed, renew it before expiry. Open connections keep their context. */
+static void on_tls_timer(struct mg_loop *loop, int fd, uint32_t events, void *data)
+{
+	struct daemon *d = data;
+	struct mg_tls_err err;
+	bool changed;
+	int rc;
+
+	(void)loop;
+	(void)fd;
+	(void)events;
+	pthread_mutex_lock(&d->ep_mu);
+	changed = d->ep_changed;
+	pthread_mutex_unlock(&d->ep_mu);
+	if (changed) {
+		struct mg_tls_server *t = build_tls(d, &err);
+
+		if (t) {
+			mg_tls_server_free(d->tls);
+			d->tls = t;
+			mg_log_json("info", json_pack("{s:s}", "event", "tls_leaf_reissued"));
+		} else {
+			mg_log_json("error", json_pack("{s:s,s:s}", "event", "tls_leaf_failed",
+						       "error", err.msg));
+		}
+	}
+	rc = mg_tls_server_maybe_renew(d->tls, time(NULL));
+	if (rc > 0)
+		mg_log_json("info", json_pack("{s:s}", "event", "tls_leaf_renewed"));
+	else if (rc < 0) {
+		mg_tls_server_last_err(d->tls, &err);
+		mg_log_json("error", json_pack("{s:s,s:s}", "event", "tls_renew_failed", "error",
+					       err.msg));
+	}
 }
 
 /* ---- admin ---- */
@@ -229,6 +331,7 @@ static char *metrics_text(struct daemon *d)
 		"mcpgate_connections_total{result=\"accepted\"} %llu\n"
 		"mcpgate_connections_total{result=\"rejected_no_origin\"} %llu\n"
 		"mcpgate_connections_total{result=\"upstream_failed\"} %llu\n"
+		"mcpgate_connections_total{result=\"tls_failed\"} %llu\n"
 		"# HELP mcpgate_open_connections Connections open now.\n"
 		"# TYPE mcpgate_open_connections gauge\n"
 		"mcpgate_open_connections %llu\n"
@@ -240,9 +343,11 @@ static char *metrics_text(struct daemon *d)
 		"# TYPE mcpgate_intercepted_pods gauge\n"
 		"mcpgate_intercepted_pods %zu\n",
 		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,
-		(unsigned long long)st.upstream_failed, (unsigned long long)st.active,
+		(unsigned long long)st.upstream_failed, (unsigned long long)st.tls_failed,
+		(unsigned long long)st.active,
 		(unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
 		mg_pods_intercepted(d->pods));
+	mg_proxy_write_metrics(d->proxy, f);
 	fclose(f);
 	return out;
 }
@@ -365,6 +470,23 @@ int main(int argc, char **argv)
 
 	setup_addresses(&d);
 
+	{
+		struct mg_tls_err terr;
+
+		if ((rc = mg_tls_ca_load_or_create(&d.ca, d.cfg.ca_cert, d.cfg.ca_key, "mcpgate CA",
+						   &terr)))
+			die("mcpgate CA: %s", terr.msg);
+		d.client_ctx = mg_tls_client_ctx_new(d.cfg.api_ca_file, &terr);
+		if (!d.client_ctx)
+			die("upstream TLS (--api-ca-file %s): %s", d.cfg.api_ca_file, terr.msg);
+		for (size_t i = 0; i < d.cfg.n_endpoints; i++)
+			d.ep[i] = d.cfg.endpoints[i];
+		d.n_endpoints = d.cfg.n_endpoints;
+		d.tls = build_tls(&d, &terr);
+		if (!d.tls)
+			die("proxy certificate: %s", terr.msg);
+	}
+
 	if ((rc = mg_loop_new(&d.loop)))
 		die("event loop: %s", strerror(-rc));
 
@@ -401,6 +523,12 @@ int main(int argc, char **argv)
 	pxo.loader = d.loader;
 	pxo.pods = d.pods;
 	pxo.connect_timeout_ms = d.cfg.upstream_connect_timeout_ms;
+	pxo.header_timeout_ms = d.cfg.header_timeout_ms;
+	pxo.idle_timeout_ms = d.cfg.idle_timeout_ms;
+	pxo.server_ctx = server_ctx;
+	pxo.server_ctx_data = &d;
+	pxo.client_ctx = d.client_ctx;
+	pxo.token_file = d.cfg.api_token_file;
 	if ((rc = mg_proxy_new(&d.proxy, &pxo)))
 		die("proxy: %s", strerror(-rc));
 	if (d.cfg.proxy_addr4[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy4)))
@@ -408,6 +536,8 @@ int main(int argc, char **argv)
 	if (d.cfg.proxy_addr6[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy6)))
 		die("listen [%s]:%u: %s", d.cfg.proxy_addr6, d.cfg.proxy_port, strerror(-rc));
 
+	if ((rc = mg_loop_add_timer(d.loop, 1000, on_tls_timer, &d)) < 0)
+		die("timer: %s", strerror(-rc));
 	mg_config_parse_hostport(d.cfg.admin_listen, &admin_addr);
 	if ((rc = mg_admin_new(&d.admin, d.loop, &admin_addr, on_admin, &d)))
 		die("admin listener %s: %s", d.cfg.admin_listen, strerror(-rc));
@@ -435,6 +565,9 @@ int main(int argc, char **argv)
 	mg_kube_free(d.kube);
 	mg_loop_free(d.loop);
 	mg_loader_close(d.loader);
+	mg_tls_server_free(d.tls);
+	mg_tls_ca_free(d.ca);
+	SSL_CTX_free(d.client_ctx);
 	close(sfd);
 	return rc ? 1 : 0;
 }

@@ -1,9 +1,15 @@
 /*
- * proxy: accept, identify, relay. See include/mcpgate/proxy.h.
+ * proxy: accept, identify, terminate TLS, forward strictly. See proxy.h.
+ *
+ * Each client connection owns four bounded buffers: cin (plaintext read
+ * from the pod), uout (the rewritten request going upstream), uin (read from
+ * the API server) and cout (the response going to the pod). One function,
+ * pump(), moves bytes between them until no step makes progress, then the
+ * epoll interest of both sockets is recomputed from what is pending. Level
+ * triggered throughout, so a missed edge can never stall a connection.
  */
 #include <arpa/inet.h>
 #include <errno.h>
-#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <stdbool.h>
@@ -11,46 +17,112 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
+#include "mcpgate/buf.h"
 #include "mcpgate/config.h"
+#include "mcpgate/http.h"
 #include "mcpgate/loader.h"
 #include "mcpgate/log.h"
 #include "mcpgate/loop.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
+#include "mcpgate/tls.h"
 
-#define RELAY_BUF 16384
 #define MAX_LISTENERS 4
+#define IN_MAX (64 * 1024 + 16 * 1024)	/* a max head plus read-ahead */
+#define OUT_MAX (256 * 1024)
+#define IO_CHUNK 16384
+#define TOKEN_MAX 8192
+#define PATH_LOG_MAX 1024
 
 struct conn;
 
-/* One direction of a relay: bytes read from <from> wait in <buf> for <to>. */
-struct pipe {
-	char buf[RELAY_BUF];
-	size_t off, len;
-	bool eof;	/* <from> sent FIN */
-	bool shut;	/* FIN passed on to <to> */
-};
-
-/* A side is what the loop calls back with: the conn and which fd. */
+/* What the loop calls back with: which connection, which socket. */
 struct side {
 	struct conn *c;
-	int fd;
+	struct upstream *u;
 	bool upstream;
+};
+
+/* A TLS connection to one API server address; owned by a conn while a
+ * request uses it, by the pool while idle. */
+struct upstream {
+	int fd;
+	SSL *ssl;
+	struct mg_abi_addr dst;
+	bool connecting;	/* TCP connect in progress */
+	bool hs_done;
+	uint64_t since_ms;	/* connect start, or idle start in the pool */
+	struct side side;
+	struct upstream *next;	/* pool list */
+};
+
+/* One request/response exchange. */
+struct exch {
+	bool active;
+	char audit_id[37];
+	char method[16];
+	char path[PATH_LOG_MAX];
+	uint64_t t0_ns;
+	bool head_req;		/* HEAD: no response body */
+	bool upgrade;		/* request asked for an upgrade */
+	bool client_keep_alive;
+	enum mg_http_body req_body;
+	uint64_t req_left;
+	struct mg_http_chunked req_ch;
+	bool req_done;
+	bool resp_head;
+	int status;
+	enum mg_http_body resp_body;
+	uint64_t resp_left;
+	struct mg_http_chunked resp_ch;
+	bool resp_chunk_out;	/* we chunk the body to the client */
+	bool resp_done;
+	bool up_keep_alive;
+	bool pooled;		/* sent on a reused upstream connection */
+	uint64_t bytes_in, bytes_out;
 };
 
 struct conn {
 	struct mg_proxy *p;
-	struct side cli, up;
-	struct pipe c2u, u2c;
-	bool connecting;
 	uint64_t id;
-	uint64_t start_ms;
-	uint64_t bytes_up, bytes_down;
+	int fd;
+	SSL *ssl;
+	bool hs_done;
+	struct side side;
+	struct upstream *up;
+	struct mg_buf cin, cout, uin, uout;
+	struct mg_abi_origin o;
+	struct mg_pod_ident ident;
+	char client[64];
+	struct exch x;
+	bool tunnel;
+	bool c_eof;		/* the pod closed its sending side */
+	bool u_eof;		/* the API server closed its sending side */
+	bool close_after_flush;	/* send what is in cout, then close */
+	bool dead;
+	size_t head_scanned;	/* cin bytes already known to hold no complete head */
+	uint64_t last_ms;
+	uint64_t head_since_ms;	/* waiting for a request head since */
 	struct conn *next, *prev;
+};
+
+/* Per-request metrics: counts by (verb, resource, code, decision). */
+#define MET_SLOTS 512
+#define LAT_BUCKETS 12
+static const double lat_bounds[LAT_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+						 0.05,	 0.1,	0.25,	0.5,   1,    5 };
+struct met {
+	char key[160];	/* verb\0resource\0code\0decision packed as text */
+	uint64_t count;
 };
 
 struct mg_proxy {
@@ -58,9 +130,21 @@ struct mg_proxy {
 	int lfd[MAX_LISTENERS];
 	size_t nl;
 	struct conn *conns;
+	struct upstream *pool;
+	size_t pool_n;
 	uint64_t next_id;
 	int sweep_fd;
 	struct mg_proxy_stats st;
+	/* daemon token cache */
+	char token[TOKEN_MAX];
+	size_t token_len;
+	struct timespec token_mtime;
+	uint64_t token_checked_ms;
+	/* metrics */
+	struct met met[MET_SLOTS];
+	uint64_t lat_count[LAT_BUCKETS + 1];
+	double lat_sum;
+	uint64_t lat_n;
 };
 
 static uint64_t now_ms(void)
@@ -68,12 +152,19 @@ static uint64_t now_ms(void)
 	struct timespec ts;
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
 /* ---- addresses ---- */
 
-/* Normalizes a sockaddr to the ABI form (IPv4 as v4-mapped). */
 static int to_abi(const struct sockaddr_storage *ss, struct mg_abi_addr *a)
 {
 	memset(a, 0, sizeof(*a));
@@ -96,12 +187,17 @@ static int to_abi(const struct sockaddr_storage *ss, struct mg_abi_addr *a)
 	return -EAFNOSUPPORT;
 }
 
-static socklen_t from_abi(const struct mg_abi_addr *a, struct sockaddr_storage *ss)
+static bool is_mapped(const struct mg_abi_addr *a)
 {
 	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 
+	return !memcmp(a->addr, mapped, 12);
+}
+
+static socklen_t from_abi(const struct mg_abi_addr *a, struct sockaddr_storage *ss)
+{
 	memset(ss, 0, sizeof(*ss));
-	if (!memcmp(a->addr, mapped, 12)) {
+	if (is_mapped(a)) {
 		struct sockaddr_in *s = (void *)ss;
 
 		s->sin_family = AF_INET;
@@ -118,24 +214,200 @@ static socklen_t from_abi(const struct mg_abi_addr *a, struct sockaddr_storage *
 	}
 }
 
-/* ---- relay ---- */
+/* The bare IP of <a>, for upstream certificate IP verification. */
+static void ip_text(const struct mg_abi_addr *a, char *buf, size_t len)
+{
+	if (is_mapped(a))
+		inet_ntop(AF_INET, a->addr + 12, buf, (socklen_t)len);
+	else
+		inet_ntop(AF_INET6, a->addr, buf, (socklen_t)len);
+}
 
-static void conn_close(struct conn *c, const char *why)
+/* ---- small helpers ---- */
+
+static void new_uuid(char out[37])
+{
+	unsigned char b[16];
+
+	if (getrandom(b, sizeof(b), 0) != sizeof(b))
+		memset(b, 0, sizeof(b)); /* getrandom cannot fail for 16 bytes after boot */
+	b[6] = (b[6] & 0x0f) | 0x40;
+	b[8] = (b[8] & 0x3f) | 0x80;
+	snprintf(out, 37,
+		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
+		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
+		 b[14], b[15]);
+}
+
+/* Re-reads the daemon's token file when it changed (checked at most once a
+ * second): projected tokens rotate underneath us. The token is never logged. */
+static struct mg_str daemon_token(struct mg_proxy *p)
+{
+	uint64_t now = now_ms();
+	struct stat st;
+	FILE *f;
+
+	if (!p->o.token_file)
+		return MG_STR_NULL;
+	if (p->token_len && now - p->token_checked_ms < 1000)
+		return (struct mg_str){ p->token, p->token_len };
+	p->token_checked_ms = now;
+	if (stat(p->o.token_file, &st) ||
+	    (p->token_len && st.st_mtim.tv_sec == p->token_mtime.tv_sec &&
+	     st.st_mtim.tv_nsec == p->token_mtime.tv_nsec))
+		return (struct mg_str){ p->token, p->token_len };
+	f = fopen(p->o.token_file, "re");
+	if (f) {
+		size_t n = fread(p->token, 1, sizeof(p->token) - 1, f);
+
+		fclose(f);
+		while (n && (p->token[n - 1] == '\n' || p->token[n - 1] == '\r' ||
+			     p->token[n - 1] == ' '))
+			n--;
+		p->token_len = n;
+		p->token_mtime = st.st_mtim;
+	}
+	return (struct mg_str){ p->token, p->token_len };
+}
+
+/* ---- metrics ---- */
+
+static void met_add(struct mg_proxy *p, const char *verb, const char *resource, int code,
+		    const char *decision, double secs)
+{
+	char key[160];
+	unsigned h = 5381;
+	size_t i;
+
+	snprintf(key, sizeof(key), "%s|%s|%d|%s", verb, resource, code, decision);
+	for (const char *s = key; *s; s++)
+		h = h * 33 + (unsigned char)*s;
+	for (i = 0; i < MET_SLOTS; i++) {
+		struct met *m = &p->met[(h + i) % MET_SLOTS];
+
+		if (!m->key[0])
+			snprintf(m->key, sizeof(m->key), "%s", key);
+		if (!strcmp(m->key, key)) {
+			m->count++;
+			break;
+		}
+	}
+	for (i = 0; i < LAT_BUCKETS && secs > lat_bounds[i]; i++)
+		;
+	p->lat_count[i]++;
+	p->lat_sum += secs;
+	p->lat_n++;
+}
+
+void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
+{
+	FILE *f = file;
+	uint64_t cum = 0;
+
+	fprintf(f, "# HELP mcpgate_requests_total Requests, by verb, resource, code and decision.\n"
+		   "# TYPE mcpgate_requests_total counter\n");
+	for (size_t i = 0; i < MET_SLOTS; i++) {
+		char k[160], *verb, *res, *code, *dec, *save = NULL;
+
+		if (!p->met[i].key[0])
+			continue;
+		snprintf(k, sizeof(k), "%s", p->met[i].key);
+		verb = strtok_r(k, "|", &save);
+		res = strtok_r(NULL, "|", &save);
+		code = strtok_r(NULL, "|", &save);
+		dec = strtok_r(NULL, "|", &save);
+		fprintf(f,
+			"mcpgate_requests_total{verb=\"%s\",resource=\"%s\",code=\"%s\","
+			"decision=\"%s\"} %llu\n",
+			verb ? verb : "", res ? res : "", code ? code : "", dec ? dec : "",
+			(unsigned long long)p->met[i].count);
+	}
+	fprintf(f, "# HELP mcpgate_request_duration_seconds Time from request head to the end "
+		   "of the response (tunnels excluded).\n"
+		   "# TYPE mcpgate_request_duration_seconds histogram\n");
+	for (size_t i = 0; i < LAT_BUCKETS; i++) {
+		cum += p->lat_count[i];
+		fprintf(f, "mcpgate_request_duration_seconds_bucket{le=\"%g\"} %llu\n", lat_bounds[i],
+			(unsigned long long)cum);
+	}
+	cum += p->lat_count[LAT_BUCKETS];
+	fprintf(f,
+		"mcpgate_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+		"mcpgate_request_duration_seconds_sum %.6f\n"
+		"mcpgate_request_duration_seconds_count %llu\n",
+		(unsigned long long)cum, p->lat_sum, (unsigned long long)p->lat_n);
+}
+
+/* ---- upstream pool ---- */
+
+static void upstream_free(struct mg_proxy *p, struct upstream *u)
+{
+	if (!u)
+		return;
+	if (u->fd >= 0) {
+		mg_loop_del_fd(p->o.loop, u->fd);
+		close(u->fd);
+	}
+	SSL_free(u->ssl);
+	free(u);
+}
+
+/* Returns an idle pooled connection to <dst> that is still usable, or NULL.
+ * An idle TLS connection may have received session tickets (fine) or a
+ * close (not fine): a non-blocking read tells them apart. */
+static struct upstream *pool_take(struct mg_proxy *p, const struct mg_abi_addr *dst)
+{
+	struct upstream **pp = &p->pool, *u;
+
+	while ((u = *pp)) {
+		char b;
+		int r;
+
+		if (memcmp(&u->dst, dst, sizeof(*dst))) {
+			pp = &u->next;
+			continue;
+		}
+		*pp = u->next;
+		p->pool_n--;
+		u->next = NULL;
+		ERR_clear_error();
+		r = SSL_read(u->ssl, &b, 1);
+		if (r <= 0 && SSL_get_error(u->ssl, r) == SSL_ERROR_WANT_READ)
+			return u;
+		upstream_free(p, u); /* closed, or spoke unasked: not reusable */
+	}
+	return NULL;
+}
+
+static void pool_put(struct mg_proxy *p, struct upstream *u)
+{
+	mg_loop_del_fd(p->o.loop, u->fd);
+	if (p->pool_n >= p->o.pool_max) {
+		upstream_free(p, u);
+		return;
+	}
+	u->since_ms = now_ms();
+	u->side.c = NULL;
+	u->next = p->pool;
+	p->pool = u;
+	p->pool_n++;
+}
+
+/* ---- connection teardown ---- */
+
+static void conn_free(struct conn *c)
 {
 	struct mg_proxy *p = c->p;
-	json_t *ev;
 
-	ev = json_pack("{s:s,s:I,s:s,s:I,s:I,s:I}", "event", "close", "conn", (json_int_t)c->id,
-		       "reason", why, "bytes_up", (json_int_t)c->bytes_up,
-		       "bytes_down", (json_int_t)c->bytes_down,
-		       "duration_ms", (json_int_t)(now_ms() - c->start_ms));
-	mg_log_json("info", ev);
-	mg_loop_del_fd(p->o.loop, c->cli.fd);
-	close(c->cli.fd);
-	if (c->up.fd >= 0) {
-		mg_loop_del_fd(p->o.loop, c->up.fd);
-		close(c->up.fd);
-	}
+	mg_loop_del_fd(p->o.loop, c->fd);
+	close(c->fd);
+	SSL_free(c->ssl);
+	upstream_free(p, c->up);
+	mg_buf_free(&c->cin);
+	mg_buf_free(&c->cout);
+	mg_buf_free(&c->uin);
+	mg_buf_free(&c->uout);
+	mg_pod_ident_release(&c->ident);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -143,126 +415,863 @@ static void conn_close(struct conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	p->st.active--;
-	p->st.bytes_up += c->bytes_up;
-	p->st.bytes_down += c->bytes_down;
 	free(c);
 }
 
-/* Moves bytes <from> -> <pi> -> <to> as far as the sockets allow; the
- * buffer is refilled only once drained, which keeps it trivially bounded.
- * Passes a FIN on once the buffer is empty. Returns 0, or -1 when either
- * socket failed. */
-static int relay(struct pipe *pi, int from, int to, uint64_t *total)
+static json_t *pod_json(const struct conn *c)
 {
-	for (;;) {
-		if (pi->len == 0 && !pi->eof) {
-			ssize_t r = recv(from, pi->buf, RELAY_BUF, 0);
+	return json_pack("{s:s,s:s,s:s,s:s,s:s,s:s}", "namespace", c->ident.namespace, "name",
+			 c->ident.name, "uid", c->ident.uid, "serviceAccount",
+			 c->ident.service_account, "node", c->ident.node, "container",
+			 c->ident.container_id);
+}
 
-			if (r == 0)
-				pi->eof = true;
-			else if (r < 0)
-				return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-			else {
-				pi->len = (size_t)r;
-				pi->off = 0;
-			}
-		}
-		while (pi->off < pi->len) {
-			ssize_t w = send(to, pi->buf + pi->off, pi->len - pi->off, MSG_NOSIGNAL);
+static void log_close(struct conn *c, const char *why)
+{
+	mg_log_json("info", json_pack("{s:s,s:I,s:s}", "event", "close", "conn", (json_int_t)c->id,
+				      "reason", why));
+}
 
-			if (w < 0)
-				return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
-			pi->off += (size_t)w;
-			*total += (uint64_t)w;
-		}
-		pi->len = pi->off = 0;
-		if (pi->eof) {
-			if (!pi->shut) {
-				shutdown(to, SHUT_WR);
-				pi->shut = true;
-			}
-			return 0;
-		}
+/* ---- the request record ---- */
+
+static void finish_exchange(struct conn *c, const char *decision)
+{
+	struct mg_proxy *p = c->p;
+	struct exch *x = &c->x;
+	double secs = (double)(now_ns() - x->t0_ns) / 1e9;
+	json_t *ev;
+
+	ev = json_pack("{s:s,s:I,s:s,s:o,s:I,s:s,s:s,s:i,s:s,s:I,s:I,s:f,s:b,s:b}", "event",
+		       "request", "conn", (json_int_t)c->id, "auditID", x->audit_id, "pod",
+		       pod_json(c), "pid", (json_int_t)c->o.tgid, "method", x->method, "path",
+		       x->path, "status", x->status, "decision", decision, "bytesIn",
+		       (json_int_t)x->bytes_in, "bytesOut", (json_int_t)x->bytes_out, "latencyMs",
+		       secs * 1000.0, "upgrade", c->tunnel, "pooled", x->pooled);
+	mg_log_json(x->status >= 500 ? "warn" : "info", ev);
+	met_add(p, "", "", x->status, decision, secs);
+	x->active = false;
+}
+
+/* Queues a Kubernetes Status error for the client and closes the
+ * connection once it is written: after a framing error we no longer know
+ * where the next request would start. */
+static void reply_status(struct conn *c, int code, const char *msg)
+{
+	char buf[2048];
+	size_t n = mg_http_status_json(buf, sizeof(buf), code, NULL, msg, false);
+
+	if (n < sizeof(buf))
+		mg_buf_append(&c->cout, buf, n);
+	c->close_after_flush = true;
+	c->p->st.rejected_requests++;
+	if (c->x.active) {
+		c->x.status = code;
+		finish_exchange(c, "error");
+	} else {
+		mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:i,s:s}", "event", "rejected", "conn",
+					      (json_int_t)c->id, "pod", pod_json(c), "status", code,
+					      "reason", msg));
 	}
 }
 
-/* Re-arms both fds for what each direction is waiting on. */
+/* ---- request forwarding ---- */
+
+/* Headers never forwarded upstream: the pod's own credentials and any
+ * identity it might try to claim, and hop-by-hop fields (RFC 9110 §7.6.1)
+ * which the proxy regenerates itself. */
+static bool drop_request_header(struct mg_str name)
+{
+	static const struct mg_str drop[] = {
+		MG_STR("authorization"),  MG_STR("proxy-authorization"), MG_STR("connection"),
+		MG_STR("keep-alive"),	  MG_STR("proxy-connection"),	 MG_STR("te"),
+		MG_STR("trailer"),	  MG_STR("transfer-encoding"),	 MG_STR("upgrade"),
+		MG_STR("audit-id"),	  MG_STR("x-remote-user"),	 MG_STR("x-remote-group"),
+		MG_STR("content-length"),
+	};
+
+	for (size_t i = 0; i < sizeof(drop) / sizeof(drop[0]); i++)
+		if (mg_str_caseeq(name, drop[i]))
+			return true;
+	return (name.len >= 12 && !strncasecmp(name.ptr, "impersonate-", 12)) ||
+	       (name.len >= 15 && !strncasecmp(name.ptr, "x-remote-extra-", 15));
+}
+
+static int put(struct mg_buf *b, const char *s)
+{
+	return mg_buf_append(b, s, strlen(s));
+}
+
+/* Writes the request head as it goes upstream into <c>->uout. */
+static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
+{
+	struct mg_buf *b = &c->uout;
+	struct mg_str tok = daemon_token(c->p);
+	char num[32];
+	int rc = 0;
+
+	rc |= mg_buf_append_str(b, req->method);
+	rc |= put(b, " ");
+	rc |= mg_buf_append_str(b, req->target);
+	rc |= put(b, " HTTP/1.1\r\n");
+	for (size_t i = 0; i < req->n_headers; i++) {
+		if (drop_request_header(req->headers[i].name))
+			continue;
+		rc |= mg_buf_append_str(b, req->headers[i].name);
+		rc |= put(b, ": ");
+		rc |= mg_buf_append_str(b, req->headers[i].value);
+		rc |= put(b, "\r\n");
+	}
+	if (tok.len) {
+		rc |= put(b, "Authorization: Bearer ");
+		rc |= mg_buf_append_str(b, tok);
+		rc |= put(b, "\r\n");
+	}
+	rc |= put(b, "Audit-ID: ");
+	rc |= put(b, c->x.audit_id);
+	rc |= put(b, "\r\n");
+	if (req->body == MG_HTTP_BODY_LENGTH) {
+		snprintf(num, sizeof(num), "Content-Length: %llu\r\n",
+			 (unsigned long long)req->content_length);
+		rc |= put(b, num);
+	} else if (req->body == MG_HTTP_BODY_CHUNKED) {
+		rc |= put(b, "Transfer-Encoding: chunked\r\n");
+	}
+	if (req->upgrade) {
+		rc |= put(b, "Connection: Upgrade\r\nUpgrade: ");
+		rc |= mg_buf_append_str(b, req->upgrade_proto);
+		rc |= put(b, "\r\n");
+	}
+	rc |= put(b, "\r\n");
+	return rc ? -ENOBUFS : 0;
+}
+
+static void on_event(struct mg_loop *loop, int fd, uint32_t events, void *data);
+
+/* Starts a TLS connection to the pod's original destination, unless an
+ * idle pooled one exists. */
+static int attach_upstream(struct conn *c)
+{
+	struct mg_proxy *p = c->p;
+	struct sockaddr_storage ss;
+	struct upstream *u;
+	socklen_t sl;
+	char ip[INET6_ADDRSTRLEN];
+
+	u = pool_take(p, &c->o.orig_dst);
+	if (u) {
+		c->x.pooled = true;
+		p->st.pool_reused++;
+		u->side = (struct side){ c, u, true };
+		c->up = u;
+		return mg_loop_add_fd(p->o.loop, u->fd, EPOLLOUT | EPOLLIN, on_event, &u->side);
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return -ENOMEM;
+	u->dst = c->o.orig_dst;
+	u->side = (struct side){ c, u, true };
+	sl = from_abi(&u->dst, &ss);
+	u->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (u->fd < 0) {
+		free(u);
+		return -errno;
+	}
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	if (connect(u->fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
+		int rc = -errno;
+
+		close(u->fd);
+		free(u);
+		return rc;
+	}
+	u->connecting = true;
+	u->since_ms = now_ms();
+	u->ssl = SSL_new(p->o.client_ctx);
+	if (!u->ssl) {
+		close(u->fd);
+		free(u);
+		return -ENOMEM;
+	}
+	SSL_set_fd(u->ssl, u->fd);
+	SSL_set_connect_state(u->ssl);
+	/* The API server must present a certificate for the address the pod
+	 * dialled, signed by the cluster CA: no name, no skip-verify. */
+	ip_text(&u->dst, ip, sizeof(ip));
+	if (mg_tls_client_prepare(u->ssl, ip)) {
+		SSL_free(u->ssl);
+		close(u->fd);
+		free(u);
+		return -EINVAL;
+	}
+	c->up = u;
+	return mg_loop_add_fd(p->o.loop, u->fd, EPOLLOUT, on_event, &u->side);
+}
+
+/* Tries to parse a request head from cin and start its exchange. */
+static bool start_exchange(struct conn *c)
+{
+	struct mg_http_req req;
+	struct mg_http_err err;
+	struct exch *x = &c->x;
+	ssize_t n;
+	int rc;
+
+	if (!mg_buf_size(&c->cin))
+		return false;
+	/* The parser is stateless: re-run it only when a new line ended (or
+	 * the head limit is reached), so a head trickling in byte by byte
+	 * costs a bounded number of passes. */
+	if (c->head_scanned && mg_buf_size(&c->cin) < 64 * 1024 &&
+	    !memchr(mg_buf_head(&c->cin) + c->head_scanned - 1, '\n',
+		    mg_buf_size(&c->cin) - c->head_scanned + 1))
+		return false;
+	n = mg_http_parse_req(&req, mg_buf_head(&c->cin), mg_buf_size(&c->cin), NULL, &err);
+	if (n == 0) {
+		c->head_scanned = mg_buf_size(&c->cin);
+		return false;
+	}
+	c->head_scanned = 0;
+	memset(x, 0, sizeof(*x));
+	x->t0_ns = now_ns();
+	new_uuid(x->audit_id);
+	if (n < 0) {
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "mcpgate: malformed request: %s", err.reason);
+		x->active = true;
+		snprintf(x->method, sizeof(x->method), "-");
+		reply_status(c, err.status, msg);
+		c->c_eof = true; /* read nothing more from this client */
+		return true;
+	}
+	x->active = true;
+	snprintf(x->method, sizeof(x->method), "%.*s", (int)(req.method.len < 15 ? req.method.len : 15),
+		 req.method.ptr);
+	snprintf(x->path, sizeof(x->path), "%.*s",
+		 (int)(req.target.len < PATH_LOG_MAX - 1 ? req.target.len : PATH_LOG_MAX - 1),
+		 req.target.ptr);
+	x->head_req = mg_str_eq(req.method, MG_STR("HEAD"));
+	x->upgrade = req.upgrade;
+	x->client_keep_alive = req.keep_alive;
+	x->req_body = req.body;
+	x->req_left = req.content_length;
+	x->req_done = req.body == MG_HTTP_BODY_NONE ||
+		      (req.body == MG_HTTP_BODY_LENGTH && req.content_length == 0);
+	if (req.body == MG_HTTP_BODY_CHUNKED)
+		mg_http_chunked_init(&x->req_ch, 0);
+
+	rc = build_upstream_head(c, &req);
+	mg_buf_consume(&c->cin, (size_t)n);
+	if (rc) {
+		reply_status(c, 431, "mcpgate: request head too large");
+		return true;
+	}
+	if (!c->up && attach_upstream(c)) {
+		c->p->st.upstream_failed++;
+		reply_status(c, 502, "mcpgate: cannot connect to the API server");
+		return true;
+	}
+	c->p->st.requests++;
+	return true;
+}
+
+/* Moves request body bytes cin -> uout. */
+static bool forward_request_body(struct conn *c)
+{
+	struct exch *x = &c->x;
+	bool progress = false;
+
+	while (!x->req_done && mg_buf_size(&c->cin) && mg_buf_room(&c->uout) > 64) {
+		size_t room = mg_buf_room(&c->uout) - 32;
+
+		if (x->req_body == MG_HTTP_BODY_LENGTH) {
+			size_t n = mg_buf_size(&c->cin);
+
+			if (n > x->req_left)
+				n = (size_t)x->req_left;
+			if (n > room)
+				n = room;
+			mg_buf_append(&c->uout, mg_buf_head(&c->cin), n);
+			mg_buf_consume(&c->cin, n);
+			x->req_left -= n;
+			x->bytes_in += n;
+			x->req_done = x->req_left == 0;
+			progress = true;
+		} else {
+			struct mg_http_err err;
+			struct mg_str data;
+			size_t avail = mg_buf_size(&c->cin);
+			ssize_t n;
+
+			if (avail > room / 2)
+				avail = room / 2;
+			n = mg_http_chunked_feed(&x->req_ch, mg_buf_head(&c->cin), avail, &data, &err);
+			if (n < 0) {
+				/* The upstream already has part of this request:
+				 * it cannot be completed, so both sides go. */
+				char msg[200];
+
+				snprintf(msg, sizeof(msg), "mcpgate: malformed chunked body: %s",
+					 err.reason);
+				reply_status(c, 400, msg);
+				c->c_eof = true;
+				upstream_free(c->p, c->up);
+				c->up = NULL;
+				return true;
+			}
+			if (data.len) {
+				char h[MG_HTTP_CHUNK_HEADER_MAX];
+
+				mg_buf_append(&c->uout, h, mg_http_chunk_header(h, data.len));
+				mg_buf_append_str(&c->uout, data);
+				put(&c->uout, MG_HTTP_CHUNK_CRLF);
+				x->bytes_in += data.len;
+			}
+			mg_buf_consume(&c->cin, (size_t)n);
+			if (mg_http_chunked_done(&x->req_ch)) {
+				put(&c->uout, MG_HTTP_CHUNK_LAST);
+				x->req_done = true;
+			}
+			if (n == 0)
+				break;
+			progress = true;
+		}
+	}
+	return progress;
+}
+
+/* Response headers not passed to the pod: hop-by-hop ones, regenerated. */
+static bool drop_response_header(struct mg_str name, bool upgrade)
+{
+	if (upgrade)
+		return false;
+	return mg_str_caseeq(name, MG_STR("connection")) ||
+	       mg_str_caseeq(name, MG_STR("keep-alive")) ||
+	       mg_str_caseeq(name, MG_STR("transfer-encoding")) ||
+	       mg_str_caseeq(name, MG_STR("proxy-connection")) ||
+	       mg_str_caseeq(name, MG_STR("trailer")) || mg_str_caseeq(name, MG_STR("upgrade")) ||
+	       mg_str_caseeq(name, MG_STR("content-length"));
+}
+
+/* Parses the response head in uin and writes its rewritten form to cout. */
+static bool take_response_head(struct conn *c)
+{
+	struct exch *x = &c->x;
+	struct mg_http_resp resp;
+	struct mg_http_err err;
+	char line[96];
+	ssize_t n;
+	bool close_client;
+
+	if (!mg_buf_size(&c->uin))
+		return false;
+	n = mg_http_parse_resp(&resp, mg_buf_head(&c->uin), mg_buf_size(&c->uin), NULL, &err);
+	if (n == 0)
+		return false;
+	if (n < 0) {
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "mcpgate: bad response from the API server: %s",
+			 err.reason);
+		upstream_free(c->p, c->up);
+		c->up = NULL;
+		reply_status(c, 502, msg);
+		return true;
+	}
+	/* 1xx other than 101 (100 Continue): pass on, keep waiting. */
+	if (resp.status >= 100 && resp.status < 200 && resp.status != 101) {
+		snprintf(line, sizeof(line), "HTTP/1.1 %d Continue\r\n\r\n", resp.status);
+		put(&c->cout, line);
+		mg_buf_consume(&c->uin, (size_t)n);
+		return true;
+	}
+	x->status = resp.status;
+	x->resp_head = true;
+	if (resp.status == 101 && !x->upgrade) {
+		upstream_free(c->p, c->up);
+		c->up = NULL;
+		reply_status(c, 502, "mcpgate: unsolicited protocol switch from the API server");
+		return true;
+	}
+	x->resp_body = mg_http_resp_body_kind(&resp, x->head_req);
+	x->resp_left = resp.content_length;
+	x->up_keep_alive = resp.keep_alive;
+	if (x->resp_body == MG_HTTP_BODY_CHUNKED)
+		mg_http_chunked_init(&x->resp_ch, 0);
+	/* A body delimited by close reaches an HTTP/1.1 client chunked, so
+	 * the client connection can survive it. */
+	x->resp_chunk_out = x->resp_body == MG_HTTP_BODY_CHUNKED ||
+			    (x->resp_body == MG_HTTP_BODY_CLOSE && x->client_keep_alive);
+	close_client = !x->client_keep_alive ||
+		       (x->resp_body == MG_HTTP_BODY_CLOSE && !x->resp_chunk_out);
+
+	snprintf(line, sizeof(line), "HTTP/1.1 %d %.*s\r\n", resp.status,
+		 (int)(resp.reason.len < 60 ? resp.reason.len : 60), resp.reason.ptr);
+	put(&c->cout, line);
+	for (size_t i = 0; i < resp.n_headers; i++) {
+		if (drop_response_header(resp.headers[i].name, resp.status == 101))
+			continue;
+		mg_buf_append_str(&c->cout, resp.headers[i].name);
+		put(&c->cout, ": ");
+		mg_buf_append_str(&c->cout, resp.headers[i].value);
+		put(&c->cout, "\r\n");
+	}
+	if (resp.status != 101) {
+		if (x->resp_chunk_out)
+			put(&c->cout, "Transfer-Encoding: chunked\r\n");
+		else if (x->resp_body == MG_HTTP_BODY_LENGTH ||
+			 (resp.has_content_length && x->head_req)) {
+			snprintf(line, sizeof(line), "Content-Length: %llu\r\n",
+				 (unsigned long long)resp.content_length);
+			put(&c->cout, line);
+		}
+		if (close_client)
+			put(&c->cout, "Connection: close\r\n");
+	}
+	put(&c->cout, "\r\n");
+	mg_buf_consume(&c->uin, (size_t)n);
+
+	if (resp.status == 101) {
+		c->tunnel = true;
+		c->p->st.upgrades++;
+		x->resp_done = x->req_done = true;
+		finish_exchange(c, "allow");
+		return true;
+	}
+	if (x->resp_body == MG_HTTP_BODY_NONE ||
+	    (x->resp_body == MG_HTTP_BODY_LENGTH && x->resp_left == 0))
+		x->resp_done = true;
+	if (close_client)
+		c->close_after_flush = true;
+	return true;
+}
+
+/* Moves response body bytes uin -> cout, re-chunking as needed. */
+static bool forward_response_body(struct conn *c)
+{
+	struct exch *x = &c->x;
+	bool progress = false;
+
+	while (!x->resp_done && mg_buf_room(&c->cout) > 64) {
+		size_t room = mg_buf_room(&c->cout) - 40, avail = mg_buf_size(&c->uin);
+
+		if (x->resp_body == MG_HTTP_BODY_CHUNKED) {
+			struct mg_http_err err;
+			struct mg_str data;
+			ssize_t n;
+
+			if (!avail)
+				break;
+			if (avail > room / 2)
+				avail = room / 2;
+			n = mg_http_chunked_feed(&x->resp_ch, mg_buf_head(&c->uin), avail, &data,
+						 &err);
+			if (n < 0) {
+				/* Mid-stream: the client has part of a body; all we can
+				 * do is cut the connection. */
+				mg_log_json("warn", json_pack("{s:s,s:I,s:s}", "event",
+							      "bad_upstream_chunk", "conn",
+							      (json_int_t)c->id, "reason",
+							      err.reason));
+				c->dead = true;
+				return true;
+			}
+			if (data.len) {
+				char h[MG_HTTP_CHUNK_HEADER_MAX];
+
+				mg_buf_append(&c->cout, h, mg_http_chunk_header(h, data.len));
+				mg_buf_append_str(&c->cout, data);
+				put(&c->cout, MG_HTTP_CHUNK_CRLF);
+				x->bytes_out += data.len;
+			}
+			mg_buf_consume(&c->uin, (size_t)n);
+			if (mg_http_chunked_done(&x->resp_ch)) {
+				put(&c->cout, MG_HTTP_CHUNK_LAST);
+				x->resp_done = true;
+			}
+			if (n == 0)
+				break;
+			progress = true;
+			continue;
+		}
+		if (x->resp_body == MG_HTTP_BODY_CLOSE && !avail && c->u_eof) {
+			if (x->resp_chunk_out)
+				put(&c->cout, MG_HTTP_CHUNK_LAST);
+			x->resp_done = true;
+			x->up_keep_alive = false;
+			return true;
+		}
+		if (!avail)
+			break;
+		if (avail > room)
+			avail = room;
+		if (x->resp_body == MG_HTTP_BODY_LENGTH && avail > x->resp_left)
+			avail = (size_t)x->resp_left;
+		if (x->resp_chunk_out) {
+			char h[MG_HTTP_CHUNK_HEADER_MAX];
+
+			mg_buf_append(&c->cout, h, mg_http_chunk_header(h, avail));
+		}
+		mg_buf_append(&c->cout, mg_buf_head(&c->uin), avail);
+		if (x->resp_chunk_out)
+			put(&c->cout, MG_HTTP_CHUNK_CRLF);
+		mg_buf_consume(&c->uin, avail);
+		x->bytes_out += avail;
+		if (x->resp_body == MG_HTTP_BODY_LENGTH) {
+			x->resp_left -= avail;
+			x->resp_done = x->resp_left == 0;
+		}
+		progress = true;
+	}
+	return progress;
+}
+
+/* The exchange is over on both sides: log it, recycle what can be. */
+static void complete_exchange(struct conn *c)
+{
+	struct exch *x = &c->x;
+	bool reuse = x->up_keep_alive && !mg_buf_size(&c->uin) && !mg_buf_size(&c->uout) &&
+		     c->up && !c->u_eof;
+
+	finish_exchange(c, "allow");
+	if (c->up) {
+		if (reuse) {
+			pool_put(c->p, c->up);
+		} else {
+			upstream_free(c->p, c->up);
+		}
+		c->up = NULL;
+	}
+	c->u_eof = false;
+	c->head_since_ms = now_ms();
+	/* An idle keep-alive connection keeps no buffer memory. */
+	if (!mg_buf_size(&c->cout))
+		mg_buf_free(&c->cout);
+	if (!mg_buf_size(&c->cin))
+		mg_buf_free(&c->cin);
+	mg_buf_free(&c->uin);
+	mg_buf_free(&c->uout);
+}
+
+/* ---- I/O ---- */
+
+/* Reads from an SSL into <b>. Returns >0 bytes, 0 would block, -1 EOF,
+ * -2 error. Reads land on the stack first, so an idle connection holds no
+ * buffer memory at all (one extra copy, cheap next to the decryption). */
+static int ssl_read_into(SSL *ssl, struct mg_buf *b)
+{
+	char tmp[IO_CHUNK];
+	size_t want = mg_buf_room(b);
+	int r;
+
+	if (want == 0)
+		return 0;
+	if (want > IO_CHUNK)
+		want = IO_CHUNK;
+	ERR_clear_error();
+	r = SSL_read(ssl, tmp, (int)want);
+	if (r > 0) {
+		if (mg_buf_append(b, tmp, (size_t)r))
+			return -2;
+		return r;
+	}
+	switch (SSL_get_error(ssl, r)) {
+	case SSL_ERROR_WANT_READ:
+	case SSL_ERROR_WANT_WRITE:
+		return 0;
+	case SSL_ERROR_ZERO_RETURN:
+		return -1;
+	case SSL_ERROR_SYSCALL:
+		return ERR_peek_error() ? -2 : -1; /* EOF without close_notify */
+	default:
+		return -2;
+	}
+}
+
+/* Writes as much of <b> as the SSL takes. Returns bytes written, -2 error. */
+static int ssl_write_from(SSL *ssl, struct mg_buf *b, uint64_t *counter)
+{
+	int total = 0;
+
+	while (mg_buf_size(b)) {
+		size_t n = mg_buf_size(b);
+		int r;
+
+		if (n > IO_CHUNK)
+			n = IO_CHUNK;
+		ERR_clear_error();
+		r = SSL_write(ssl, mg_buf_head(b), (int)n);
+		if (r > 0) {
+			mg_buf_consume(b, (size_t)r);
+			total += r;
+			*counter += (uint64_t)r;
+			continue;
+		}
+		switch (SSL_get_error(ssl, r)) {
+		case SSL_ERROR_WANT_READ:
+		case SSL_ERROR_WANT_WRITE:
+			return total;
+		default:
+			return -2;
+		}
+	}
+	return total;
+}
+
+/* Advances the upstream connection: TCP connect, then TLS handshake. */
+static int upstream_progress(struct conn *c)
+{
+	struct upstream *u = c->up;
+	int r;
+
+	if (u->connecting) {
+		int soerr = 0;
+		socklen_t sl = sizeof(soerr);
+
+		if (getsockopt(u->fd, SOL_SOCKET, SO_ERROR, &soerr, &sl) || soerr)
+			return -1;
+		/* Still connecting: getpeername fails until the handshake is done. */
+		{
+			struct sockaddr_storage ss;
+			socklen_t l = sizeof(ss);
+
+			if (getpeername(u->fd, (struct sockaddr *)&ss, &l))
+				return 0;
+		}
+		u->connecting = false;
+	}
+	if (!u->hs_done) {
+		ERR_clear_error();
+		r = SSL_do_handshake(u->ssl);
+		if (r == 1) {
+			u->hs_done = true;
+			return 1;
+		}
+		r = SSL_get_error(u->ssl, r);
+		if (r == SSL_ERROR_WANT_READ || r == SSL_ERROR_WANT_WRITE)
+			return 0;
+		mg_log_json("warn",
+			    json_pack("{s:s,s:I,s:s}", "event", "upstream_tls_failed", "conn",
+				      (json_int_t)c->id, "error",
+				      X509_verify_cert_error_string(SSL_get_verify_result(u->ssl))));
+		return -1;
+	}
+	return 1;
+}
+
+static bool pump_once(struct conn *c)
+{
+	struct mg_proxy *p = c->p;
+	bool progress = false;
+	int r;
+
+	if (!c->hs_done) {
+		ERR_clear_error();
+		r = SSL_do_handshake(c->ssl);
+		if (r != 1) {
+			r = SSL_get_error(c->ssl, r);
+			if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE) {
+				p->st.tls_failed++;
+				mg_log_json("warn", json_pack("{s:s,s:I,s:o}", "event",
+							      "client_tls_failed", "conn",
+							      (json_int_t)c->id, "pod", pod_json(c)));
+				c->dead = true;
+			}
+			return false;
+		}
+		c->hs_done = true;
+		c->head_since_ms = now_ms();
+		progress = true;
+	}
+
+	/* pod -> cin */
+	if (!c->c_eof && !c->close_after_flush) {
+		r = ssl_read_into(c->ssl, &c->cin);
+		if (r > 0)
+			progress = true;
+		else if (r < 0) {
+			c->c_eof = true;
+			progress = true;
+		}
+	}
+
+	/* cin -> uout */
+	if (c->tunnel) {
+		size_t n = mg_buf_size(&c->cin);
+
+		if (n > mg_buf_room(&c->uout))
+			n = mg_buf_room(&c->uout);
+		if (n) {
+			mg_buf_append(&c->uout, mg_buf_head(&c->cin), n);
+			mg_buf_consume(&c->cin, n);
+			progress = true;
+		}
+	} else if (!c->x.active && !c->close_after_flush) {
+		progress |= start_exchange(c);
+	}
+	if (c->x.active && !c->tunnel && !c->x.req_done)
+		progress |= forward_request_body(c);
+
+	/* upstream */
+	if (c->up) {
+		r = upstream_progress(c);
+		if (r < 0) {
+			p->st.upstream_failed++;
+			upstream_free(p, c->up);
+			c->up = NULL;
+			if (c->x.active && !c->x.resp_head && !c->tunnel)
+				reply_status(c, 502, "mcpgate: cannot reach the API server over TLS");
+			else
+				c->dead = true;
+			return true;
+		}
+		if (r > 0) {
+			uint64_t dummy = 0;
+
+			if (mg_buf_size(&c->uout)) {
+				r = ssl_write_from(c->up->ssl, &c->uout, &dummy);
+				if (r < 0) {
+					c->dead = true;
+					return true;
+				}
+				if (r > 0) {
+					p->st.bytes_up += (uint64_t)r;
+					progress = true;
+				}
+			}
+			if (!c->u_eof) {
+				r = ssl_read_into(c->up->ssl, &c->uin);
+				if (r > 0)
+					progress = true;
+				else if (r < 0) {
+					c->u_eof = true;
+					progress = true;
+				}
+			}
+		}
+	}
+
+	/* uin -> cout */
+	if (c->tunnel) {
+		size_t n = mg_buf_size(&c->uin);
+
+		if (n > mg_buf_room(&c->cout))
+			n = mg_buf_room(&c->cout);
+		if (n) {
+			mg_buf_append(&c->cout, mg_buf_head(&c->uin), n);
+			mg_buf_consume(&c->uin, n);
+			progress = true;
+		}
+	} else if (c->x.active) {
+		if (!c->x.resp_head)
+			progress |= take_response_head(c);
+		if (c->x.active && c->x.resp_head && !c->x.resp_done)
+			progress |= forward_response_body(c);
+		if (c->x.active && !c->x.resp_head && c->u_eof && !mg_buf_size(&c->uin)) {
+			upstream_free(p, c->up);
+			c->up = NULL;
+			c->u_eof = false;
+			reply_status(c, 502, "mcpgate: the API server closed the connection");
+			progress = true;
+		}
+		if (c->x.active && c->x.resp_done && c->x.req_done) {
+			complete_exchange(c);
+			progress = true;
+		}
+	}
+
+	/* cout -> pod */
+	if (mg_buf_size(&c->cout)) {
+		uint64_t before = p->st.bytes_down;
+
+		r = ssl_write_from(c->ssl, &c->cout, &p->st.bytes_down);
+		if (r < 0) {
+			c->dead = true;
+			return true;
+		}
+		if (p->st.bytes_down != before)
+			progress = true;
+	}
+	return progress;
+}
+
+/* What each socket waits for now. */
 static void rearm(struct conn *c)
 {
 	struct mg_loop *l = c->p->o.loop;
 	uint32_t ce = 0, ue = 0;
 
-	if (c->connecting) {
-		mg_loop_mod_fd(l, c->cli.fd, 0);
-		mg_loop_mod_fd(l, c->up.fd, EPOLLOUT);
-		return;
+	if (!c->hs_done) {
+		ce = EPOLLIN | (SSL_want_write(c->ssl) ? EPOLLOUT : 0);
+	} else {
+		if (!c->c_eof && !c->close_after_flush && mg_buf_room(&c->cin))
+			ce |= EPOLLIN;
+		if (mg_buf_size(&c->cout) || SSL_want_write(c->ssl))
+			ce |= EPOLLOUT;
 	}
-	if (!c->c2u.eof && c->c2u.len == 0)
-		ce |= EPOLLIN;
-	if (c->c2u.len > c->c2u.off)
-		ue |= EPOLLOUT;
-	if (!c->u2c.eof && c->u2c.len == 0)
-		ue |= EPOLLIN;
-	if (c->u2c.len > c->u2c.off)
-		ce |= EPOLLOUT;
-	mg_loop_mod_fd(l, c->cli.fd, ce | EPOLLRDHUP);
-	mg_loop_mod_fd(l, c->up.fd, ue | EPOLLRDHUP);
+	mg_loop_mod_fd(l, c->fd, ce);
+	if (c->up) {
+		struct upstream *u = c->up;
+
+		if (u->connecting)
+			ue = EPOLLOUT;
+		else {
+			if (!c->u_eof && mg_buf_room(&c->uin))
+				ue |= EPOLLIN;
+			if (mg_buf_size(&c->uout) || SSL_want_write(u->ssl) || !u->hs_done)
+				ue |= EPOLLOUT;
+			if (!u->hs_done)
+				ue |= EPOLLIN;
+		}
+		mg_loop_mod_fd(l, u->fd, ue);
+	}
 }
 
-static void on_conn_event(struct mg_loop *loop, int fd, uint32_t events, void *data)
+static void pump(struct conn *c)
 {
-	struct side *s = data;
-	struct conn *c = s->c;
-	struct mg_proxy *p = c->p;
-
-	(void)loop;
-	(void)fd;
-	if (c->connecting) {
-		int soerr = 0;
-		socklen_t sl = sizeof(soerr);
-
-		if (!s->upstream)
-			return;
-		getsockopt(c->up.fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-		if (soerr || (events & EPOLLERR)) {
-			p->st.upstream_failed++;
-			conn_close(c, "upstream connect failed");
-			return;
+	for (int i = 0; i < 64 && !c->dead && pump_once(c); i++)
+		;
+	c->last_ms = now_ms();
+	if (!c->dead) {
+		/* Tunnels end when both directions ended and drained. */
+		if (c->tunnel && c->c_eof && !mg_buf_size(&c->cin) && !mg_buf_size(&c->uout) &&
+		    c->up && c->up->hs_done)
+			SSL_shutdown(c->up->ssl);
+		if (c->tunnel && c->u_eof && !mg_buf_size(&c->uin) && !mg_buf_size(&c->cout)) {
+			c->dead = true;
 		}
-		c->connecting = false;
+		if (c->close_after_flush && !mg_buf_size(&c->cout))
+			c->dead = true;
+		if (!c->tunnel && !c->x.active && c->c_eof && !mg_buf_size(&c->cout))
+			c->dead = true;
 	}
-	if (relay(&c->c2u, c->cli.fd, c->up.fd, &c->bytes_up) ||
-	    relay(&c->u2c, c->up.fd, c->cli.fd, &c->bytes_down)) {
-		conn_close(c, "reset");
-		return;
-	}
-	if (c->c2u.shut && c->u2c.shut) {
-		conn_close(c, "done");
+	if (c->dead) {
+		if (c->x.active) {
+			if (!c->x.status)
+				c->x.status = 499; /* nginx's "client closed request" */
+			finish_exchange(c, "aborted");
+		}
+		if (c->hs_done)
+			SSL_shutdown(c->ssl);
+		log_close(c, c->tunnel ? "tunnel closed" : "closed");
+		conn_free(c);
 		return;
 	}
 	rearm(c);
 }
 
-/* ---- accept ---- */
-
-static void log_connect(struct mg_proxy *p, struct conn *c, const struct mg_abi_origin *o,
-			const struct mg_abi_addr *client, const struct mg_pod_ident *id, int found)
+static void on_event(struct mg_loop *loop, int fd, uint32_t events, void *data)
 {
-	char dst[64], cli[64];
-	json_t *ev, *pod;
+	struct side *s = data;
 
-	pod = json_pack("{s:s,s:s,s:s,s:s,s:s,s:s,s:b}", "namespace", id->namespace, "name",
-			id->name, "uid", id->uid, "serviceAccount", id->service_account, "node",
-			id->node, "container", id->container_id, "known", id->known);
-	ev = json_pack("{s:s,s:I,s:o,s:I,s:I,s:I,s:I,s:s,s:s,s:b}", "event", "connect", "conn",
-		       (json_int_t)c->id, "pod", pod, "pid", (json_int_t)o->tgid, "uid",
-		       (json_int_t)o->uid, "cgroup_id", (json_int_t)o->cgroup_id, "pod_cgroup_id",
-		       (json_int_t)o->pod_cgroup_id, "orig_dst",
-		       mg_config_fmt_addr(&o->orig_dst, dst, sizeof(dst)), "client",
-		       mg_config_fmt_addr(client, cli, sizeof(cli)), "pod_cgroup_known", found == 0);
-	mg_log_json("info", ev);
-	(void)p;
+	(void)loop;
+	(void)fd;
+	(void)events;
+	if (s->c)
+		pump(s->c);
 }
+
+/* ---- accept ---- */
 
 static void reject(struct mg_proxy *p, int fd, const struct mg_abi_addr *client, const char *why)
 {
@@ -278,13 +1287,14 @@ static void reject(struct mg_proxy *p, int fd, const struct mg_abi_addr *client,
 
 static void accept_one(struct mg_proxy *p, int fd)
 {
-	struct sockaddr_storage peer, local, dst;
-	socklen_t pl = sizeof(peer), ll = sizeof(local), dl;
+	struct sockaddr_storage peer, local;
+	socklen_t pl = sizeof(peer), ll = sizeof(local);
 	struct mg_abi_tuple t = { 0 };
 	struct mg_abi_origin o;
-	struct mg_pod_ident id;
+	SSL_CTX *ctx;
 	struct conn *c;
-	int up, found;
+	char dst[64];
+	int found;
 
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) ||
 	    getsockname(fd, (struct sockaddr *)&local, &ll) || to_abi(&peer, &t.client) ||
@@ -296,44 +1306,54 @@ static void accept_one(struct mg_proxy *p, int fd)
 		reject(p, fd, &t.client, "no origin recorded by the kernel");
 		return;
 	}
-
-	found = mg_pods_lookup(p->o.pods, o.pod_cgroup_id, o.cgroup_id, &id);
 	c = calloc(1, sizeof(*c));
 	if (!c) {
-		mg_pod_ident_release(&id);
 		close(fd);
 		return;
 	}
 	c->p = p;
 	c->id = ++p->next_id;
-	c->start_ms = now_ms();
-	c->cli = (struct side){ c, fd, false };
-	c->up = (struct side){ c, -1, true };
-	log_connect(p, c, &o, &t.client, &id, found);
-	mg_pod_ident_release(&id);
+	c->fd = fd;
+	c->o = o;
+	c->side = (struct side){ c, NULL, false };
+	c->last_ms = c->head_since_ms = now_ms();
+	mg_buf_init(&c->cin, IN_MAX);
+	mg_buf_init(&c->cout, OUT_MAX);
+	mg_buf_init(&c->uin, IN_MAX);
+	mg_buf_init(&c->uout, OUT_MAX);
+	mg_config_fmt_addr(&t.client, c->client, sizeof(c->client));
+	found = mg_pods_lookup(p->o.pods, o.pod_cgroup_id, o.cgroup_id, &c->ident);
 
-	dl = from_abi(&o.orig_dst, &dst);
-	up = socket(dst.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-	if (up < 0 || (connect(up, (struct sockaddr *)&dst, dl) && errno != EINPROGRESS)) {
-		p->st.upstream_failed++;
-		if (up >= 0)
-			close(up);
+	mg_log_json("info",
+		    json_pack("{s:s,s:I,s:o,s:I,s:I,s:I,s:I,s:s,s:s,s:b}", "event", "connect",
+			      "conn", (json_int_t)c->id, "pod", pod_json(c), "pid",
+			      (json_int_t)o.tgid, "uid", (json_int_t)o.uid, "cgroup_id",
+			      (json_int_t)o.cgroup_id, "pod_cgroup_id", (json_int_t)o.pod_cgroup_id,
+			      "orig_dst", mg_config_fmt_addr(&o.orig_dst, dst, sizeof(dst)), "client",
+			      c->client, "pod_known", found == 0 && c->ident.known));
+
+	ctx = p->o.server_ctx(p->o.server_ctx_data);
+	c->ssl = ctx ? SSL_new(ctx) : NULL;
+	SSL_CTX_free(ctx); /* the SSL holds its own reference */
+	if (!c->ssl) {
 		close(fd);
+		mg_pod_ident_release(&c->ident);
 		free(c);
 		return;
 	}
-	setsockopt(up, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	SSL_set_fd(c->ssl, fd);
+	SSL_set_accept_state(c->ssl);
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
-	c->up.fd = up;
-	c->connecting = true;
 	c->next = p->conns;
 	if (p->conns)
 		p->conns->prev = c;
 	p->conns = c;
 	p->st.accepted++;
 	p->st.active++;
-	mg_loop_add_fd(p->o.loop, fd, 0, on_conn_event, &c->cli);
-	mg_loop_add_fd(p->o.loop, up, EPOLLOUT, on_conn_event, &c->up);
+	if (mg_loop_add_fd(p->o.loop, fd, EPOLLIN, on_event, &c->side)) {
+		conn_free(c);
+		return;
+	}
 }
 
 static void on_listen(struct mg_loop *loop, int lfd, uint32_t events, void *data)
@@ -351,24 +1371,53 @@ static void on_listen(struct mg_loop *loop, int lfd, uint32_t events, void *data
 	}
 }
 
-/* Once a second: upstream connects that took too long are given up. */
+/* Once a second: timeouts (upstream connect, request head, keep-alive
+ * idle) and idle pooled connections past their time. */
 static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct mg_proxy *p = data;
 	uint64_t now = now_ms();
 	struct conn *c, *next;
+	struct upstream **pp, *u;
 
 	(void)loop;
 	(void)fd;
 	(void)events;
 	for (c = p->conns; c; c = next) {
 		next = c->next;
-		if (c->connecting && now - c->start_ms > p->o.connect_timeout_ms) {
+		if (c->up && (c->up->connecting || !c->up->hs_done) &&
+		    now - c->up->since_ms > p->o.connect_timeout_ms) {
 			p->st.upstream_failed++;
-			conn_close(c, "upstream connect timeout");
+			upstream_free(p, c->up);
+			c->up = NULL;
+			if (c->x.active && !c->x.resp_head)
+				reply_status(c, 504, "mcpgate: timed out connecting to the API server");
+			else
+				c->dead = true;
+			pump(c);
+		} else if (!c->x.active && !c->tunnel && !c->close_after_flush &&
+			   now - c->head_since_ms >
+				   (mg_buf_size(&c->cin) || !c->hs_done ? p->o.header_timeout_ms
+									 : p->o.idle_timeout_ms)) {
+			if (mg_buf_size(&c->cin))
+				reply_status(c, 408, "mcpgate: request head not received in time");
+			else
+				c->dead = true;
+			pump(c);
+		}
+	}
+	for (pp = &p->pool; (u = *pp);) {
+		if (now - u->since_ms > p->o.pool_idle_ms) {
+			*pp = u->next;
+			p->pool_n--;
+			upstream_free(p, u);
+		} else {
+			pp = &u->next;
 		}
 	}
 }
+
+/* ---- public ---- */
 
 int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 {
@@ -379,6 +1428,14 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 	p->o = *o;
 	if (!p->o.connect_timeout_ms)
 		p->o.connect_timeout_ms = 5000;
+	if (!p->o.header_timeout_ms)
+		p->o.header_timeout_ms = 30000;
+	if (!p->o.idle_timeout_ms)
+		p->o.idle_timeout_ms = 90000;
+	if (!p->o.pool_idle_ms)
+		p->o.pool_idle_ms = 60000;
+	if (!p->o.pool_max)
+		p->o.pool_max = 64;
 	p->sweep_fd = mg_loop_add_timer(o->loop, 1000, on_sweep, p);
 	if (p->sweep_fd < 0) {
 		int rc = p->sweep_fd;
@@ -395,13 +1452,20 @@ void mg_proxy_free(struct mg_proxy *p)
 	if (!p)
 		return;
 	while (p->conns)
-		conn_close(p->conns, "shutdown");
+		conn_free(p->conns);
+	while (p->pool) {
+		struct upstream *u = p->pool;
+
+		p->pool = u->next;
+		upstream_free(p, u);
+	}
 	for (size_t i = 0; i < p->nl; i++) {
 		mg_loop_del_fd(p->o.loop, p->lfd[i]);
 		close(p->lfd[i]);
 	}
 	mg_loop_del_fd(p->o.loop, p->sweep_fd);
 	close(p->sweep_fd);
+	explicit_bzero(p->token, sizeof(p->token));
 	free(p);
 }
 
@@ -419,7 +1483,6 @@ int mg_proxy_listen(struct mg_proxy *p, const struct mg_abi_addr *addr)
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
 	if (ss.ss_family == AF_INET6)
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 1 }, sizeof(int));
-	/* The address may still be settling (IPv6 DAD is off, but be lenient). */
 	setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &(int){ 1 }, sizeof(int));
 	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
 		rc = -errno;

@@ -12,6 +12,7 @@
 #include "mcpgate/abi.h"
 
 #define MG_CONFIG_MAX_ENDPOINTS 32
+#define MG_CONFIG_MAX_SANS 16
 
 struct mg_config {
 	char node_name[254];
@@ -34,6 +35,14 @@ struct mg_config {
 	char select_namespaces[1024];
 	char admin_listen[128];
 	unsigned upstream_connect_timeout_ms;
+	unsigned header_timeout_ms;
+	unsigned idle_timeout_ms;
+	char ca_cert[512];		/* the mcpgate CA (created if missing) */
+	char ca_key[512];
+	char cluster_domain[128];
+	char tls_sans[MG_CONFIG_MAX_SANS][256];	/* extra DNS names / IPs in the leaf */
+	size_t n_tls_sans;
+	unsigned leaf_validity;		/* seconds */
 };
 
 /**

@@ -1,17 +1,20 @@
 /*
- * proxy: accepts the connections the kernel redirected, finds out from the
- * kernel which pod opened each one, and relays it. A connection the kernel
- * did not vouch for (no origin record) is closed and counted: nobody reaches
- * the API server through this port without the eBPF programs having seen
- * the connect.
- *
- * Today the relay is a plain TCP splice to the original destination; the
- * TLS-terminating HTTP proxy replaces it (issue: the proxy).
+ * proxy: one connection's state machine. Accepts the connections the kernel
+ * redirected, finds out from the kernel which pod opened each one (a
+ * connection with no origin record is reset and counted: nobody reaches the
+ * API server through this port without the eBPF programs having seen the
+ * connect), terminates TLS with the mcpgate certificate, parses each request
+ * strictly, and forwards it over a pooled, verified TLS connection to the
+ * API server the pod dialled, with the pod's credentials stripped and the
+ * daemon's attached. Bodies stream both ways, chunk by chunk; upgrades
+ * (exec/attach/port-forward over WebSocket or SPDY) become byte tunnels.
+ * Nothing blocks: every socket is non-blocking on the one event loop.
  */
 #ifndef MCPGATE_PROXY_H
 #define MCPGATE_PROXY_H
 
 #include <stdint.h>
+#include <openssl/ssl.h>
 
 #include "mcpgate/abi.h"
 
@@ -20,18 +23,35 @@ struct mg_loader;
 struct mg_pods;
 struct mg_proxy;
 
+/** Returns the current downstream SSL_CTX with a reference the proxy drops. */
+typedef SSL_CTX *mg_proxy_server_ctx_fn(void *data);
+
+
 struct mg_proxy_opts {
 	struct mg_loop *loop;
 	struct mg_loader *loader;
 	struct mg_pods *pods;
-	unsigned connect_timeout_ms;
+	mg_proxy_server_ctx_fn *server_ctx;	/* downstream TLS (mcpgate cert) */
+	void *server_ctx_data;
+	SSL_CTX *client_ctx;			/* upstream TLS, verifying */
+	const char *token_file;			/* the daemon's credential (re-read on change) */
+	unsigned connect_timeout_ms;		/* upstream connect + TLS; default 5000 */
+	unsigned header_timeout_ms;		/* a request head must arrive in; default 30000 */
+	unsigned idle_timeout_ms;		/* keep-alive idle; default 90000 */
+	unsigned pool_idle_ms;			/* pooled upstream kept; default 60000 */
+	unsigned pool_max;			/* idle upstream connections kept; default 64 */
 };
 
 struct mg_proxy_stats {
 	uint64_t accepted;		/* connections with an origin */
-	uint64_t rejected_no_origin;	/* closed: the kernel recorded no origin */
-	uint64_t upstream_failed;	/* original destination unreachable */
-	uint64_t active;		/* open now */
+	uint64_t rejected_no_origin;	/* reset: the kernel recorded no origin */
+	uint64_t upstream_failed;	/* connect or TLS to the API server failed */
+	uint64_t tls_failed;		/* downstream handshakes that failed */
+	uint64_t active;		/* open client connections now */
+	uint64_t requests;		/* requests forwarded */
+	uint64_t rejected_requests;	/* answered by the proxy itself (4xx/5xx) */
+	uint64_t upgrades;		/* tunnels after 101 */
+	uint64_t pool_reused;		/* requests sent on a pooled connection */
 	uint64_t bytes_up, bytes_down;
 };
 
@@ -43,5 +63,8 @@ void mg_proxy_free(struct mg_proxy *p);
 int mg_proxy_listen(struct mg_proxy *p, const struct mg_abi_addr *addr);
 
 void mg_proxy_get_stats(const struct mg_proxy *p, struct mg_proxy_stats *s);
+
+/** Appends Prometheus text for the per-request metrics to <f>. */
+void mg_proxy_write_metrics(const struct mg_proxy *p, void *file);
 
 #endif /* MCPGATE_PROXY_H */

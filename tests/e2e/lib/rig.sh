@@ -239,6 +239,18 @@ state = {
                       "ports": [{"name": "https", "port": 6443, "protocol": "TCP"}]}],
   "secrets": [], "configmaps": [], "logs": {},
 }
+# Objects a test adds (API objects that are not rig pods): lists are
+# appended, maps merged.
+import os
+extra = d + "/extra-state.json"
+if os.path.exists(extra):
+    for k, v in json.load(open(extra)).items():
+        if isinstance(v, list):
+            state.setdefault(k, []).extend(v)
+        elif isinstance(v, dict):
+            state.setdefault(k, {}).update(v)
+        else:
+            state[k] = v
 json.dump(state, open(d + "/state.json", "w"), indent=1)
 PY
 }
@@ -247,7 +259,7 @@ PY
 rig_fakeapi() {
 	rig_state
 	in_api "$RIG_PY" "${RIG_FAKEAPI:-$RIG_ROOT_DIR/tests/e2e/fakeapi.py}" \
-		--listen 10.96.0.1:443 --listen '[fd00:96::1]:443' --listen 10.97.0.10:6443 \
+		$(for l in ${RIG_API_LISTENS:-10.96.0.1:443 [fd00:96::1]:443 10.97.0.10:6443}; do printf -- '--listen %s ' "$l"; done) \
 		--cert "$RIG_DIR/certs/server.crt" --key "$RIG_DIR/certs/server.key" \
 		--state "$RIG_DIR/state.json" --log "$RIG_DIR/api-requests.jsonl" \
 		--token "$(cat "$RIG_DIR/daemon-token")=system:serviceaccount:mcpgate:mcpgated" \
@@ -274,9 +286,10 @@ rig_daemon() {
 	# nsenter directly (not via in_node) so $! is the daemon's own pid.
 	nsenter --net="/run/netns/$RIG_NODE" env ASAN_OPTIONS=detect_leaks=0 "$RIG_BUILD/mcpgated" \
 		--cgroup-path "$RIG_KUBEPODS" --pin-dir "$RIG_PIN" \
-		--node-name "$RIG_NODE_NAME" --api-server https://10.96.0.1:443 \
+		--node-name "$RIG_NODE_NAME" --api-server "${RIG_API_SERVER:-https://10.96.0.1:443}" \
 		--api-ca-file "$RIG_DIR/certs/ca.crt" --api-token-file "$RIG_DIR/daemon-token" \
 		--api-endpoint 10.96.0.1:443 --api-endpoint '[fd00:96::1]:443' \
+		--ca-cert "$RIG_DIR/mcpgate/ca.crt" --ca-key "$RIG_DIR/mcpgate/ca.key" \
 		--admin-listen "$RIG_ADMIN" --endpoints-interval 1 "$@" \
 		>"$RIG_DAEMON_LOG" 2>&1 &
 	RIG_DAEMON_PID=$!
@@ -284,7 +297,17 @@ rig_daemon() {
 	if ! rig_wait_log "$RIG_DAEMON_LOG" '"event":"ready"' 20; then
 		rig_log "mcpgated did not become ready"; cat "$RIG_DAEMON_LOG" >&2; return 1
 	fi
-	rig_wait_ready 20
+	rig_wait_ready 20 || return 1
+	rig_trust_mcpgate
+}
+
+# The pods trust the mcpgate CA at the service-account ca.crt path, as the
+# manifests arrange with a projected volume.
+rig_trust_mcpgate() {
+	local d
+	for d in "$RIG_DIR"/pods/*/run/secrets/kubernetes.io/serviceaccount; do
+		cp "$RIG_DIR/mcpgate/ca.crt" "$d/ca.crt"
+	done
 }
 
 rig_admin() { in_node curl -s -m 5 "http://$RIG_ADMIN$1"; }
