@@ -116,6 +116,7 @@ unit: $(UNIT_BINS)
 	exit $$fail
 
 e2e: all
+	$(Q)tests/e2e/clients/install.sh
 	$(Q)MG_BUILD=$(O) tests/e2e/run.sh
 
 test: deps
