@@ -85,6 +85,33 @@ static const struct opt opts[] = {
 	  "repeatable" },
 	{ "leaf-validity", OPT_UINT, offsetof(struct mg_config, leaf_validity), 0,
 	  "seconds the proxy's certificate is valid; renewed at 2/3 (default 86400)" },
+	{ "creds-provider", OPT_STR, offsetof(struct mg_config, creds_provider), 32,
+	  "upstream credential: none (the daemon's --api-token-file), eks, serviceaccount or "
+	  "impersonate (default none)" },
+	{ "eks-cluster", OPT_STR, offsetof(struct mg_config, eks_cluster), 128,
+	  "eks: the cluster name signed into the token (x-k8s-aws-id)" },
+	{ "eks-region", OPT_STR, offsetof(struct mg_config, eks_region), 32,
+	  "eks: the AWS region of the STS endpoint" },
+	{ "sts-endpoint", OPT_STR, offsetof(struct mg_config, sts_endpoint), 256,
+	  "eks: regional (default), global, or an https:// URL" },
+	{ "sts-ca-file", OPT_STR, offsetof(struct mg_config, sts_ca_file), 512,
+	  "eks: CA bundle for an https:// --sts-endpoint URL (default: the system store)" },
+	{ "role-arn", OPT_STR, offsetof(struct mg_config, role_arn), 256,
+	  "eks: IAM role assumed per pod (session mcpgate-<ns>-<pod>, SourceIdentity = pod "
+	  "uid); empty: sign with the daemon's own AWS credentials" },
+	{ "sa-namespace", OPT_STR, offsetof(struct mg_config, sa_namespace), 64,
+	  "serviceaccount: namespace of the executor ServiceAccount (default: the pod's)" },
+	{ "sa-name", OPT_STR, offsetof(struct mg_config, sa_name), 254,
+	  "serviceaccount: the executor ServiceAccount (default: the pod's own)" },
+	{ "sa-audiences", OPT_STR, offsetof(struct mg_config, sa_audiences), 512,
+	  "serviceaccount: comma-separated token audiences (default: the API server's)" },
+	{ "sa-expiration", OPT_UINT, offsetof(struct mg_config, sa_expiration), 0,
+	  "serviceaccount: TokenRequest expirationSeconds, >= 600 (default 3600)" },
+	{ "impersonate-user", OPT_STR, offsetof(struct mg_config, impersonate_user), 256,
+	  "impersonate: user template, {namespace} {pod} {uid} {serviceaccount} (default "
+	  "system:serviceaccount:{namespace}:{serviceaccount})" },
+	{ "impersonate-groups", OPT_STR, offsetof(struct mg_config, impersonate_groups), 512,
+	  "impersonate: comma-separated group templates" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -365,6 +392,7 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	strcpy(c->ca_key, "/var/lib/mcpgate/ca.key");
 	strcpy(c->cluster_domain, "cluster.local");
 	c->leaf_validity = 86400;
+	strcpy(c->creds_provider, "none");
 
 	for (size_t i = 0; i < N_OPTS; i++)
 		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };
@@ -426,6 +454,15 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	if (strncmp(c->api_server, "https://", 8))
 		return err_line(errbuf, errlen, "--api-server: must be an https:// URL: %s",
 				c->api_server);
+	if (strcmp(c->creds_provider, "none") && strcmp(c->creds_provider, "eks") &&
+	    strcmp(c->creds_provider, "serviceaccount") && strcmp(c->creds_provider, "impersonate"))
+		return err_line(errbuf, errlen,
+				"--creds-provider: none, eks, serviceaccount or impersonate, not %s",
+				c->creds_provider);
+	if (!strcmp(c->creds_provider, "eks") && !c->eks_cluster[0])
+		return err_line(errbuf, errlen, "--creds-provider eks needs --eks-cluster");
+	if (c->sa_expiration && c->sa_expiration < 600)
+		return err_line(errbuf, errlen, "--sa-expiration: at least 600 seconds");
 	if (c->leaf_validity < 300)
 		return err_line(errbuf, errlen, "--leaf-validity: at least 300 seconds");
 	if (c->endpoints_interval == 0)

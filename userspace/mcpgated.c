@@ -25,6 +25,7 @@
 
 #include "mcpgate/admin.h"
 #include "mcpgate/config.h"
+#include "mcpgate/creds.h"
 #include "mcpgate/kube.h"
 #include "mcpgate/loader.h"
 #include "mcpgate/log.h"
@@ -50,6 +51,7 @@ struct daemon {
 	size_t n_endpoints;
 	struct mg_abi_addr ep[MG_ENDPOINTS_MAX];	/* current api_endpoints (for SANs) */
 	bool ep_changed;	/* the leaf must be reissued with new IP SANs */
+	struct mg_creds *creds;
 	struct mg_tls_ca *ca;
 	struct mg_tls_server *tls;
 	SSL_CTX *client_ctx;
@@ -306,6 +308,63 @@ static void on_tls_timer(struct mg_loop *loop, int fd, uint32_t events, void *da
 	}
 }
 
+/* ---- upstream credentials ---- */
+
+/* Splits a comma-separated list into <out> (pointers into <buf>). */
+static size_t split_list(char *buf, const char **out, size_t max)
+{
+	char *save = NULL, *t;
+	size_t n = 0;
+
+	for (t = strtok_r(buf, ",", &save); t && n < max; t = strtok_r(NULL, ",", &save))
+		out[n++] = t;
+	return n;
+}
+
+/* Builds the configured provider, or NULL for "none" (the daemon's own
+ * token file, attached by the proxy directly). Exits 2 on a bad setting. */
+static struct mg_creds *build_creds(struct daemon *d)
+{
+	static char aud_buf[512], grp_buf[512];
+	static const char *aud[16], *grp[16];
+	struct mg_creds_config cc = { 0 };
+	struct mg_config *c = &d->cfg;
+	struct mg_creds *cr;
+	char err[512];
+
+	if (!strcmp(c->creds_provider, "none"))
+		return NULL;
+	cc.api_server = c->api_server;
+	cc.api_ca_file = c->api_ca_file;
+	cc.token_file = c->api_token_file;
+	if (!strcmp(c->creds_provider, "eks")) {
+		cc.kind = MG_CREDS_EKS;
+		cc.cluster_name = c->eks_cluster;
+		cc.region = c->eks_region[0] ? c->eks_region : NULL;
+		cc.sts_endpoint = c->sts_endpoint[0] ? c->sts_endpoint : NULL;
+		cc.sts_ca_file = c->sts_ca_file[0] ? c->sts_ca_file : NULL;
+		cc.role_arn = c->role_arn[0] ? c->role_arn : NULL;
+	} else if (!strcmp(c->creds_provider, "serviceaccount")) {
+		cc.kind = MG_CREDS_SERVICEACCOUNT;
+		cc.namespace_name = c->sa_namespace[0] ? c->sa_namespace : NULL;
+		cc.service_account = c->sa_name[0] ? c->sa_name : NULL;
+		snprintf(aud_buf, sizeof(aud_buf), "%s", c->sa_audiences);
+		cc.audiences = aud;
+		cc.n_audiences = split_list(aud_buf, aud, 16);
+		cc.expiration_seconds = c->sa_expiration;
+	} else {
+		cc.kind = MG_CREDS_IMPERSONATE;
+		cc.user = c->impersonate_user[0] ? c->impersonate_user : NULL;
+		snprintf(grp_buf, sizeof(grp_buf), "%s", c->impersonate_groups);
+		cc.groups = grp;
+		cc.n_groups = split_list(grp_buf, grp, 16);
+	}
+	cr = mg_creds_new(&cc, err, sizeof(err));
+	if (!cr)
+		die("credentials (--creds-provider %s): %s", c->creds_provider, err);
+	return cr;
+}
+
 /* ---- admin ---- */
 
 static char *metrics_text(struct daemon *d)
@@ -529,6 +588,8 @@ int main(int argc, char **argv)
 	pxo.server_ctx_data = &d;
 	pxo.client_ctx = d.client_ctx;
 	pxo.token_file = d.cfg.api_token_file;
+	d.creds = build_creds(&d);
+	pxo.creds = d.creds;
 	if ((rc = mg_proxy_new(&d.proxy, &pxo)))
 		die("proxy: %s", strerror(-rc));
 	if (d.cfg.proxy_addr4[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy4)))
@@ -561,6 +622,7 @@ int main(int argc, char **argv)
 		pthread_join(d.ep_thread, NULL);
 	mg_admin_free(d.admin);
 	mg_proxy_free(d.proxy);
+	mg_creds_free(d.creds);
 	mg_pods_free(d.pods);
 	mg_kube_free(d.kube);
 	mg_loop_free(d.loop);

@@ -23,15 +23,20 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <pthread.h>
+#include <sys/eventfd.h>
+
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
 #include "mcpgate/buf.h"
 #include "mcpgate/config.h"
+#include "mcpgate/creds.h"
 #include "mcpgate/http.h"
 #include "mcpgate/loader.h"
 #include "mcpgate/log.h"
 #include "mcpgate/loop.h"
+#include "mcpgate/mask.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
 #include "mcpgate/tls.h"
@@ -88,6 +93,13 @@ struct exch {
 	bool resp_done;
 	bool up_keep_alive;
 	bool pooled;		/* sent on a reused upstream connection */
+	bool creds_wait;	/* head built but for its credential, which a worker fetches */
+	char resource[64];	/* hint for the masker */
+	bool watch;
+	struct mg_mask_body *mask;	/* this response's masker, NULL when unmasked */
+	bool mask_gzip;
+	char *held_head;	/* masked response: head waits for the first safe bytes */
+	size_t held_len;
 	uint64_t bytes_in, bytes_out;
 };
 
@@ -125,8 +137,25 @@ struct met {
 	uint64_t count;
 };
 
+/* A credential fetch handed to the worker thread: mg_creds_get() may make
+ * network calls, which never happen on the event loop. */
+struct cjob {
+	uint64_t conn_id;
+	char ns[64], pod[254], uid[40], sa[254];
+	struct mg_creds_result res;
+	int rc;
+	struct cjob *next;
+};
+
 struct mg_proxy {
 	struct mg_proxy_opts o;
+	/* credential worker */
+	pthread_t cthread;
+	bool cthread_started, cstop;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccond;
+	struct cjob *cq, *cdone;
+	int cefd;
 	int lfd[MAX_LISTENERS];
 	size_t nl;
 	struct conn *conns;
@@ -135,6 +164,7 @@ struct mg_proxy {
 	uint64_t next_id;
 	int sweep_fd;
 	struct mg_proxy_stats st;
+	struct mg_mask_cfg mcfg;	/* defaults, when no mask_cfg was given */
 	/* daemon token cache */
 	char token[TOKEN_MAX];
 	size_t token_len;
@@ -408,6 +438,8 @@ static void conn_free(struct conn *c)
 	mg_buf_free(&c->uin);
 	mg_buf_free(&c->uout);
 	mg_pod_ident_release(&c->ident);
+	mg_mask_body_free(c->x.mask);
+	free(c->x.held_head);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -447,6 +479,26 @@ static void finish_exchange(struct conn *c, const char *decision)
 		       x->path, "status", x->status, "decision", decision, "bytesIn",
 		       (json_int_t)x->bytes_in, "bytesOut", (json_int_t)x->bytes_out, "latencyMs",
 		       secs * 1000.0, "upgrade", c->tunnel, "pooled", x->pooled);
+	if (x->mask) {
+		const struct mg_mask_stats *ms = mg_mask_body_stats(x->mask);
+		json_t *hits = json_object();
+
+		for (unsigned i = 0; i < MG_MASK_DET_MAX; i++) {
+			const char *name = mg_mask_det_name(p->o.mask_cfg ? p->o.mask_cfg : &p->mcfg, i);
+
+			if (ms->hits[i] && name)
+				json_object_set_new(hits, name, json_integer((json_int_t)ms->hits[i]));
+		}
+		json_object_set_new(ev, "masked",
+				    json_pack("{s:I,s:I,s:I,s:o}", "secrets",
+					      (json_int_t)ms->secrets, "secretFields",
+					      (json_int_t)ms->secret_fields, "lastApplied",
+					      (json_int_t)ms->last_applied, "detectors", hits));
+		mg_mask_body_free(x->mask);
+		x->mask = NULL;
+	}
+	free(x->held_head);
+	x->held_head = NULL;
 	mg_log_json(x->status >= 500 ? "warn" : "info", ev);
 	met_add(p, "", "", x->status, decision, secs);
 	x->active = false;
@@ -501,6 +553,38 @@ static int put(struct mg_buf *b, const char *s)
 	return mg_buf_append(b, s, strlen(s));
 }
 
+/* Writes an Accept header for <value> without its protobuf media ranges
+ * (keeping JSON ones with their Table parameters); "application/json" if
+ * nothing is left. */
+static int put_accept(struct mg_buf *b, struct mg_str value)
+{
+	const char *p = value.ptr, *end = value.ptr + value.len;
+	bool first = true;
+	int rc = put(b, "Accept: ");
+
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+		struct mg_str item = { p, (size_t)(e - p) };
+
+		while (item.len && (*item.ptr == ' ' || *item.ptr == '\t')) {
+			item.ptr++;
+			item.len--;
+		}
+		if (item.len && !memmem(item.ptr, item.len, "protobuf", 8)) {
+			if (!first)
+				rc |= put(b, ", ");
+			rc |= mg_buf_append_str(b, item);
+			first = false;
+		}
+		p = comma ? comma + 1 : end;
+	}
+	if (first)
+		rc |= put(b, "application/json");
+	rc |= put(b, "\r\n");
+	return rc;
+}
+
 /* Writes the request head as it goes upstream into <c>->uout. */
 static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 {
@@ -516,12 +600,20 @@ static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 	for (size_t i = 0; i < req->n_headers; i++) {
 		if (drop_request_header(req->headers[i].name))
 			continue;
+		/* Responses are masked, so they must come as identity-encoded JSON
+		 * (or text): ask for no compression, no protobuf. */
+		if (mg_str_caseeq(req->headers[i].name, MG_STR("accept-encoding")))
+			continue;
+		if (mg_str_caseeq(req->headers[i].name, MG_STR("accept"))) {
+			rc |= put_accept(b, req->headers[i].value);
+			continue;
+		}
 		rc |= mg_buf_append_str(b, req->headers[i].name);
 		rc |= put(b, ": ");
 		rc |= mg_buf_append_str(b, req->headers[i].value);
 		rc |= put(b, "\r\n");
 	}
-	if (tok.len) {
+	if (!c->p->o.creds && tok.len) {
 		rc |= put(b, "Authorization: Bearer ");
 		rc |= mg_buf_append_str(b, tok);
 		rc |= put(b, "\r\n");
@@ -541,11 +633,15 @@ static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 		rc |= mg_buf_append_str(b, req->upgrade_proto);
 		rc |= put(b, "\r\n");
 	}
-	rc |= put(b, "\r\n");
+	/* With a provider, the credential and the final CRLF come when the
+	 * worker has it (finish_upstream_head). */
+	if (!c->p->o.creds)
+		rc |= put(b, "\r\n");
 	return rc ? -ENOBUFS : 0;
 }
 
 static void on_event(struct mg_loop *loop, int fd, uint32_t events, void *data);
+static void path_hints(const char *path, char *resource, size_t len, bool *watch);
 
 /* Starts a TLS connection to the pod's original destination, unless an
  * idle pooled one exists. */
@@ -607,6 +703,132 @@ static int attach_upstream(struct conn *c)
 	return mg_loop_add_fd(p->o.loop, u->fd, EPOLLOUT, on_event, &u->side);
 }
 
+/* ---- credentials ---- */
+
+static void *creds_main(void *arg)
+{
+	struct mg_proxy *p = arg;
+	uint64_t one = 1;
+
+	pthread_mutex_lock(&p->cmu);
+	while (!p->cstop) {
+		struct mg_creds_subject who;
+		struct cjob *j = p->cq;
+
+		if (!j) {
+			pthread_cond_wait(&p->ccond, &p->cmu);
+			continue;
+		}
+		p->cq = j->next;
+		pthread_mutex_unlock(&p->cmu);
+		who = (struct mg_creds_subject){ j->ns, j->pod, j->uid, j->sa, NULL };
+		j->rc = mg_creds_get(p->o.creds, &who, &j->res);
+		pthread_mutex_lock(&p->cmu);
+		j->next = p->cdone;
+		p->cdone = j;
+		if (write(p->cefd, &one, sizeof(one)) < 0) {
+			/* eventfd counter overflow only: a wakeup is pending anyway */
+		}
+	}
+	pthread_mutex_unlock(&p->cmu);
+	return NULL;
+}
+
+/* Queues the credential fetch for <c>'s current request. 0 / -errno. */
+static int submit_creds(struct conn *c)
+{
+	struct mg_proxy *p = c->p;
+	struct cjob *j = calloc(1, sizeof(*j)), **tail;
+
+	if (!j)
+		return -ENOMEM;
+	j->conn_id = c->id;
+	snprintf(j->ns, sizeof(j->ns), "%s", c->ident.namespace);
+	snprintf(j->pod, sizeof(j->pod), "%s", c->ident.name);
+	snprintf(j->uid, sizeof(j->uid), "%s", c->ident.uid);
+	snprintf(j->sa, sizeof(j->sa), "%s", c->ident.service_account);
+	pthread_mutex_lock(&p->cmu);
+	for (tail = &p->cq; *tail; tail = &(*tail)->next)
+		;
+	*tail = j;
+	pthread_cond_signal(&p->ccond);
+	pthread_mutex_unlock(&p->cmu);
+	return 0;
+}
+
+static void pump(struct conn *c);
+
+/* Completes the upstream head with the fetched credential and sends the
+ * request on its way, or refuses it: never a fallback to another credential. */
+static void creds_arrived(struct conn *c, struct cjob *j)
+{
+	struct mg_buf *b = &c->uout;
+	int rc = 0;
+
+	c->x.creds_wait = false;
+	if (j->rc < 0 || !j->res.authorization) {
+		char msg[400];
+
+		c->p->st.creds_failed++;
+		snprintf(msg, sizeof(msg), "mcpgate: no upstream credential: %s: %s",
+			 j->res.reason[0] ? j->res.reason : "error", j->res.message);
+		mg_log_json("warn", json_pack("{s:s,s:I,s:s,s:s,s:o}", "event", "creds_failed",
+					      "conn", (json_int_t)c->id, "reason", j->res.reason,
+					      "message", j->res.message, "pod", pod_json(c)));
+		c->c_eof = true;
+		reply_status(c, j->res.http_status ? j->res.http_status : 502, msg);
+		pump(c);
+		return;
+	}
+	rc |= put(b, "Authorization: ");
+	rc |= put(b, j->res.authorization);
+	rc |= put(b, "\r\n");
+	for (size_t i = 0; i < j->res.n_headers; i++) {
+		rc |= put(b, j->res.headers[i].name);
+		rc |= put(b, ": ");
+		rc |= put(b, j->res.headers[i].value);
+		rc |= put(b, "\r\n");
+	}
+	rc |= put(b, "\r\n");
+	if (rc) {
+		reply_status(c, 431, "mcpgate: request head too large");
+	} else if (!c->up && attach_upstream(c)) {
+		c->p->st.upstream_failed++;
+		reply_status(c, 502, "mcpgate: cannot connect to the API server");
+	} else {
+		c->p->st.requests++;
+	}
+	pump(c);
+}
+
+static void on_creds_done(struct mg_loop *loop, int fd, uint32_t events, void *data)
+{
+	struct mg_proxy *p = data;
+	struct cjob *done, *j;
+	uint64_t n;
+
+	(void)loop;
+	(void)events;
+	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
+		return;
+	pthread_mutex_lock(&p->cmu);
+	done = p->cdone;
+	p->cdone = NULL;
+	pthread_mutex_unlock(&p->cmu);
+	while ((j = done)) {
+		struct conn *c;
+
+		done = j->next;
+		for (c = p->conns; c && c->id != j->conn_id; c = c->next)
+			;
+		/* The client may have gone meanwhile: then the result is dropped. */
+		if (c && c->x.active && c->x.creds_wait)
+			creds_arrived(c, j);
+		mg_creds_result_free(&j->res);
+		free(j);
+	}
+}
+
 /* Tries to parse a request head from cin and start its exchange. */
 static bool start_exchange(struct conn *c)
 {
@@ -650,6 +872,7 @@ static bool start_exchange(struct conn *c)
 	snprintf(x->path, sizeof(x->path), "%.*s",
 		 (int)(req.target.len < PATH_LOG_MAX - 1 ? req.target.len : PATH_LOG_MAX - 1),
 		 req.target.ptr);
+	path_hints(x->path, x->resource, sizeof(x->resource), &x->watch);
 	x->head_req = mg_str_eq(req.method, MG_STR("HEAD"));
 	x->upgrade = req.upgrade;
 	x->client_keep_alive = req.keep_alive;
@@ -664,6 +887,14 @@ static bool start_exchange(struct conn *c)
 	mg_buf_consume(&c->cin, (size_t)n);
 	if (rc) {
 		reply_status(c, 431, "mcpgate: request head too large");
+		return true;
+	}
+	if (c->p->o.creds) {
+		if (submit_creds(c)) {
+			reply_status(c, 503, "mcpgate: credential worker unavailable");
+			return true;
+		}
+		x->creds_wait = true;
 		return true;
 	}
 	if (!c->up && attach_upstream(c)) {
@@ -681,7 +912,8 @@ static bool forward_request_body(struct conn *c)
 	struct exch *x = &c->x;
 	bool progress = false;
 
-	while (!x->req_done && mg_buf_size(&c->cin) && mg_buf_room(&c->uout) > 64) {
+	while (!x->req_done && !x->creds_wait && mg_buf_size(&c->cin) &&
+	       mg_buf_room(&c->uout) > 64) {
 		size_t room = mg_buf_room(&c->uout) - 32;
 
 		if (x->req_body == MG_HTTP_BODY_LENGTH) {
@@ -753,12 +985,222 @@ static bool drop_response_header(struct mg_str name, bool upgrade)
 	       mg_str_caseeq(name, MG_STR("content-length"));
 }
 
-/* Parses the response head in uin and writes its rewritten form to cout. */
+/* ---- masking ---- */
+
+/* The resource of a request path and whether it is a watch, for the
+ * masker's hints: /api/v1/namespaces/ns/secrets/x -> "secrets". Good enough
+ * for a hint; the masker itself decides by the kind it reads, and treats
+ * objects of unknown kind as Secrets. */
+static void path_hints(const char *path, char *resource, size_t len, bool *watch)
+{
+	const char *q = strchr(path, '?');
+	char segs[8][64];
+	size_t n = 0, plen = q ? (size_t)(q - path) : strlen(path), i = 0, ver;
+
+	*watch = false;
+	resource[0] = '\0';
+	if (q && (strstr(q, "watch=1") || strstr(q, "watch=true") || strstr(q, "watch=True") ||
+		  strstr(q, "watch=t&") || strstr(q, "watch=T")))
+		*watch = true;
+	while (i < plen && n < 8) {
+		size_t j = i;
+
+		while (j < plen && path[j] == '/')
+			j++;
+		i = j;
+		while (i < plen && path[i] != '/')
+			i++;
+		if (i > j) {
+			snprintf(segs[n], sizeof(segs[n]), "%.*s", (int)(i - j), path + j);
+			n++;
+		}
+	}
+	if (n < 2)
+		return;
+	ver = !strcmp(segs[0], "api") ? 2 : !strcmp(segs[0], "apis") ? 3 : 0;
+	if (!ver || n <= ver)
+		return;
+	i = ver;
+	if (!strcmp(segs[i], "watch")) {
+		*watch = true;
+		i++;
+	}
+	if (i + 2 < n && !strcmp(segs[i], "namespaces"))
+		i += 2;
+	if (i < n)
+		snprintf(resource, len, "%s", segs[i]);
+}
+
+/* The masker's sink: flushes a held response head on the first output,
+ * then frames each piece for the client. */
+static int mask_sink(void *ctx, const char *buf, size_t len)
+{
+	struct conn *c = ctx;
+	struct exch *x = &c->x;
+	int rc = 0;
+
+	if (!len)
+		return 0;
+	if (x->held_head) {
+		rc |= mg_buf_append(&c->cout, x->held_head, x->held_len);
+		free(x->held_head);
+		x->held_head = NULL;
+	}
+	if (x->resp_chunk_out) {
+		char h[MG_HTTP_CHUNK_HEADER_MAX];
+
+		rc |= mg_buf_append(&c->cout, h, mg_http_chunk_header(h, len));
+	}
+	rc |= mg_buf_append(&c->cout, buf, len);
+	if (x->resp_chunk_out)
+		rc |= put(&c->cout, MG_HTTP_CHUNK_CRLF);
+	x->bytes_out += len;
+	return rc ? -ENOBUFS : 0;
+}
+
+/* Masking failed: a Status if the client has seen nothing of this
+ * response yet, else the connection is cut. Never raw bytes. */
+static void mask_failed(struct conn *c, const char *why)
+{
+	struct exch *x = &c->x;
+
+	c->p->st.mask_failed++;
+	mg_log_json("warn", json_pack("{s:s,s:I,s:s,s:s,s:o}", "event", "mask_failed", "conn",
+				      (json_int_t)c->id, "path", x->path, "reason", why, "pod",
+				      pod_json(c)));
+	upstream_free(c->p, c->up);
+	c->up = NULL;
+	if (x->held_head) {
+		char msg[256];
+
+		free(x->held_head);
+		x->held_head = NULL;
+		snprintf(msg, sizeof(msg), "mcpgate: the response cannot be masked safely: %s", why);
+		reply_status(c, 502, msg);
+	} else {
+		c->dead = true;
+	}
+}
+
+/* Hands decoded body bytes to the client: through the masker when this
+ * response is masked, else framed as they are. 0, or -1 when it failed. */
+static int deliver(struct conn *c, const char *data, size_t len)
+{
+	struct exch *x = &c->x;
+
+	if (x->mask) {
+		struct mg_mask_sink sink = { mask_sink, c };
+
+		if (mg_mask_body_feed(x->mask, data, len, &sink)) {
+			const struct mg_mask_err *e = mg_mask_body_error(x->mask);
+
+			mask_failed(c, e && e->reason ? e->reason : "output overflow");
+			return -1;
+		}
+		return 0;
+	}
+	if (x->resp_chunk_out) {
+		char h[MG_HTTP_CHUNK_HEADER_MAX];
+
+		mg_buf_append(&c->cout, h, mg_http_chunk_header(h, len));
+	}
+	mg_buf_append(&c->cout, data, len);
+	if (x->resp_chunk_out)
+		put(&c->cout, MG_HTTP_CHUNK_CRLF);
+	x->bytes_out += len;
+	return 0;
+}
+
+/* The body ended: flush the masker, close the chunked coding. */
+static int end_body(struct conn *c)
+{
+	struct exch *x = &c->x;
+
+	if (x->mask) {
+		struct mg_mask_sink sink = { mask_sink, c };
+
+		if (mg_mask_body_finish(x->mask, &sink)) {
+			const struct mg_mask_err *e = mg_mask_body_error(x->mask);
+
+			mask_failed(c, e && e->reason ? e->reason : "incomplete body");
+			return -1;
+		}
+		if (x->held_head) { /* an empty body: the head goes now */
+			mg_buf_append(&c->cout, x->held_head, x->held_len);
+			free(x->held_head);
+			x->held_head = NULL;
+		}
+	}
+	if (x->resp_chunk_out)
+		put(&c->cout, MG_HTTP_CHUNK_LAST);
+	x->resp_done = true;
+	return 0;
+}
+
+/* Decides how the response body must be masked. Returns 0 (x->mask set or
+ * left NULL for bodies that need none), or -1 after refusing the response:
+ * what cannot be masked does not pass. */
+static int choose_mask(struct conn *c, const struct mg_http_resp *resp)
+{
+	struct exch *x = &c->x;
+	struct mg_mask_body_opts mo = { 0 };
+	enum mg_mask_ctype ct;
+	bool resource = !strncmp(x->path, "/api/", 5) || !strncmp(x->path, "/apis/", 6);
+	char why[160];
+
+	if (x->resp_body == MG_HTTP_BODY_NONE ||
+	    (x->resp_body == MG_HTTP_BODY_LENGTH && x->resp_left == 0))
+		return 0;
+	ct = resp->has_content_type ? mg_mask_content_type(resp->content_type) : MG_MASK_CT_REFUSE;
+	if (ct == MG_MASK_CT_REFUSE && !resource)
+		return 0; /* /openapi, /metrics, ...: no API objects in there */
+	if (ct == MG_MASK_CT_PROTOBUF || ct == MG_MASK_CT_REFUSE) {
+		snprintf(why, sizeof(why), "content type %.*s", (int)resp->content_type.len,
+			 resp->content_type.ptr ? resp->content_type.ptr : "");
+		goto refuse;
+	}
+	if (resp->has_content_encoding) {
+		if (mg_str_caseeq(resp->content_encoding, MG_STR("gzip")))
+			mo.gzip = true;
+		else if (!mg_str_caseeq(resp->content_encoding, MG_STR("identity"))) {
+			snprintf(why, sizeof(why), "content encoding %.*s",
+				 (int)resp->content_encoding.len, resp->content_encoding.ptr);
+			goto refuse;
+		}
+	}
+	mo.kind = ct == MG_MASK_CT_TEXT ? MG_MASK_KIND_TEXT
+		  : x->watch		 ? MG_MASK_KIND_JSON_STREAM
+					 : MG_MASK_KIND_JSON;
+	mo.resource = mg_str_of(x->resource);
+	x->mask = mg_mask_body_new(c->p->o.mask_cfg, &mo);
+	if (!x->mask) {
+		snprintf(why, sizeof(why), "out of memory");
+		goto refuse;
+	}
+	x->mask_gzip = mo.gzip;
+	return 0;
+refuse:
+	c->p->st.mask_failed++;
+	upstream_free(c->p, c->up);
+	c->up = NULL;
+	{
+		char msg[256];
+
+		snprintf(msg, sizeof(msg), "mcpgate: refusing a response that cannot be masked (%s)",
+			 why);
+		reply_status(c, 502, msg);
+	}
+	return -1;
+}
+
+/* Parses the response head in uin and writes its rewritten form to cout
+ * (or holds it, for a masked body, until the first masked bytes exist). */
 static bool take_response_head(struct conn *c)
 {
 	struct exch *x = &c->x;
 	struct mg_http_resp resp;
 	struct mg_http_err err;
+	struct mg_buf head;
 	char line[96];
 	ssize_t n;
 	bool close_client;
@@ -798,38 +1240,54 @@ static bool take_response_head(struct conn *c)
 	x->up_keep_alive = resp.keep_alive;
 	if (x->resp_body == MG_HTTP_BODY_CHUNKED)
 		mg_http_chunked_init(&x->resp_ch, 0);
-	/* A body delimited by close reaches an HTTP/1.1 client chunked, so
-	 * the client connection can survive it. */
+	if (resp.status != 101 && choose_mask(c, &resp))
+		return true;
+	/* A body delimited by close, or a masked one (its length changes),
+	 * reaches an HTTP/1.1 client chunked, so the connection survives it. */
 	x->resp_chunk_out = x->resp_body == MG_HTTP_BODY_CHUNKED ||
-			    (x->resp_body == MG_HTTP_BODY_CLOSE && x->client_keep_alive);
+			    ((x->resp_body == MG_HTTP_BODY_CLOSE || x->mask) &&
+			     x->client_keep_alive);
 	close_client = !x->client_keep_alive ||
-		       (x->resp_body == MG_HTTP_BODY_CLOSE && !x->resp_chunk_out);
+		       ((x->resp_body == MG_HTTP_BODY_CLOSE || x->mask) && !x->resp_chunk_out);
 
+	mg_buf_init(&head, 64 * 1024);
 	snprintf(line, sizeof(line), "HTTP/1.1 %d %.*s\r\n", resp.status,
 		 (int)(resp.reason.len < 60 ? resp.reason.len : 60), resp.reason.ptr);
-	put(&c->cout, line);
+	put(&head, line);
 	for (size_t i = 0; i < resp.n_headers; i++) {
 		if (drop_response_header(resp.headers[i].name, resp.status == 101))
 			continue;
-		mg_buf_append_str(&c->cout, resp.headers[i].name);
-		put(&c->cout, ": ");
-		mg_buf_append_str(&c->cout, resp.headers[i].value);
-		put(&c->cout, "\r\n");
+		/* A masked gzip body leaves re-compressed: the encoding stays. */
+		mg_buf_append_str(&head, resp.headers[i].name);
+		put(&head, ": ");
+		mg_buf_append_str(&head, resp.headers[i].value);
+		put(&head, "\r\n");
 	}
 	if (resp.status != 101) {
 		if (x->resp_chunk_out)
-			put(&c->cout, "Transfer-Encoding: chunked\r\n");
-		else if (x->resp_body == MG_HTTP_BODY_LENGTH ||
-			 (resp.has_content_length && x->head_req)) {
+			put(&head, "Transfer-Encoding: chunked\r\n");
+		else if (!x->mask && (x->resp_body == MG_HTTP_BODY_LENGTH ||
+				      (resp.has_content_length && x->head_req))) {
 			snprintf(line, sizeof(line), "Content-Length: %llu\r\n",
 				 (unsigned long long)resp.content_length);
-			put(&c->cout, line);
+			put(&head, line);
 		}
 		if (close_client)
-			put(&c->cout, "Connection: close\r\n");
+			put(&head, "Connection: close\r\n");
 	}
-	put(&c->cout, "\r\n");
+	put(&head, "\r\n");
 	mg_buf_consume(&c->uin, (size_t)n);
+	if (x->mask) {
+		/* Held: if masking fails before any byte is out, the client
+		 * gets a Status instead of half a response. */
+		x->held_len = mg_buf_size(&head);
+		x->held_head = malloc(x->held_len);
+		if (x->held_head)
+			memcpy(x->held_head, mg_buf_head(&head), x->held_len);
+	} else {
+		mg_buf_append(&c->cout, mg_buf_head(&head), mg_buf_size(&head));
+	}
+	mg_buf_free(&head);
 
 	if (resp.status == 101) {
 		c->tunnel = true;
@@ -840,21 +1298,25 @@ static bool take_response_head(struct conn *c)
 	}
 	if (x->resp_body == MG_HTTP_BODY_NONE ||
 	    (x->resp_body == MG_HTTP_BODY_LENGTH && x->resp_left == 0))
-		x->resp_done = true;
+		end_body(c);
 	if (close_client)
 		c->close_after_flush = true;
 	return true;
 }
 
-/* Moves response body bytes uin -> cout, re-chunking as needed. */
+/* Moves response body bytes uin -> cout (through the masker when it
+ * applies), re-chunking as needed. The masker may write more than it
+ * reads (markers), so input is fed only while cout has ample room. */
 static bool forward_response_body(struct conn *c)
 {
 	struct exch *x = &c->x;
 	bool progress = false;
 
-	while (!x->resp_done && mg_buf_room(&c->cout) > 64) {
-		size_t room = mg_buf_room(&c->cout) - 40, avail = mg_buf_size(&c->uin);
+	while (!x->resp_done && !c->dead && mg_buf_room(&c->cout) > 160 * 1024 / 2 + 32 * 1024) {
+		size_t avail = mg_buf_size(&c->uin);
 
+		if (avail > IO_CHUNK)
+			avail = IO_CHUNK;
 		if (x->resp_body == MG_HTTP_BODY_CHUNKED) {
 			struct mg_http_err err;
 			struct mg_str data;
@@ -862,8 +1324,6 @@ static bool forward_response_body(struct conn *c)
 
 			if (!avail)
 				break;
-			if (avail > room / 2)
-				avail = room / 2;
 			n = mg_http_chunked_feed(&x->resp_ch, mg_buf_head(&c->uin), avail, &data,
 						 &err);
 			if (n < 0) {
@@ -876,50 +1336,32 @@ static bool forward_response_body(struct conn *c)
 				c->dead = true;
 				return true;
 			}
-			if (data.len) {
-				char h[MG_HTTP_CHUNK_HEADER_MAX];
-
-				mg_buf_append(&c->cout, h, mg_http_chunk_header(h, data.len));
-				mg_buf_append_str(&c->cout, data);
-				put(&c->cout, MG_HTTP_CHUNK_CRLF);
-				x->bytes_out += data.len;
-			}
+			if (data.len && deliver(c, data.ptr, data.len))
+				return true;
 			mg_buf_consume(&c->uin, (size_t)n);
-			if (mg_http_chunked_done(&x->resp_ch)) {
-				put(&c->cout, MG_HTTP_CHUNK_LAST);
-				x->resp_done = true;
-			}
+			if (mg_http_chunked_done(&x->resp_ch) && end_body(c))
+				return true;
 			if (n == 0)
 				break;
 			progress = true;
 			continue;
 		}
 		if (x->resp_body == MG_HTTP_BODY_CLOSE && !avail && c->u_eof) {
-			if (x->resp_chunk_out)
-				put(&c->cout, MG_HTTP_CHUNK_LAST);
-			x->resp_done = true;
 			x->up_keep_alive = false;
+			end_body(c);
 			return true;
 		}
 		if (!avail)
 			break;
-		if (avail > room)
-			avail = room;
 		if (x->resp_body == MG_HTTP_BODY_LENGTH && avail > x->resp_left)
 			avail = (size_t)x->resp_left;
-		if (x->resp_chunk_out) {
-			char h[MG_HTTP_CHUNK_HEADER_MAX];
-
-			mg_buf_append(&c->cout, h, mg_http_chunk_header(h, avail));
-		}
-		mg_buf_append(&c->cout, mg_buf_head(&c->uin), avail);
-		if (x->resp_chunk_out)
-			put(&c->cout, MG_HTTP_CHUNK_CRLF);
+		if (deliver(c, mg_buf_head(&c->uin), avail))
+			return true;
 		mg_buf_consume(&c->uin, avail);
-		x->bytes_out += avail;
 		if (x->resp_body == MG_HTTP_BODY_LENGTH) {
 			x->resp_left -= avail;
-			x->resp_done = x->resp_left == 0;
+			if (x->resp_left == 0 && end_body(c))
+				return true;
 		}
 		progress = true;
 	}
@@ -1436,12 +1878,33 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 		p->o.pool_idle_ms = 60000;
 	if (!p->o.pool_max)
 		p->o.pool_max = 64;
+	p->cefd = -1;
+	mg_mask_cfg_default(&p->mcfg);
+	if (!p->o.mask_cfg)
+		p->o.mask_cfg = &p->mcfg;
+	pthread_mutex_init(&p->cmu, NULL);
+	pthread_cond_init(&p->ccond, NULL);
 	p->sweep_fd = mg_loop_add_timer(o->loop, 1000, on_sweep, p);
 	if (p->sweep_fd < 0) {
 		int rc = p->sweep_fd;
 
 		free(p);
 		return rc;
+	}
+	if (p->o.creds) {
+		int rc;
+
+		p->cefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+		if (p->cefd < 0 || mg_loop_add_fd(o->loop, p->cefd, EPOLLIN, on_creds_done, p)) {
+			mg_proxy_free(p);
+			return -EIO;
+		}
+		rc = pthread_create(&p->cthread, NULL, creds_main, p);
+		if (rc) {
+			mg_proxy_free(p);
+			return -rc;
+		}
+		p->cthread_started = true;
 	}
 	*out = p;
 	return 0;
@@ -1465,6 +1928,25 @@ void mg_proxy_free(struct mg_proxy *p)
 	}
 	mg_loop_del_fd(p->o.loop, p->sweep_fd);
 	close(p->sweep_fd);
+	if (p->cthread_started) {
+		pthread_mutex_lock(&p->cmu);
+		p->cstop = true;
+		pthread_cond_signal(&p->ccond);
+		pthread_mutex_unlock(&p->cmu);
+		pthread_join(p->cthread, NULL);
+	}
+	for (struct cjob *lists[2] = { p->cq, p->cdone }, *j, **l = lists; l < lists + 2; l++)
+		while ((j = *l)) {
+			*l = j->next;
+			mg_creds_result_free(&j->res);
+			free(j);
+		}
+	if (p->cefd >= 0) {
+		mg_loop_del_fd(p->o.loop, p->cefd);
+		close(p->cefd);
+	}
+	pthread_mutex_destroy(&p->cmu);
+	pthread_cond_destroy(&p->ccond);
 	explicit_bzero(p->token, sizeof(p->token));
 	free(p);
 }

@@ -43,6 +43,19 @@ struct mg_config {
 	char tls_sans[MG_CONFIG_MAX_SANS][256];	/* extra DNS names / IPs in the leaf */
 	size_t n_tls_sans;
 	unsigned leaf_validity;		/* seconds */
+	/* upstream credentials */
+	char creds_provider[32];	/* none | eks | serviceaccount | impersonate */
+	char eks_cluster[128];
+	char eks_region[32];
+	char sts_endpoint[256];
+	char sts_ca_file[512];
+	char role_arn[256];
+	char sa_namespace[64];
+	char sa_name[254];
+	char sa_audiences[512];		/* comma-separated */
+	unsigned sa_expiration;
+	char impersonate_user[256];
+	char impersonate_groups[512];	/* comma-separated */
 };
 
 /**

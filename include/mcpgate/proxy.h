@@ -18,6 +18,8 @@
 
 #include "mcpgate/abi.h"
 
+struct mg_creds;
+struct mg_mask_cfg;
 struct mg_loop;
 struct mg_loader;
 struct mg_pods;
@@ -35,6 +37,8 @@ struct mg_proxy_opts {
 	void *server_ctx_data;
 	SSL_CTX *client_ctx;			/* upstream TLS, verifying */
 	const char *token_file;			/* the daemon's credential (re-read on change) */
+	struct mg_creds *creds;			/* upstream credential provider; NULL: token_file */
+	const struct mg_mask_cfg *mask_cfg;	/* what responses mask; NULL: defaults */
 	unsigned connect_timeout_ms;		/* upstream connect + TLS; default 5000 */
 	unsigned header_timeout_ms;		/* a request head must arrive in; default 30000 */
 	unsigned idle_timeout_ms;		/* keep-alive idle; default 90000 */
@@ -52,6 +56,8 @@ struct mg_proxy_stats {
 	uint64_t rejected_requests;	/* answered by the proxy itself (4xx/5xx) */
 	uint64_t upgrades;		/* tunnels after 101 */
 	uint64_t pool_reused;		/* requests sent on a pooled connection */
+	uint64_t creds_failed;		/* requests refused: no upstream credential */
+	uint64_t mask_failed;		/* responses stopped: could not be masked safely */
 	uint64_t bytes_up, bytes_down;
 };
 
