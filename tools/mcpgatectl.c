@@ -3,10 +3,16 @@
  *
  *   mcpgatectl uninstall [--pin-dir DIR]   detach the eBPF programs, unpin all
  *   mcpgatectl status    [--pin-dir DIR]   is interception installed; counters
+ *   mcpgatectl eks-token --cluster C --region R [--role-arn A]
+ *                        [--sts-endpoint regional|global|URL] [--at RFC3339]
+ *                                           an ExecCredential, as `aws eks get-token`
+ *   mcpgatectl mask [--path URL] [--content-type T] [--config FILE]
+ *                                           mask stdin to stdout as the proxy would
  *
  * Exit status: 0 success, 1 the operation failed, 2 usage.
  */
 #include <errno.h>
+#include <time.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,12 +21,78 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "mcpgate/creds.h"
 #include "mcpgate/loader.h"
+#include "mcpgate/mask.h"
 
 static int usage(void)
 {
-	fprintf(stderr, "usage: mcpgatectl uninstall|status [--pin-dir DIR]\n");
+	fprintf(stderr,
+		"usage: mcpgatectl uninstall|status [--pin-dir DIR]\n"
+		"       mcpgatectl eks-token --cluster C --region R [--role-arn A]\n"
+		"                  [--sts-endpoint regional|global|URL] [--at RFC3339]\n"
+		"       mcpgatectl mask [--path URL] [--content-type T] [--content-encoding gzip]\n"
+		"                  [--config FILE] [--stats]\n");
 	return 2;
+}
+
+/* Parses an RFC 3339 UTC time "2026-11-29T01:02:03Z" into <*t>. */
+static int parse_rfc3339(const char *s, time_t *t)
+{
+	struct tm tm = { 0 };
+	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
+
+	if (!end || (strcmp(end, "Z") && strcmp(end, "+00:00")))
+		return -EINVAL;
+	*t = timegm(&tm);
+	return 0;
+}
+
+static int cmd_eks_token(int argc, char **argv)
+{
+	struct mg_creds_config cc = { .kind = MG_CREDS_EKS };
+	struct mg_creds_result err = { 0 };
+	time_t at = 0;
+	char *json = NULL;
+
+	for (int i = 2; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v)
+			return usage();
+		if (!strcmp(argv[i], "--cluster"))
+			cc.cluster_name = v;
+		else if (!strcmp(argv[i], "--region"))
+			cc.region = v;
+		else if (!strcmp(argv[i], "--role-arn"))
+			cc.role_arn = v;
+		else if (!strcmp(argv[i], "--sts-endpoint"))
+			cc.sts_endpoint = v;
+		else if (!strcmp(argv[i], "--at")) {
+			if (parse_rfc3339(v, &at)) {
+				fprintf(stderr, "mcpgatectl: --at: expected RFC 3339 UTC, e.g. "
+						"2026-11-29T01:02:03Z, got %s\n",
+					v);
+				return 2;
+			}
+		} else
+			return usage();
+		i++;
+	}
+	if (!cc.cluster_name) {
+		fprintf(stderr, "mcpgatectl: eks-token needs --cluster\n");
+		return 2;
+	}
+	if (mg_creds_eks_exec_credential(&cc, at, &json, &err)) {
+		fprintf(stderr, "mcpgatectl: eks-token: %s%s%s\n", err.reason,
+			err.reason[0] ? ": " : "", err.message);
+		mg_creds_result_free(&err);
+		return 1;
+	}
+	fputs(json, stdout);
+	explicit_bzero(json, strlen(json));
+	free(json);
+	return 0;
 }
 
 static int cmd_status(const char *pin_dir)
@@ -56,6 +128,10 @@ int main(int argc, char **argv)
 
 	if (argc < 2)
 		return usage();
+	if (!strcmp(argv[1], "eks-token"))
+		return cmd_eks_token(argc, argv);
+	if (!strcmp(argv[1], "mask"))
+		return mg_mask_cli(argc - 1, argv + 1);
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--pin-dir") && i + 1 < argc)
 			pin_dir = argv[++i];
