@@ -33,17 +33,17 @@
 /* STS accepts a presigned GetCallerIdentity for 15 minutes after its
  * X-Amz-Date whatever X-Amz-Expires says (aws-iam-authenticator's
  * presignedURLExpiration); 60 is what every client sends. */
-#define EKS_TOKEN_TTL 900
+#define EKS_TOKEN_TTL	    900
 #define EKS_PRESIGN_EXPIRES 60
 /* awscli's TOKEN_EXPIRATION_MINS: the ExecCredential says 14 minutes. */
-#define EKS_EXEC_TTL (14 * 60)
+#define EKS_EXEC_TTL	 (14 * 60)
 #define EKS_TOKEN_PREFIX "k8s-aws-v1."
-#define STS_VERSION "2011-06-15"
-#define FORM_TYPE "application/x-www-form-urlencoded; charset=utf-8"
-#define MAX_BODY (1 << 20)
-#define MAX_FILE (64 * 1024)
-#define CACHE_SLOTS 256
-#define KEY_MAX 512
+#define STS_VERSION	 "2011-06-15"
+#define FORM_TYPE	 "application/x-www-form-urlencoded; charset=utf-8"
+#define MAX_BODY	 (1 << 20)
+#define MAX_FILE	 (64 * 1024)
+#define CACHE_SLOTS	 256
+#define KEY_MAX		 512
 
 /* ---- small helpers ---- */
 
@@ -69,16 +69,16 @@ struct entry {
 enum base_source { BASE_NONE = 0, BASE_WEB_IDENTITY, BASE_CONTAINER };
 
 struct mg_creds {
-	struct mg_creds_config cfg;	/* strings point into owned copies */
+	struct mg_creds_config cfg; /* strings point into owned copies */
 	char *strings[32];
 	size_t n_strings;
 	char **audiences;
 	char **groups;
-	bool no_identity;		/* eks-token CLI: no SourceIdentity, no tags */
+	bool no_identity; /* eks-token CLI: no SourceIdentity, no tags */
 	/* the STS endpoint, resolved */
-	char sts_url[600];		/* scheme://authority/path, no query */
+	char sts_url[600]; /* scheme://authority/path, no query */
 	char sts_scheme[8];
-	char sts_host[300];		/* authority, the signed Host */
+	char sts_host[300]; /* authority, the signed Host */
 	char sts_path[256];
 	char sign_region[64];
 	bool sts_no_proxy;
@@ -240,10 +240,10 @@ static char *base64url_nopad(const char *s, size_t n)
 
 /* ---- HTTP (libcurl, blocking) ---- */
 
+/* A request: POST when <body> is set, GET otherwise. */
 struct http_req {
-	const char *method;
 	const char *url;
-	const char *const *headers;	/* "Name: value" */
+	const char *const *headers; /* "Name: value" */
 	size_t n_headers;
 	const char *body;
 	size_t body_len;
@@ -372,9 +372,12 @@ static int http_do(const struct http_req *q, struct http_resp *r)
 		goto out;
 	}
 	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	if (!r->body && !on_body("", 1, 0, r)) {
-		/* an empty body still gets a NUL-terminated buffer */
-		ret = -ENOMEM;
+	if (!r->body) {
+		/* An empty body still gets a NUL-terminated buffer. */
+		r->body = calloc(1, 1);
+		r->cap = 1;
+		if (!r->body)
+			ret = -ENOMEM;
 	}
 out:
 	/* The header lines hold bearer tokens and session tokens. */
@@ -534,7 +537,8 @@ static int setup_sts(struct mg_creds *c, char *errbuf, size_t errlen)
 		 c->sts_path);
 	return 0;
 bad:
-	snprintf(errbuf, errlen, "eks: sts endpoint must be regional, global or http(s)://host[:port][/path]");
+	snprintf(errbuf, errlen,
+		 "eks: sts endpoint must be regional, global or http(s)://host[:port][/path]");
 	return -EINVAL;
 }
 
@@ -566,7 +570,8 @@ static int check_config(struct mg_creds *c, char *errbuf, size_t errlen)
 			snprintf(errbuf, errlen, "eks: role ARN is not an ARN");
 			return -EINVAL;
 		}
-		if (g->duration_seconds && (g->duration_seconds < 900 || g->duration_seconds > 43200)) {
+		if (g->duration_seconds &&
+		    (g->duration_seconds < 900 || g->duration_seconds > 43200)) {
 			snprintf(errbuf, errlen, "eks: duration must be 900..43200 seconds");
 			return -EINVAL;
 		}
@@ -574,23 +579,27 @@ static int check_config(struct mg_creds *c, char *errbuf, size_t errlen)
 			snprintf(errbuf, errlen, "eks: session name must be 2-64 of [\\w+=,.@-]");
 			return -EINVAL;
 		}
-		if (g->session_identity & ~(unsigned)(MG_CREDS_SOURCE_IDENTITY | MG_CREDS_SESSION_TAGS)) {
+		if (g->session_identity &
+		    ~(unsigned)(MG_CREDS_SOURCE_IDENTITY | MG_CREDS_SESSION_TAGS)) {
 			snprintf(errbuf, errlen, "eks: unknown session identity bits");
 			return -EINVAL;
 		}
 		return setup_sts(c, errbuf, errlen);
 	case MG_CREDS_SERVICEACCOUNT:
 		if (!g->api_server || strncmp(g->api_server, "https://", 8)) {
-			snprintf(errbuf, errlen, "serviceaccount: api server must be an https:// URL");
+			snprintf(errbuf, errlen,
+				 "serviceaccount: api server must be an https:// URL");
 			return -EINVAL;
 		}
 		if (g->expiration_seconds && g->expiration_seconds < 600) {
-			snprintf(errbuf, errlen, "serviceaccount: expiration must be >= 600 seconds");
+			snprintf(errbuf, errlen,
+				 "serviceaccount: expiration must be >= 600 seconds");
 			return -EINVAL;
 		}
 		if ((g->namespace_name && !k8s_name_ok(g->namespace_name)) ||
 		    (g->service_account && !k8s_name_ok(g->service_account))) {
-			snprintf(errbuf, errlen, "serviceaccount: bad namespace or service account");
+			snprintf(errbuf, errlen,
+				 "serviceaccount: bad namespace or service account");
 			return -EINVAL;
 		}
 		for (size_t i = 0; i < g->n_audiences; i++)
@@ -603,7 +612,8 @@ static int check_config(struct mg_creds *c, char *errbuf, size_t errlen)
 	case MG_CREDS_IMPERSONATE:
 		if (!g->token_file || !*g->token_file) {
 			snprintf(errbuf, errlen, "%s: token file required",
-				 g->kind == MG_CREDS_IMPERSONATE ? "impersonate" : "serviceaccount");
+				 g->kind == MG_CREDS_IMPERSONATE ? "impersonate"
+								 : "serviceaccount");
 			return -EINVAL;
 		}
 		if (g->user && (!*g->user || !header_safe(g->user))) {
@@ -770,11 +780,10 @@ static bool transient_code(const char *code)
  * blanked out of any message STS sends back.
  */
 static int sts_call(struct mg_creds *c, const char *action, const char *role, const char *body,
-		    const char *const *headers, size_t nh, const char *secret,
-		    struct aws_creds *cr, struct mg_creds_result *out)
+		    const char *const *headers, size_t nh, const char *secret, struct aws_creds *cr,
+		    struct mg_creds_result *out)
 {
 	struct http_req q = {
-		.method = "POST",
 		.url = c->sts_url,
 		.headers = headers,
 		.n_headers = nh,
@@ -796,7 +805,7 @@ static int sts_call(struct mg_creds *c, const char *action, const char *role, co
 		return set_error(out, -ENOMEM, 500, "InternalError", "out of memory");
 	if (ret < 0)
 		return set_error(out, -EAGAIN, 502, "STSUnavailable", "sts:%s %s at %s: %s", action,
-			    role, c->sts_host, r.err);
+				 role, c->sts_host, r.err);
 	sr = malloc(sizeof(*sr));
 	if (!sr) {
 		http_resp_free(&r);
@@ -805,10 +814,10 @@ static int sts_call(struct mg_creds *c, const char *action, const char *role, co
 	pr = mg_sigv4_sts_parse(r.body, r.len, action, sr, &perr);
 	if (pr <= 0) {
 		ret = set_error(out, r.status >= 500 ? -EAGAIN : -EPROTO, 502,
-			   r.status >= 500 ? "STSUnavailable" : "STSBadResponse",
-			   "sts:%s %s at %s: HTTP %ld, unreadable answer (%s at byte %zu)", action,
-			   role, c->sts_host, r.status, pr == 0 ? "truncated" : perr.reason,
-			   perr.pos);
+				r.status >= 500 ? "STSUnavailable" : "STSBadResponse",
+				"sts:%s %s at %s: HTTP %ld, unreadable answer (%s at byte %zu)",
+				action, role, c->sts_host, r.status,
+				pr == 0 ? "truncated" : perr.reason, perr.pos);
 	} else if (sr->kind == MG_SIGV4_STS_ERROR) {
 		safe_message(msg, sizeof(msg), sr->error_message, secret);
 		set_error(out, 0, 502, "", "sts:%s %s: %s: %s", action, role, sr->error_code, msg);
@@ -822,8 +831,8 @@ static int sts_call(struct mg_creds *c, const char *action, const char *role, co
 		ret = r.status >= 500 || transient_code(out->reason) ? -EAGAIN : -EACCES;
 	} else if (r.status != 200) {
 		ret = set_error(out, -EPROTO, 502, "STSBadResponse",
-			   "sts:%s %s at %s: credentials with HTTP %ld", action, role,
-			   c->sts_host, r.status);
+				"sts:%s %s at %s: credentials with HTTP %ld", action, role,
+				c->sts_host, r.status);
 	} else {
 		snprintf(cr->akid, sizeof(cr->akid), "%s", sr->access_key_id);
 		snprintf(cr->secret, sizeof(cr->secret), "%s", sr->secret_access_key);
@@ -871,7 +880,7 @@ static int form_add(char **b, size_t *len, const char *name, const char *value)
 static int fetch_web_identity(struct mg_creds *c, const char *role, const char *token_file,
 			      time_t now, struct aws_creds *cr, struct mg_creds_result *out)
 {
-	const char *hdrs[] = { "Content-Type: " FORM_TYPE };
+	const char *hdrs[] = {"Content-Type: " FORM_TYPE};
 	const char *sess = env_of(c, "AWS_ROLE_SESSION_NAME");
 	char *jwt = NULL, *body = NULL, gen[40];
 	size_t blen = 0;
@@ -881,7 +890,7 @@ static int fetch_web_identity(struct mg_creds *c, const char *role, const char *
 		return set_error(out, -EINVAL, 502, "NoCredentials", "AWS_ROLE_ARN is not an ARN");
 	if (sess && !all_chars(sess, "_+=,.@-", 2, 64))
 		return set_error(out, -EINVAL, 502, "NoCredentials",
-			    "AWS_ROLE_SESSION_NAME is not 2-64 of [\\w+=,.@-]");
+				 "AWS_ROLE_SESSION_NAME is not 2-64 of [\\w+=,.@-]");
 	if (!sess) {
 		snprintf(gen, sizeof(gen), "mcpgate-%lld", (long long)now);
 		sess = gen;
@@ -889,11 +898,11 @@ static int fetch_web_identity(struct mg_creds *c, const char *role, const char *
 	ret = read_secret_file(token_file, &jwt);
 	if (ret < 0)
 		return set_error(out, ret, 502, "NoCredentials", "web identity token file %s: %s",
-			    token_file, strerror(-ret));
+				 token_file, strerror(-ret));
 	if (!*jwt) {
 		wipe_free(jwt, MAX_FILE + 1);
-		return set_error(out, -EINVAL, 502, "NoCredentials", "web identity token file %s is empty",
-			    token_file);
+		return set_error(out, -EINVAL, 502, "NoCredentials",
+				 "web identity token file %s is empty", token_file);
 	}
 	ret = form_add(&body, &blen, "Action", "AssumeRoleWithWebIdentity");
 	ret = ret ?: form_add(&body, &blen, "Version", STS_VERSION);
@@ -913,7 +922,7 @@ static int fetch_web_identity(struct mg_creds *c, const char *role, const char *
  * ECS agent and the EKS Pod Identity agent (as the SDKs allow). */
 static bool container_host_ok(const char *host, size_t n)
 {
-	static const char *const ok[] = { "169.254.170.2", "169.254.170.23", "[fd00:ec2::23]" };
+	static const char *const ok[] = {"169.254.170.2", "169.254.170.23", "[fd00:ec2::23]"};
 
 	if (is_loopback_host(host, n))
 		return true;
@@ -942,7 +951,7 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 	char scheme[8], auth[300], path[256], *tok = NULL, *hdr = NULL;
 	const char *file = env_of(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
 	const char *host, *hdrs[2];
-	struct http_req q = { .method = "GET", .url = url, .timeout_ms = c->cfg.timeout_ms };
+	struct http_req q = {.url = url, .timeout_ms = c->cfg.timeout_ms};
 	struct http_resp r;
 	json_error_t jerr;
 	json_t *j = NULL;
@@ -952,17 +961,19 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 
 	if (split_url(url, scheme, sizeof(scheme), auth, sizeof(auth), path, sizeof(path), &host,
 		      &hlen) < 0)
-		return set_error(out, -EINVAL, 502, "NoCredentials", "container credentials URL is invalid");
-	if (!strcmp(scheme, "http") && !container_host_ok(host, hlen))
 		return set_error(out, -EINVAL, 502, "NoCredentials",
-			    "container credentials over http only to loopback or the agent address");
+				 "container credentials URL is invalid");
+	if (!strcmp(scheme, "http") && !container_host_ok(host, hlen))
+		return set_error(
+			out, -EINVAL, 502, "NoCredentials",
+			"container credentials over http only to loopback or the agent address");
 	q.no_proxy = !strcmp(scheme, "http");
 	if (file) {
 		ret = read_secret_file(file, &tok);
 		if (ret < 0)
 			return set_error(out, ret, 502, "NoCredentials",
-				    "container authorization token file %s: %s", file,
-				    strerror(-ret));
+					 "container authorization token file %s: %s", file,
+					 strerror(-ret));
 	} else if (env_of(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN")) {
 		tok = strdup(env_of(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN"));
 		if (!tok)
@@ -970,7 +981,7 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 	}
 	if (tok && !header_safe(tok)) {
 		ret = set_error(out, -EINVAL, 502, "NoCredentials",
-			   "container authorization token has control characters");
+				"container authorization token has control characters");
 		goto done;
 	}
 	if (tok && asprintf(&hdr, "Authorization: %s", tok) < 0) {
@@ -988,8 +999,8 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 		goto done;
 	}
 	if (ret < 0) {
-		ret = set_error(out, -EAGAIN, 502, "PodIdentityUnavailable", "credentials agent %s: %s",
-			   auth, r.err);
+		ret = set_error(out, -EAGAIN, 502, "PodIdentityUnavailable",
+				"credentials agent %s: %s", auth, r.err);
 		goto done;
 	}
 	j = json_loadb(r.body, r.len, JSON_REJECT_DUPLICATES, &jerr);
@@ -1001,24 +1012,25 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 		if (msg)
 			safe_message(m, sizeof(m), msg, tok);
 		ret = set_error(out, r.status >= 500 ? -EAGAIN : -EACCES, 502, "PodIdentityError",
-			   "credentials agent %s: HTTP %ld %s%s%s", auth, r.status,
-			   code && header_safe(code) && strlen(code) < 64 ? code : "",
-			   m[0] ? ": " : "", m);
+				"credentials agent %s: HTTP %ld %s%s%s", auth, r.status,
+				code && header_safe(code) && strlen(code) < 64 ? code : "",
+				m[0] ? ": " : "", m);
 	} else if (!json_is_object(j) || json_str(j, "AccessKeyId", cr->akid, sizeof(cr->akid)) ||
 		   json_str(j, "SecretAccessKey", cr->secret, sizeof(cr->secret)) ||
 		   json_str(j, "Token", cr->token, sizeof(cr->token)) ||
 		   json_str(j, "Expiration", exp, sizeof(exp)) ||
 		   mg_sigv4_parse_time(mg_str_of(exp), &cr->expiration)) {
-		ret = set_error(out, -EPROTO, 502, "PodIdentityBadResponse",
-			   "credentials agent %s: answer lacks AccessKeyId, SecretAccessKey, Token "
-			   "or Expiration",
-			   auth);
+		ret = set_error(
+			out, -EPROTO, 502, "PodIdentityBadResponse",
+			"credentials agent %s: answer lacks AccessKeyId, SecretAccessKey, Token "
+			"or Expiration",
+			auth);
 	} else {
 		ret = 0;
 	}
 	if (j) {
 		/* jansson keeps its own copies of the strings: wipe them. */
-		const char *keys[] = { "SecretAccessKey", "Token" };
+		const char *keys[] = {"SecretAccessKey", "Token"};
 
 		for (size_t i = 0; i < 2; i++) {
 			const char *v = json_string_value(json_object_get(j, keys[i]));
@@ -1046,7 +1058,8 @@ static int base_creds(struct mg_creds *c, time_t now, struct aws_creds *cr,
 {
 	enum mg_creds_aws_source src = c->cfg.aws_source;
 	const char *ak = env_of(c, "AWS_ACCESS_KEY_ID"), *sk = env_of(c, "AWS_SECRET_ACCESS_KEY");
-	const char *role = env_of(c, "AWS_ROLE_ARN"), *wif = env_of(c, "AWS_WEB_IDENTITY_TOKEN_FILE");
+	const char *role = env_of(c, "AWS_ROLE_ARN"),
+		   *wif = env_of(c, "AWS_WEB_IDENTITY_TOKEN_FILE");
 	const char *full = env_of(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
 	const char *rel = env_of(c, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
 	enum base_source want = BASE_NONE;
@@ -1057,12 +1070,13 @@ static int base_creds(struct mg_creds *c, time_t now, struct aws_creds *cr,
 		const char *st = env_of(c, "AWS_SESSION_TOKEN");
 
 		if (!ak || !sk)
-			return set_error(out, -EINVAL, 502, "NoCredentials",
-				    "only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set");
+			return set_error(
+				out, -EINVAL, 502, "NoCredentials",
+				"only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set");
 		if (strlen(ak) >= sizeof(cr->akid) || strlen(sk) >= sizeof(cr->secret) ||
 		    (st && strlen(st) >= sizeof(cr->token)))
 			return set_error(out, -EINVAL, 502, "NoCredentials",
-				    "AWS credentials in the environment are too long");
+					 "AWS credentials in the environment are too long");
 		memset(cr, 0, sizeof(*cr));
 		memcpy(cr->akid, ak, strlen(ak) + 1);
 		memcpy(cr->secret, sk, strlen(sk) + 1);
@@ -1075,9 +1089,10 @@ static int base_creds(struct mg_creds *c, time_t now, struct aws_creds *cr,
 	else if ((src == MG_CREDS_AWS_CHAIN || src == MG_CREDS_AWS_POD_IDENTITY) && (full || rel))
 		want = BASE_CONTAINER;
 	if (want == BASE_NONE)
-		return set_error(out, -ENOENT, 502, "NoCredentials",
-			    "no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, IRSA "
-			    "(AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE) or EKS Pod Identity");
+		return set_error(
+			out, -ENOENT, 502, "NoCredentials",
+			"no AWS credentials: set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, IRSA "
+			"(AWS_ROLE_ARN, AWS_WEB_IDENTITY_TOKEN_FILE) or EKS Pod Identity");
 
 	pthread_mutex_lock(&c->lock);
 	if (c->base_src == want && c->base.expiration - now >= REFRESH_MARGIN) {
@@ -1140,11 +1155,11 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 {
 	const unsigned idm = c->no_identity ? 0 : c->cfg.session_identity;
 	const char *uid = who ? who->uid : NULL, *appr = who ? who->approval_id : NULL;
-	const struct mg_sigv4_kv sh[] = { { "Content-Type", FORM_TYPE } };
-	const struct mg_sigv4_creds sc = { base->akid, base->secret, base->token };
+	const struct mg_sigv4_kv sh[] = {{"Content-Type", FORM_TYPE}};
+	const struct mg_sigv4_creds sc = {base->akid, base->secret, base->token};
 	char sess[65], dur[16], *body = NULL, *h_date = NULL, *h_tok = NULL, *h_auth = NULL;
 	char *h_host = NULL;
-	struct mg_sigv4_signed sig = { 0 };
+	struct mg_sigv4_signed sig = {0};
 	struct mg_sigv4_req rq;
 	const char *hdrs[5];
 	size_t blen = 0, nh = 0;
@@ -1156,11 +1171,10 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 		session_name_for(who, sess, sizeof(sess));
 	if ((idm & MG_CREDS_SOURCE_IDENTITY) && !all_chars(uid, "_+=,.@-", 2, 64))
 		return set_error(out, -EINVAL, 500, "InvalidSubject",
-			    "pod uid is not a valid SourceIdentity (2-64 of [\\w+=,.@-])");
-	if ((idm & MG_CREDS_SESSION_TAGS) &&
-	    (!tag_value_ok(uid) || (appr && !tag_value_ok(appr))))
+				 "pod uid is not a valid SourceIdentity (2-64 of [\\w+=,.@-])");
+	if ((idm & MG_CREDS_SESSION_TAGS) && (!tag_value_ok(uid) || (appr && !tag_value_ok(appr))))
 		return set_error(out, -EINVAL, 500, "InvalidSubject",
-			    "pod uid or approval id is not a valid session tag value");
+				 "pod uid or approval id is not a valid session tag value");
 	snprintf(dur, sizeof(dur), "%u", c->cfg.duration_seconds);
 	ret = form_add(&body, &blen, "Action", "AssumeRole");
 	ret = ret ?: form_add(&body, &blen, "Version", STS_VERSION);
@@ -1171,8 +1185,9 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 		ret = ret ?: form_add(&body, &blen, "Tags.member.1.Key", "mcpgate.io/pod-uid");
 		ret = ret ?: form_add(&body, &blen, "Tags.member.1.Value", uid);
 		if (appr) {
-			ret = ret ?: form_add(&body, &blen, "Tags.member.2.Key",
-					      "mcpgate.io/approval-id");
+			ret = ret
+				      ?: form_add(&body, &blen, "Tags.member.2.Key",
+						  "mcpgate.io/approval-id");
 			ret = ret ?: form_add(&body, &blen, "Tags.member.2.Value", appr);
 		}
 	}
@@ -1230,10 +1245,9 @@ out:
  * x-k8s-aws-id: <cluster>, base64url without padding, prefixed. */
 static int eks_token(struct mg_creds *c, const struct aws_creds *cr, time_t now, char **token)
 {
-	const struct mg_sigv4_kv q[] = { { "Action", "GetCallerIdentity" },
-					 { "Version", STS_VERSION } };
-	const struct mg_sigv4_kv h[] = { { "x-k8s-aws-id", c->cfg.cluster_name } };
-	const struct mg_sigv4_creds sc = { cr->akid, cr->secret, cr->token };
+	const struct mg_sigv4_kv q[] = {{"Action", "GetCallerIdentity"}, {"Version", STS_VERSION}};
+	const struct mg_sigv4_kv h[] = {{"x-k8s-aws-id", c->cfg.cluster_name}};
+	const struct mg_sigv4_creds sc = {cr->akid, cr->secret, cr->token};
 	const struct mg_sigv4_req rq = {
 		.method = "GET",
 		.host = c->sts_host,
@@ -1320,8 +1334,8 @@ static int eks_get(struct mg_creds *c, const struct mg_creds_subject *who,
 	if (!have) {
 		if (c->cfg.role_arn) {
 			base = calloc(1, sizeof(*base));
-			ret = base ? base_creds(c, now, base, out) :
-				     set_error(out, -ENOMEM, 500, "InternalError", "out of memory");
+			ret = base ? base_creds(c, now, base, out)
+				   : set_error(out, -ENOMEM, 500, "InternalError", "out of memory");
 			if (ret == 0)
 				ret = assume_role(c, base, who, now, cr, out);
 			wipe_free(base, sizeof(*base));
@@ -1344,7 +1358,8 @@ static int eks_get(struct mg_creds *c, const struct mg_creds_subject *who,
 	}
 	if (cr->expiration && cr->expiration - now < MIN_VALIDITY) {
 		ret = set_error(out, -ESTALE, 502, "CredentialsExpiring",
-			   "AWS credentials expire in %lld s", (long long)(cr->expiration - now));
+				"AWS credentials expire in %lld s",
+				(long long)(cr->expiration - now));
 		goto out;
 	}
 	ret = eks_token(c, cr, now, &token);
@@ -1392,9 +1407,8 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 {
 	char *bearer = NULL, *hauth = NULL, *body = NULL, *url = NULL;
 	const char *hdrs[3];
-	struct http_req q = { .method = "POST", .ca_file = c->cfg.api_ca_file,
-			      .timeout_ms = c->cfg.timeout_ms };
-	struct http_resp r = { 0 };
+	struct http_req q = {.ca_file = c->cfg.api_ca_file, .timeout_ms = c->cfg.timeout_ms};
+	struct http_resp r = {0};
 	json_t *req = NULL, *aud, *j = NULL;
 	json_error_t jerr;
 	const char *tok, *ts;
@@ -1402,8 +1416,8 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 
 	ret = read_secret_file(c->cfg.token_file, &bearer);
 	if (ret < 0)
-		return set_error(out, ret, 500, "NoCredentials", "token file %s: %s", c->cfg.token_file,
-			    strerror(-ret));
+		return set_error(out, ret, 500, "NoCredentials", "token file %s: %s",
+				 c->cfg.token_file, strerror(-ret));
 	req = json_pack("{s:s, s:s, s:{s:I}}", "apiVersion", "authentication.k8s.io/v1", "kind",
 			"TokenRequest", "spec", "expirationSeconds",
 			(json_int_t)c->cfg.expiration_seconds);
@@ -1421,8 +1435,8 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 	body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_decref(req);
 	if (!*bearer || !header_safe(bearer)) {
-		ret = set_error(out, -EINVAL, 500, "NoCredentials", "token file %s is empty or not one line",
-			   c->cfg.token_file);
+		ret = set_error(out, -EINVAL, 500, "NoCredentials",
+				"token file %s is empty or not one line", c->cfg.token_file);
 		goto out;
 	}
 	if (!body || asprintf(&hauth, "Authorization: Bearer %s", bearer) < 0)
@@ -1444,7 +1458,8 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 	ret = http_do(&q, &r);
 	if (ret < 0) {
 		ret = set_error(out, ret == -ENOMEM ? ret : -EAGAIN, ret == -ENOMEM ? 500 : 502,
-			   "TokenRequestUnavailable", "TokenRequest for %s/%s: %s", ns, sa, r.err);
+				"TokenRequestUnavailable", "TokenRequest for %s/%s: %s", ns, sa,
+				r.err);
 		goto out;
 	}
 	j = json_loadb(r.body, r.len, JSON_REJECT_DUPLICATES, &jerr);
@@ -1456,9 +1471,9 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 		if (msg)
 			safe_message(m, sizeof(m), msg, bearer);
 		ret = set_error(out, r.status >= 500 ? -EAGAIN : -EACCES, 502, "TokenRequestFailed",
-			   "TokenRequest for %s/%s: HTTP %ld %s%s%s", ns, sa, r.status,
-			   reason && all_chars(reason, "", 1, 63) ? reason : "", m[0] ? ": " : "",
-			   m);
+				"TokenRequest for %s/%s: HTTP %ld %s%s%s", ns, sa, r.status,
+				reason && all_chars(reason, "", 1, 63) ? reason : "",
+				m[0] ? ": " : "", m);
 		goto out;
 	}
 	tok = json_string_value(json_object_get(json_object_get(j, "status"), "token"));
@@ -1466,9 +1481,10 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 		json_object_get(json_object_get(j, "status"), "expirationTimestamp"));
 	if (!tok || !*tok || !header_safe(tok) || !ts ||
 	    mg_sigv4_parse_time(mg_str_of(ts), exp) < 0 || *exp - now < MIN_VALIDITY) {
-		ret = set_error(out, -EPROTO, 502, "TokenRequestBadResponse",
-			   "TokenRequest for %s/%s: no usable status.token/expirationTimestamp", ns,
-			   sa);
+		ret = set_error(
+			out, -EPROTO, 502, "TokenRequestBadResponse",
+			"TokenRequest for %s/%s: no usable status.token/expirationTimestamp", ns,
+			sa);
 		goto out;
 	}
 	*token = strdup(tok);
@@ -1492,8 +1508,9 @@ static int sa_get(struct mg_creds *c, const struct mg_creds_subject *who,
 		  struct mg_creds_result *out)
 {
 	const char *ns = c->cfg.namespace_name ? c->cfg.namespace_name : who ? who->ns : NULL;
-	const char *sa = c->cfg.service_account ? c->cfg.service_account :
-			 who ? who->service_account : NULL;
+	const char *sa = c->cfg.service_account ? c->cfg.service_account
+			 : who			? who->service_account
+						: NULL;
 	const time_t now = now_of(c);
 	char key[KEY_MAX], *stale = NULL, *token = NULL;
 	time_t stale_exp = 0, exp = 0;
@@ -1502,7 +1519,7 @@ static int sa_get(struct mg_creds *c, const struct mg_creds_subject *who,
 
 	if (!k8s_name_ok(ns) || !k8s_name_ok(sa))
 		return set_error(out, -EINVAL, 500, "InvalidSubject",
-			    "no valid namespace/serviceaccount for TokenRequest");
+				 "no valid namespace/serviceaccount for TokenRequest");
 	snprintf(key, sizeof(key), "%s/%s", ns, sa);
 	pthread_mutex_lock(&c->lock);
 	e = cache_find(c, key);
@@ -1558,7 +1575,7 @@ out:
  * ENOMEM, or an unknown placeholder). */
 static char *expand(const char *tpl, const struct mg_creds_subject *who)
 {
-	static const char *const names[] = { "namespace", "pod", "uid", "serviceaccount" };
+	static const char *const names[] = {"namespace", "pod", "uid", "serviceaccount"};
 	char *o = NULL;
 	size_t olen = 0;
 	FILE *f = open_memstream(&o, &olen);
@@ -1581,8 +1598,10 @@ static char *expand(const char *tpl, const struct mg_creds_subject *who)
 		if (i == 4)
 			goto bad;
 		if (who)
-			val = i == 0 ? who->ns : i == 1 ? who->pod : i == 2 ? who->uid :
-								       who->service_account;
+			val = i == 0   ? who->ns
+			      : i == 1 ? who->pod
+			      : i == 2 ? who->uid
+				       : who->service_account;
 		if (!val || !*val)
 			goto bad;
 		fputs(val, f);
@@ -1652,17 +1671,18 @@ nomem:
 static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *who,
 			   struct mg_creds_result *out)
 {
-	const char *tpl = c->cfg.user ? c->cfg.user : "system:serviceaccount:{namespace}:{serviceaccount}";
+	const char *tpl =
+		c->cfg.user ? c->cfg.user : "system:serviceaccount:{namespace}:{serviceaccount}";
 	char *bearer = NULL, *v;
 	int ret;
 
 	ret = read_secret_file(c->cfg.token_file, &bearer);
 	if (ret < 0)
-		return set_error(out, ret, 500, "NoCredentials", "token file %s: %s", c->cfg.token_file,
-			    strerror(-ret));
+		return set_error(out, ret, 500, "NoCredentials", "token file %s: %s",
+				 c->cfg.token_file, strerror(-ret));
 	if (!*bearer || !header_safe(bearer)) {
-		ret = set_error(out, -EINVAL, 500, "NoCredentials", "token file %s is empty or not one line",
-			   c->cfg.token_file);
+		ret = set_error(out, -EINVAL, 500, "NoCredentials",
+				"token file %s is empty or not one line", c->cfg.token_file);
 		goto out;
 	}
 	ret = set_bearer(out, bearer);
@@ -1672,7 +1692,7 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 	if (!v || !*v || !header_safe(v)) {
 		free(v);
 		ret = set_error(out, -EINVAL, 500, "InvalidSubject",
-			   "impersonated user template has no value for this pod");
+				"impersonated user template has no value for this pod");
 		goto out;
 	}
 	ret = add_header(out, strdup("Impersonate-User"), v);
@@ -1681,14 +1701,15 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 		if (!v || !header_safe(v)) {
 			free(v);
 			ret = set_error(out, -EINVAL, 500, "InvalidSubject",
-				   "impersonated group template has no value for this pod");
+					"impersonated group template has no value for this pod");
 			break;
 		}
 		ret = add_header(out, strdup("Impersonate-Group"), v);
 	}
 	if (!ret && who && who->uid) {
 		if (!header_safe(who->uid))
-			ret = set_error(out, -EINVAL, 500, "InvalidSubject", "pod uid has control bytes");
+			ret = set_error(out, -EINVAL, 500, "InvalidSubject",
+					"pod uid has control bytes");
 		else
 			ret = add_header(out, extra_header_name("mcpgate.io/pod-uid"),
 					 strdup(who->uid));
@@ -1696,7 +1717,7 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 	if (!ret && who && who->approval_id) {
 		if (!header_safe(who->approval_id))
 			ret = set_error(out, -EINVAL, 500, "InvalidSubject",
-				   "approval id has control bytes");
+					"approval id has control bytes");
 		else
 			ret = add_header(out, extra_header_name("mcpgate.io/approval-id"),
 					 strdup(who->approval_id));

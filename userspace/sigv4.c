@@ -151,7 +151,7 @@ static void free_wiped(char *s)
 
 int mg_sigv4_escape_append(char **buf, size_t *blen, const char *s, size_t len, bool keep_slash)
 {
-	struct sb b = { .p = *buf, .len = *blen, .cap = *buf ? *blen + 1 : 0 };
+	struct sb b = {.p = *buf, .len = *blen, .cap = *buf ? *blen + 1 : 0};
 
 	sb_escape(&b, s, len, keep_slash);
 	if (b.oom) {
@@ -267,6 +267,12 @@ static void sb_header_value(struct sb *b, const char *v)
 	}
 }
 
+/* A path segment kept by sb_canonical_uri(). */
+struct seg {
+	const char *p;
+	size_t n;
+};
+
 /* Canonical URI: <path> with, when <normalize>, empty, "." and ".." segments
  * resolved (RFC 3986 §5.2.4, plus merging "//"), then escaped once with '/'
  * kept. A trailing '/' (or a trailing "." / ".." segment) keeps the result's
@@ -274,10 +280,7 @@ static void sb_header_value(struct sb *b, const char *v)
  */
 static void sb_canonical_uri(struct sb *b, const char *path, bool normalize)
 {
-	struct {
-		const char *p;
-		size_t n;
-	} *segs;
+	struct seg *segs;
 	size_t nseg = 0, plen = strlen(path);
 	const char *s = path, *end = path + plen;
 	bool last_dot = false;
@@ -343,7 +346,7 @@ static int qpair_cmp(const void *a, const void *b)
 
 static char *escaped(const char *s, bool *oom)
 {
-	struct sb b = { 0 };
+	struct sb b = {0};
 	char *r;
 
 	sb_escape(&b, s, strlen(s), false);
@@ -374,7 +377,7 @@ int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
 {
 	const bool presign = r->expires > 0;
 	const char *token = c->session_token && *c->session_token ? c->session_token : NULL;
-	struct sb creq = { 0 }, sts = { 0 }, signed_hdrs = { 0 }, query = { 0 }, tmp = { 0 };
+	struct sb creq = {0}, sts = {0}, signed_hdrs = {0}, query = {0}, tmp = {0};
 	struct mg_sigv4_kv xq[6];
 	struct qpair *pairs = NULL;
 	struct hdr *hdrs = NULL;
@@ -396,8 +399,8 @@ int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
 	strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ", &tm);
 	memcpy(date8, out->amz_date, 8);
 	date8[8] = '\0';
-	if (snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date8, r->region,
-		     r->service) >= (int)sizeof(scope) ||
+	if (snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date8, r->region, r->service) >=
+		    (int)sizeof(scope) ||
 	    snprintf(credential, sizeof(credential), "%s/%s", c->access_key_id, scope) >=
 		    (int)sizeof(credential))
 		return -EINVAL;
@@ -411,8 +414,8 @@ int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
 		goto out;
 	nh++;
 	for (size_t i = 0; i < r->n_headers; i++) {
-		if (!r->headers[i].name || hdr_set(&hdrs[nh], r->headers[i].name,
-						   r->headers[i].value, nh) < 0)
+		if (!r->headers[i].name ||
+		    hdr_set(&hdrs[nh], r->headers[i].name, r->headers[i].value, nh) < 0)
 			goto out;
 		for (size_t j = 0; j < sizeof(reserved_headers) / sizeof(*reserved_headers); j++)
 			if (!strcmp(hdrs[nh].name, reserved_headers[j]))
@@ -447,13 +450,13 @@ int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
 	/* Query: the caller's parameters, plus X-Amz-* when presigning. */
 	if (presign) {
 		snprintf(expires, sizeof(expires), "%u", r->expires);
-		xq[nx++] = (struct mg_sigv4_kv){ "X-Amz-Algorithm", MG_SIGV4_ALGORITHM };
-		xq[nx++] = (struct mg_sigv4_kv){ "X-Amz-Credential", credential };
-		xq[nx++] = (struct mg_sigv4_kv){ "X-Amz-Date", out->amz_date };
-		xq[nx++] = (struct mg_sigv4_kv){ "X-Amz-Expires", expires };
-		xq[nx++] = (struct mg_sigv4_kv){ "X-Amz-SignedHeaders", signed_hdrs.p };
+		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Algorithm", MG_SIGV4_ALGORITHM};
+		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Credential", credential};
+		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Date", out->amz_date};
+		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Expires", expires};
+		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-SignedHeaders", signed_hdrs.p};
 		if (token)
-			xq[nx++] = (struct mg_sigv4_kv){ "X-Amz-Security-Token", token };
+			xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Security-Token", token};
 	}
 	pairs = calloc(r->n_query + nx + 1, sizeof(*pairs));
 	if (!pairs) {
@@ -538,7 +541,7 @@ int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
 		sb_adds(&query, "X-Amz-Signature=");
 		sb_adds(&query, out->signature);
 	} else {
-		struct sb a = { 0 };
+		struct sb a = {0};
 
 		sb_query_in_order(&query, r->query, r->n_query);
 		sb_adds(&a, MG_SIGV4_ALGORITHM " Credential=");
@@ -560,8 +563,7 @@ int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
 	out->canonical_request = sb_take(&creq);
 	out->string_to_sign = sb_take(&sts);
 	ret = 0;
-	if (!out->query || !out->signed_headers || !out->canonical_request ||
-	    !out->string_to_sign)
+	if (!out->query || !out->signed_headers || !out->canonical_request || !out->string_to_sign)
 		ret = -ENOMEM;
 out:
 	OPENSSL_cleanse(k1, sizeof(k1));
@@ -613,7 +615,7 @@ int mg_sigv4_parse_time(struct mg_str s, time_t *out)
 	int Y, M, D, h, m, sec, oh = 0, om = 0;
 	const char *p = s.ptr;
 	size_t i = 19;
-	struct tm tm = { 0 }, back;
+	struct tm tm = {0}, back;
 	long off = 0;
 	time_t t;
 
@@ -660,7 +662,7 @@ int mg_sigv4_parse_time(struct mg_str s, time_t *out)
 /* ---- the STS XML reader ---- */
 
 #define XML_MAX_DEPTH 16
-#define XML_MAX_NAME 128
+#define XML_MAX_NAME  128
 #define XML_MAX_ATTRS 16
 
 /* Which response field the element being read fills. */
@@ -685,19 +687,19 @@ struct xml {
 	size_t pos;
 	struct mg_sigv4_err *err;
 	struct mg_sigv4_sts_resp *out;
-	char root_ok[80];	/* <action>Response */
-	char result[80];	/* <action>Result */
+	char root_ok[80]; /* <action>Response */
+	char result[80];  /* <action>Result */
 	struct mg_str stack[XML_MAX_DEPTH];
 	bool has_child[XML_MAX_DEPTH];
 	bool has_text[XML_MAX_DEPTH];
 	size_t depth;
 	bool root_done;
 	bool seen[F_COUNT];
-	enum field cur;		/* field of the innermost open element */
-	char *cap;		/* where its text goes */
+	enum field cur; /* field of the innermost open element */
+	char *cap;	/* where its text goes */
 	size_t cap_size;
 	size_t cap_len;
-	bool cap_truncates;	/* a longer value is cut rather than refused */
+	bool cap_truncates; /* a longer value is cut rather than refused */
 	char expiration[64];
 };
 
@@ -905,7 +907,7 @@ static int xml_entity(struct xml *x, char *o, size_t *olen)
 	static const struct {
 		const char *name;
 		char c;
-	} ents[] = { { "amp", '&' }, { "lt", '<' }, { "gt", '>' }, { "quot", '"' }, { "apos", '\'' } };
+	} ents[] = {{"amp", '&'}, {"lt", '<'}, {"gt", '>'}, {"quot", '"'}, {"apos", '\''}};
 	const char *p = x->buf + x->pos + 1, *end = x->buf + x->len;
 	const char *semi = memchr(p, ';', (size_t)(end - p) < 12 ? (size_t)(end - p) : 12);
 	size_t n;
@@ -1026,7 +1028,7 @@ static int xml_name(struct xml *x, struct mg_str *n)
 		return 0;
 	if (x->pos - s > XML_MAX_NAME)
 		return xml_fail(x, "name too long", s);
-	*n = (struct mg_str){ x->buf + s, x->pos - s };
+	*n = (struct mg_str){x->buf + s, x->pos - s};
 	return 1;
 }
 
@@ -1232,8 +1234,10 @@ static int xml_run(struct xml *x)
 				x->has_text[x->depth - 1] = true;
 			}
 			if (r == 0 && x->depth == 0 && x->root_done)
-				return x->pos == x->len ? 1 : xml_fail(x, "text outside the root element",
-								       x->pos);
+				return x->pos == x->len
+					       ? 1
+					       : xml_fail(x, "text outside the root element",
+							  x->pos);
 			if (r == 0)
 				return 0;
 			continue;
@@ -1291,10 +1295,12 @@ ssize_t mg_sigv4_sts_parse(const char *buf, size_t len, const char *action,
 	snprintf(x->result, sizeof(x->result), "%sResult", action);
 	r = len ? xml_run(x) : 0;
 	if (r > 0) {
-		char *fields[] = { out->access_key_id, out->secret_access_key, out->session_token,
-				   x->expiration, out->assumed_role_arn, out->source_identity,
-				   out->error_type, out->error_code, out->error_message,
-				   out->request_id };
+		char *fields[] = {
+			out->access_key_id, out->secret_access_key, out->session_token,
+			x->expiration,	    out->assumed_role_arn,  out->source_identity,
+			out->error_type,    out->error_code,	    out->error_message,
+			out->request_id,
+		};
 
 		for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++)
 			trim(fields[i]);
@@ -1304,8 +1310,8 @@ ssize_t mg_sigv4_sts_parse(const char *buf, size_t len, const char *action,
 		    has_ws(out->session_token) || has_ws(out->assumed_role_arn))
 			r = xml_fail(x, "whitespace inside a credential", len);
 		else if (!x->seen[F_ACCESS_KEY] || !x->seen[F_SECRET] || !x->seen[F_TOKEN] ||
-		    !x->seen[F_EXPIRATION] || !out->access_key_id[0] ||
-		    !out->secret_access_key[0] || !out->session_token[0])
+			 !x->seen[F_EXPIRATION] || !out->access_key_id[0] ||
+			 !out->secret_access_key[0] || !out->session_token[0])
 			r = xml_fail(x, "missing credentials field", len);
 		else if (mg_sigv4_parse_time(mg_str_of(x->expiration), &out->expiration) < 0)
 			r = xml_fail(x, "bad Expiration", len);

@@ -48,7 +48,7 @@ enum mg_creds_kind {
 
 /** Where the eks provider finds the daemon's own AWS credentials. */
 enum mg_creds_aws_source {
-	MG_CREDS_AWS_CHAIN = 0,		/* environment, then IRSA, then Pod Identity */
+	MG_CREDS_AWS_CHAIN = 0, /* environment, then IRSA, then Pod Identity */
 	MG_CREDS_AWS_ENV,
 	MG_CREDS_AWS_WEB_IDENTITY,
 	MG_CREDS_AWS_POD_IDENTITY,
@@ -56,8 +56,10 @@ enum mg_creds_aws_source {
 
 /** How an AssumeRole session carries the pod's identity (bit mask). */
 enum mg_creds_session_identity {
-	MG_CREDS_SOURCE_IDENTITY = 1 << 0,	/* SourceIdentity = pod uid (needs sts:SetSourceIdentity) */
-	MG_CREDS_SESSION_TAGS = 1 << 1,		/* Tags mcpgate.io/pod-uid, mcpgate.io/approval-id (sts:TagSession) */
+	/* SourceIdentity = the pod uid (the role's trust needs sts:SetSourceIdentity) */
+	MG_CREDS_SOURCE_IDENTITY = 1 << 0,
+	/* session tags mcpgate.io/pod-uid and mcpgate.io/approval-id (sts:TagSession) */
+	MG_CREDS_SESSION_TAGS = 1 << 1,
 };
 
 /** Reads one environment variable; NULL if unset. */
@@ -73,52 +75,52 @@ struct mg_creds_config {
 	enum mg_creds_kind kind;
 
 	/* eks */
-	const char *cluster_name;	/* x-k8s-aws-id; required */
-	const char *region;		/* required unless sts_endpoint is "global" */
-	const char *sts_endpoint;	/* "regional" (default), "global" (sts.amazonaws.com,
-					 * signed for us-east-1) or a URL "http[s]://host[:port]"
-					 * used both for STS calls and in the token */
-	const char *sts_ca_file;	/* CA bundle for an https URL endpoint; NULL: system */
-	const char *role_arn;		/* AssumeRole into it per subject; NULL: sign with
-					 * the daemon's credentials */
-	unsigned duration_seconds;	/* AssumeRole DurationSeconds; 0: 900 */
-	unsigned session_identity;	/* enum mg_creds_session_identity bits; 0: SourceIdentity */
-	const char *session_name;	/* fixed RoleSessionName; NULL: mcpgate-<ns>-<pod> */
+	const char *cluster_name;  /* x-k8s-aws-id; required */
+	const char *region;	   /* required unless sts_endpoint is "global" */
+	const char *sts_endpoint;  /* "regional" (default), "global" (sts.amazonaws.com,
+				    * signed for us-east-1) or a URL "http[s]://host[:port]"
+				    * used both for STS calls and in the token */
+	const char *sts_ca_file;   /* CA bundle for an https URL endpoint; NULL: system */
+	const char *role_arn;	   /* AssumeRole into it per subject; NULL: sign with
+				    * the daemon's credentials */
+	unsigned duration_seconds; /* AssumeRole DurationSeconds; 0: 900 */
+	unsigned session_identity; /* enum mg_creds_session_identity bits; 0: SourceIdentity */
+	const char *session_name;  /* fixed RoleSessionName; NULL: mcpgate-<ns>-<pod> */
 	enum mg_creds_aws_source aws_source;
-	mg_creds_getenv_fn *getenv;	/* NULL: the process environment */
+	mg_creds_getenv_fn *getenv; /* NULL: the process environment */
 	void *getenv_data;
 
 	/* serviceaccount and impersonate: the daemon's own API-server identity */
-	const char *api_server;		/* https://host:port (serviceaccount) */
-	const char *api_ca_file;	/* verifies api_server */
-	const char *token_file;		/* the daemon's bearer token, re-read per use */
+	const char *api_server;	 /* https://host:port (serviceaccount) */
+	const char *api_ca_file; /* verifies api_server */
+	const char *token_file;	 /* the daemon's bearer token, re-read per use */
 
 	/* serviceaccount */
-	const char *namespace_name;	/* NULL: the subject's namespace */
-	const char *service_account;	/* NULL: the subject's service account */
-	const char *const *audiences;	/* NULL/0: the API server's default audience */
+	const char *namespace_name;   /* NULL: the subject's namespace */
+	const char *service_account;  /* NULL: the subject's service account */
+	const char *const *audiences; /* NULL/0: the API server's default audience */
 	size_t n_audiences;
-	unsigned expiration_seconds;	/* >= 600; 0: 3600 */
+	unsigned expiration_seconds; /* >= 600; 0: 3600 */
 
 	/* impersonate: templates, {namespace} {pod} {uid} {serviceaccount}
 	 * replaced from the subject */
-	const char *user;		/* NULL: system:serviceaccount:{namespace}:{serviceaccount} */
+	const char *user; /* NULL: system:serviceaccount:{namespace}:{serviceaccount} */
 	const char *const *groups;
 	size_t n_groups;
 
 	/* all */
-	mg_creds_now_fn *now;		/* NULL: time(NULL) */
+	mg_creds_now_fn *now; /* NULL: time(NULL) */
 	void *now_data;
-	long timeout_ms;		/* per HTTP call; 0: 5000 */
+	long timeout_ms; /* per HTTP call; 0: 5000 */
 };
 
 /** Who the credential is for: the pod the kernel identified, the grant. */
 struct mg_creds_subject {
-	const char *ns;			/* pod namespace */
-	const char *pod;		/* pod name */
-	const char *uid;		/* pod UID */
-	const char *service_account;	/* the pod's service account */
-	const char *approval_id;	/* the approval that granted this; NULL if none */
+	const char *ns;		     /* pod namespace */
+	const char *pod;	     /* pod name */
+	const char *uid;	     /* pod UID */
+	const char *service_account; /* the pod's service account */
+	const char *approval_id;     /* the approval that granted this; NULL if none */
 };
 
 /** One header to add upstream. */
@@ -158,11 +160,20 @@ struct mg_creds *mg_creds_new(const struct mg_creds_config *cfg, char *errbuf, s
 void mg_creds_free(struct mg_creds *c);
 
 /**
- * Fills <out> (zeroed first) with the credential for <who>, from the cache
- * when it has more than a refresh margin left, else freshly made. Never
- * hands out a token with less than 60 s to live; never falls back to a
- * broader credential. Blocking (see above).
- * Returns 0, or -errno with <out>'s error fields set.
+ * Fills <out> (zeroed first) with the credential for <who> (may be NULL for
+ * eks without a role). Cached per provider (one role, one cluster) and per
+ * subject (pod uid + approval id for AssumeRole, namespace/serviceaccount
+ * for TokenRequest); an EKS token is re-signed once less than 5 minutes of
+ * its 15 are left, a TokenRequest token at 80% of its lifetime. While STS,
+ * the agent or the API server fail transiently (-EAGAIN: unreachable, 5xx,
+ * throttled) a cached token with at least 60 s left is still handed out;
+ * never one with less, and never a broader credential (an AssumeRole
+ * failure never falls back to the daemon's own). Impersonate results have
+ * <expiry> 0. Blocking (see above).
+ * Returns 0, or with <out>'s error fields set: -EACCES (refused: STS error
+ * code, HTTP 4xx), -EAGAIN (transient), -ENOENT (no AWS credentials found),
+ * -EINVAL (subject or environment unusable), -EPROTO (unreadable answer),
+ * -ESTALE, -ENOMEM, or the -errno of reading a token file.
  */
 int mg_creds_get(struct mg_creds *c, const struct mg_creds_subject *who,
 		 struct mg_creds_result *out);

@@ -30,16 +30,16 @@
 #define MG_SIGV4_ALGORITHM "AWS4-HMAC-SHA256"
 
 /** Longest values the STS parser keeps; a longer credential is an error. */
-#define MG_SIGV4_MAX_KEY_ID 128
-#define MG_SIGV4_MAX_SECRET 128
+#define MG_SIGV4_MAX_KEY_ID	   128
+#define MG_SIGV4_MAX_SECRET	   128
 #define MG_SIGV4_MAX_SESSION_TOKEN 8192
-#define MG_SIGV4_MAX_ARN 2048
+#define MG_SIGV4_MAX_ARN	   2048
 
 /** The credentials a request is signed with. */
 struct mg_sigv4_creds {
 	const char *access_key_id;
 	const char *secret_access_key;
-	const char *session_token;	/* NULL or "": long-term keys */
+	const char *session_token; /* NULL or "": long-term keys */
 };
 
 /** A query parameter or header, NUL-terminated, decoded (not yet escaped). */
@@ -50,21 +50,21 @@ struct mg_sigv4_kv {
 
 /** What to sign. Strings are borrowed for the duration of the call. */
 struct mg_sigv4_req {
-	const char *method;		/* "GET", "POST" */
-	const char *host;		/* Host header as sent: host[:port] */
-	const char *path;		/* decoded path ("/" for STS), escaped once here */
-	bool normalize_path;		/* remove "." / ".." segments and empty ones */
-	const struct mg_sigv4_kv *query;	/* in the order they are to be emitted */
+	const char *method;		 /* "GET", "POST" */
+	const char *host;		 /* Host header as sent: host[:port] */
+	const char *path;		 /* decoded path ("/" for STS), escaped once here */
+	bool normalize_path;		 /* remove "." / ".." segments and empty ones */
+	const struct mg_sigv4_kv *query; /* in the order they are to be emitted */
 	size_t n_query;
-	const struct mg_sigv4_kv *headers;	/* signed besides Host; not X-Amz-Date */
+	const struct mg_sigv4_kv *headers; /* signed besides Host; not X-Amz-Date */
 	size_t n_headers;
 	const void *body;
 	size_t body_len;
-	const char *region;		/* e.g. "us-east-1" */
-	const char *service;		/* e.g. "sts" */
-	time_t when;			/* signing time (UTC seconds) */
-	unsigned expires;		/* > 0: presign, X-Amz-Expires=<expires>; 0: header */
-	bool sign_content_sha256;	/* header mode: add and sign x-amz-content-sha256 */
+	const char *region;	  /* e.g. "us-east-1" */
+	const char *service;	  /* e.g. "sts" */
+	time_t when;		  /* signing time (UTC seconds) */
+	unsigned expires;	  /* > 0: presign, X-Amz-Expires=<expires>; 0: header */
+	bool sign_content_sha256; /* header mode: add and sign x-amz-content-sha256 */
 };
 
 /**
@@ -80,12 +80,12 @@ struct mg_sigv4_req {
  * -Security-Token, -Signature (botocore's order); <authorization> is NULL.
  */
 struct mg_sigv4_signed {
-	char amz_date[17];		/* 20150830T123600Z */
-	char signature[65];		/* lower-case hex */
-	char content_sha256[65];	/* hex SHA-256 of the body */
+	char amz_date[17];	 /* 20150830T123600Z */
+	char signature[65];	 /* lower-case hex */
+	char content_sha256[65]; /* hex SHA-256 of the body */
 	char *authorization;
 	char *query;
-	char *signed_headers;		/* "host;x-amz-date" */
+	char *signed_headers; /* "host;x-amz-date" */
 	char *canonical_request;
 	char *string_to_sign;
 };
@@ -125,13 +125,13 @@ int mg_sigv4_parse_time(struct mg_str s, time_t *out);
 
 /** Where and why a document was rejected. */
 struct mg_sigv4_err {
-	const char *reason;	/* static string, set on every error return */
-	size_t pos;		/* offset of the offending byte */
+	const char *reason; /* static string, set on every error return */
+	size_t pos;	    /* offset of the offending byte */
 };
 
 enum mg_sigv4_sts_kind {
-	MG_SIGV4_STS_CREDENTIALS = 1,	/* <Action>Response with Credentials */
-	MG_SIGV4_STS_ERROR,		/* ErrorResponse */
+	MG_SIGV4_STS_CREDENTIALS = 1, /* <Action>Response with Credentials */
+	MG_SIGV4_STS_ERROR,	      /* ErrorResponse */
 };
 
 /**
@@ -144,11 +144,11 @@ struct mg_sigv4_sts_resp {
 	char secret_access_key[MG_SIGV4_MAX_SECRET + 1];
 	char session_token[MG_SIGV4_MAX_SESSION_TOKEN + 1];
 	time_t expiration;
-	char assumed_role_arn[MG_SIGV4_MAX_ARN + 1];	/* AssumedRoleUser/Arn, "" if absent */
-	char source_identity[65];			/* "" if absent */
-	char error_type[32];				/* Sender / Receiver */
+	char assumed_role_arn[MG_SIGV4_MAX_ARN + 1]; /* AssumedRoleUser/Arn, "" if absent */
+	char source_identity[65];		     /* "" if absent */
+	char error_type[32];			     /* Sender / Receiver */
 	char error_code[128];
-	char error_message[512];			/* cut if longer */
+	char error_message[512]; /* cut if longer */
 	char request_id[128];
 };
 

@@ -59,7 +59,8 @@ PRESIGNED_URL_EXPIRATION = 15 * 60
 ALLOWED_PARAMS = {"action", "version", "x-amz-algorithm", "x-amz-credential", "x-amz-date",
                   "x-amz-expires", "x-amz-security-token", "x-amz-signature",
                   "x-amz-signedheaders"}
-REGIONAL_HOST = re.compile(r"^sts\.([a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]+)\.amazonaws\.com(?:\.cn)?$")
+REGIONAL_HOST = re.compile(
+    r"^sts\.([a-z]{2}(?:-gov|-iso[a-z]?)?-[a-z]+-[0-9]+)\.amazonaws\.com(?:\.cn)?$")
 EMPTY_SHA256 = hashlib.sha256(b"").hexdigest()
 
 

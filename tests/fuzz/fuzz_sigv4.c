@@ -60,7 +60,7 @@ static void fuzz_time(const uint8_t *d, size_t n)
 	char *b = copy(d, n);
 	time_t t, t2;
 
-	if (mg_sigv4_parse_time((struct mg_str){ b, n }, &t) == 0) {
+	if (mg_sigv4_parse_time((struct mg_str){b, n}, &t) == 0) {
 		char s[32];
 		struct tm tm;
 
@@ -83,7 +83,7 @@ static void fuzz_sign(const uint8_t *d, size_t n)
 		.service = "sts",
 		.when = 1440938160,
 	};
-	const struct mg_sigv4_creds c = { "AKIDEXAMPLE", "secret", "tok/+=" };
+	const struct mg_sigv4_creds c = {"AKIDEXAMPLE", "secret", "tok/+="};
 	size_t k = 0;
 
 	CHECK(b);
@@ -95,8 +95,8 @@ static void fuzz_sign(const uint8_t *d, size_t n)
 			f[++k] = b + i + 1;
 	while (k < 4)
 		f[++k] = b + n;
-	q = (struct mg_sigv4_kv){ f[1], f[2] };
-	h = (struct mg_sigv4_kv){ f[3], f[4] };
+	q = (struct mg_sigv4_kv){f[1], f[2]};
+	h = (struct mg_sigv4_kv){f[3], f[4]};
 	r.path = f[0];
 	r.normalize_path = n & 1;
 	r.expires = n & 2 ? 60 : 0;

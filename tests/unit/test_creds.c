@@ -22,6 +22,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <cmocka.h>
@@ -45,7 +46,8 @@
  * https://sts.amazonaws.com signed for us-east-1.
  */
 #define EXEC_JSON(exp, token)                                                                      \
-	"{\"kind\": \"ExecCredential\", \"apiVersion\": \"client.authentication.k8s.io/v1beta1\", " \
+	"{\"kind\": \"ExecCredential\", \"apiVersion\": "                                          \
+	"\"client.authentication.k8s.io/v1beta1\", "                                               \
 	"\"spec\": {}, \"status\": {\"expirationTimestamp\": \"" exp "\", \"token\": \"" token     \
 	"\"}}\n"
 
@@ -56,54 +58,54 @@ static const struct awscli_case {
 	const char *json;
 } awscli_cases[] = {
 	/* eu-west-1, long-term keys, 2024-01-02T03:04:05Z */
-	{ "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL, "my-cluster",
-	  "eu-west-1", NULL, 1704164645,
-	  EXEC_JSON("2024-01-02T03:18:05Z",
-		    "k8s-aws-v1.aHR0cHM6Ly9zdHMuZXUtd2VzdC0xLmFtYXpvbmF3cy5jb20vP0FjdGlvbj1HZXRDYWxs"
-		    "ZXJJZGVudGl0eSZWZXJzaW9uPTIwMTEtMDYtMTUmWC1BbXotQWxnb3JpdGhtPUFXUzQtSE1BQy1TSEE"
-		    "yNTYmWC1BbXotQ3JlZGVudGlhbD1BS0lERVhBTVBMRSUyRjIwMjQwMTAyJTJGZXUtd2VzdC0xJTJGc3"
-		    "RzJTJGYXdzNF9yZXF1ZXN0JlgtQW16LURhdGU9MjAyNDAxMDJUMDMwNDA1WiZYLUFtei1FeHBpcmVzP"
-		    "TYwJlgtQW16LVNpZ25lZEhlYWRlcnM9aG9zdCUzQngtazhzLWF3cy1pZCZYLUFtei1TaWduYXR1cmU9"
-		    "ZGM3NTE4MmMzODU5MTliNzEzNTljNjI1NjEyYzFmOTE2ODhjZjkxNzljN2QyOTgzODk1YTFkMzZlNzh"
-		    "mMDRkNQ") },
+	{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY", NULL, "my-cluster", "eu-west-1",
+	 NULL, 1704164645,
+	 EXEC_JSON("2024-01-02T03:18:05Z",
+		   "k8s-aws-v1.aHR0cHM6Ly9zdHMuZXUtd2VzdC0xLmFtYXpvbmF3cy5jb20vP0FjdGlvbj1HZXRDYWxs"
+		   "ZXJJZGVudGl0eSZWZXJzaW9uPTIwMTEtMDYtMTUmWC1BbXotQWxnb3JpdGhtPUFXUzQtSE1BQy1TSEE"
+		   "yNTYmWC1BbXotQ3JlZGVudGlhbD1BS0lERVhBTVBMRSUyRjIwMjQwMTAyJTJGZXUtd2VzdC0xJTJGc3"
+		   "RzJTJGYXdzNF9yZXF1ZXN0JlgtQW16LURhdGU9MjAyNDAxMDJUMDMwNDA1WiZYLUFtei1FeHBpcmVzP"
+		   "TYwJlgtQW16LVNpZ25lZEhlYWRlcnM9aG9zdCUzQngtazhzLWF3cy1pZCZYLUFtei1TaWduYXR1cmU9"
+		   "ZGM3NTE4MmMzODU5MTliNzEzNTljNjI1NjEyYzFmOTE2ODhjZjkxNzljN2QyOTgzODk1YTFkMzZlNzh"
+		   "mMDRkNQ")},
 	/* us-east-1 regional, a session token with '/', '+' and '=', a second
 	 * before the new year (the expiration is in the next year) */
-	{ "AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
-	  "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+abc/def==", "prod-cluster_1",
-	  "us-east-1", "regional", 1704067199,
-	  EXEC_JSON("2024-01-01T00:13:59Z",
-		    "k8s-aws-v1.aHR0cHM6Ly9zdHMudXMtZWFzdC0xLmFtYXpvbmF3cy5jb20vP0FjdGlvbj1HZXRDYWxs"
-		    "ZXJJZGVudGl0eSZWZXJzaW9uPTIwMTEtMDYtMTUmWC1BbXotQWxnb3JpdGhtPUFXUzQtSE1BQy1TSEE"
-		    "yNTYmWC1BbXotQ3JlZGVudGlhbD1BS0lERVhBTVBMRSUyRjIwMjMxMjMxJTJGdXMtZWFzdC0xJTJGc3"
-		    "RzJTJGYXdzNF9yZXF1ZXN0JlgtQW16LURhdGU9MjAyMzEyMzFUMjM1OTU5WiZYLUFtei1FeHBpcmVzP"
-		    "TYwJlgtQW16LVNpZ25lZEhlYWRlcnM9aG9zdCUzQngtazhzLWF3cy1pZCZYLUFtei1TZWN1cml0eS1U"
-		    "b2tlbj1JUW9KYjNKcFoybHVYMlZqRUpyJTJGJTJGJTJGJTJGJTJGJTJGJTJGJTJGJTJGJTJGd0VhQ1h"
-		    "WekxXVmhjM1F0TVNKSE1FVUNJUUQlMkJhYmMlMkZkZWYlM0QlM0QmWC1BbXotU2lnbmF0dXJlPWJiNG"
-		    "MzMWFiZTAxOTUzYzAwNTUxNWZkYjBiYWVkNjg1ZmU5ZTUxMDRmNDc0OTlmMzgzYWE0Njk0NzA3Y2Y4Z"
-		    "mE") },
+	{"AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY",
+	 "IQoJb3JpZ2luX2VjEJr//////////wEaCXVzLWVhc3QtMSJHMEUCIQD+abc/def==", "prod-cluster_1",
+	 "us-east-1", "regional", 1704067199,
+	 EXEC_JSON("2024-01-01T00:13:59Z",
+		   "k8s-aws-v1.aHR0cHM6Ly9zdHMudXMtZWFzdC0xLmFtYXpvbmF3cy5jb20vP0FjdGlvbj1HZXRDYWxs"
+		   "ZXJJZGVudGl0eSZWZXJzaW9uPTIwMTEtMDYtMTUmWC1BbXotQWxnb3JpdGhtPUFXUzQtSE1BQy1TSEE"
+		   "yNTYmWC1BbXotQ3JlZGVudGlhbD1BS0lERVhBTVBMRSUyRjIwMjMxMjMxJTJGdXMtZWFzdC0xJTJGc3"
+		   "RzJTJGYXdzNF9yZXF1ZXN0JlgtQW16LURhdGU9MjAyMzEyMzFUMjM1OTU5WiZYLUFtei1FeHBpcmVzP"
+		   "TYwJlgtQW16LVNpZ25lZEhlYWRlcnM9aG9zdCUzQngtazhzLWF3cy1pZCZYLUFtei1TZWN1cml0eS1U"
+		   "b2tlbj1JUW9KYjNKcFoybHVYMlZqRUpyJTJGJTJGJTJGJTJGJTJGJTJGJTJGJTJGJTJGJTJGd0VhQ1h"
+		   "WekxXVmhjM1F0TVNKSE1FVUNJUUQlMkJhYmMlMkZkZWYlM0QlM0QmWC1BbXotU2lnbmF0dXJlPWJiNG"
+		   "MzMWFiZTAxOTUzYzAwNTUxNWZkYjBiYWVkNjg1ZmU5ZTUxMDRmNDc0OTlmMzgzYWE0Njk0NzA3Y2Y4Z"
+		   "mE")},
 	/* the legacy global endpoint (--region aws-global), 2025-06-30T12:00:00Z */
-	{ "AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL, "legacy", NULL,
-	  "global", 1751284800,
-	  EXEC_JSON("2025-06-30T12:14:00Z",
-		    "k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9uPUdldENhbGxlcklkZW50aXR5"
-		    "JlZlcnNpb249MjAxMS0wNi0xNSZYLUFtei1BbGdvcml0aG09QVdTNC1ITUFDLVNIQTI1NiZYLUFtei1"
-		    "DcmVkZW50aWFsPUFLSUFJT1NGT0ROTjdFWEFNUExFJTJGMjAyNTA2MzAlMkZ1cy1lYXN0LTElMkZzdH"
-		    "MlMkZhd3M0X3JlcXVlc3QmWC1BbXotRGF0ZT0yMDI1MDYzMFQxMjAwMDBaJlgtQW16LUV4cGlyZXM9N"
-		    "jAmWC1BbXotU2lnbmVkSGVhZGVycz1ob3N0JTNCeC1rOHMtYXdzLWlkJlgtQW16LVNpZ25hdHVyZT1m"
-		    "YWQyMmIyMGIyOTliYjZiNjUyYmRlZmVlYWNmMjQwYWNmMTY1ZWU3MzExMTUzZjQ4OTAzMzMxODcxMzc"
-		    "1Njhi") },
+	{"AKIAIOSFODNN7EXAMPLE", "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL, "legacy", NULL,
+	 "global", 1751284800,
+	 EXEC_JSON("2025-06-30T12:14:00Z",
+		   "k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9uPUdldENhbGxlcklkZW50aXR5"
+		   "JlZlcnNpb249MjAxMS0wNi0xNSZYLUFtei1BbGdvcml0aG09QVdTNC1ITUFDLVNIQTI1NiZYLUFtei1"
+		   "DcmVkZW50aWFsPUFLSUFJT1NGT0ROTjdFWEFNUExFJTJGMjAyNTA2MzAlMkZ1cy1lYXN0LTElMkZzdH"
+		   "MlMkZhd3M0X3JlcXVlc3QmWC1BbXotRGF0ZT0yMDI1MDYzMFQxMjAwMDBaJlgtQW16LUV4cGlyZXM9N"
+		   "jAmWC1BbXotU2lnbmVkSGVhZGVycz1ob3N0JTNCeC1rOHMtYXdzLWlkJlgtQW16LVNpZ25hdHVyZT1m"
+		   "YWQyMmIyMGIyOTliYjZiNjUyYmRlZmVlYWNmMjQwYWNmMTY1ZWU3MzExMTUzZjQ4OTAzMzMxODcxMzc"
+		   "1Njhi")},
 	/* a China region (.amazonaws.com.cn), leap day, session token */
-	{ "ASIAQEXAMPLE4CNREGION", "cn+secret/with=chars0123456789abcdefghij",
-	  "FwoGZXIvYXdzEBYaDH+cn/token==", "cn", "cn-north-1", NULL, 1709210096,
-	  EXEC_JSON("2024-02-29T12:48:56Z",
-		    "k8s-aws-v1.aHR0cHM6Ly9zdHMuY24tbm9ydGgtMS5hbWF6b25hd3MuY29tLmNuLz9BY3Rpb249R2V0"
-		    "Q2FsbGVySWRlbnRpdHkmVmVyc2lvbj0yMDExLTA2LTE1JlgtQW16LUFsZ29yaXRobT1BV1M0LUhNQUM"
-		    "tU0hBMjU2JlgtQW16LUNyZWRlbnRpYWw9QVNJQVFFWEFNUExFNENOUkVHSU9OJTJGMjAyNDAyMjklMk"
-		    "Zjbi1ub3J0aC0xJTJGc3RzJTJGYXdzNF9yZXF1ZXN0JlgtQW16LURhdGU9MjAyNDAyMjlUMTIzNDU2W"
-		    "iZYLUFtei1FeHBpcmVzPTYwJlgtQW16LVNpZ25lZEhlYWRlcnM9aG9zdCUzQngtazhzLWF3cy1pZCZY"
-		    "LUFtei1TZWN1cml0eS1Ub2tlbj1Gd29HWlhJdllYZHpFQllhREglMkJjbiUyRnRva2VuJTNEJTNEJlg"
-		    "tQW16LVNpZ25hdHVyZT01ODY1ZjMxN2Y5NjEzNDI2NjA0NzU2YzgxYjVkM2FlNDc1NmViYTMwYjhkYj"
-		    "MyYjZhN2FhNjQyNDNkMmU5ZTQ2") },
+	{"ASIAQEXAMPLE4CNREGION", "cn+secret/with=chars0123456789abcdefghij",
+	 "FwoGZXIvYXdzEBYaDH+cn/token==", "cn", "cn-north-1", NULL, 1709210096,
+	 EXEC_JSON("2024-02-29T12:48:56Z",
+		   "k8s-aws-v1.aHR0cHM6Ly9zdHMuY24tbm9ydGgtMS5hbWF6b25hd3MuY29tLmNuLz9BY3Rpb249R2V0"
+		   "Q2FsbGVySWRlbnRpdHkmVmVyc2lvbj0yMDExLTA2LTE1JlgtQW16LUFsZ29yaXRobT1BV1M0LUhNQUM"
+		   "tU0hBMjU2JlgtQW16LUNyZWRlbnRpYWw9QVNJQVFFWEFNUExFNENOUkVHSU9OJTJGMjAyNDAyMjklMk"
+		   "Zjbi1ub3J0aC0xJTJGc3RzJTJGYXdzNF9yZXF1ZXN0JlgtQW16LURhdGU9MjAyNDAyMjlUMTIzNDU2W"
+		   "iZYLUFtei1FeHBpcmVzPTYwJlgtQW16LVNpZ25lZEhlYWRlcnM9aG9zdCUzQngtazhzLWF3cy1pZCZY"
+		   "LUFtei1TZWN1cml0eS1Ub2tlbj1Gd29HWlhJdllYZHpFQllhREglMkJjbiUyRnRva2VuJTNEJTNEJlg"
+		   "tQW16LVNpZ25hdHVyZT01ODY1ZjMxN2Y5NjEzNDI2NjA0NzU2YzgxYjVkM2FlNDc1NmViYTMwYjhkYj"
+		   "MyYjZhN2FhNjQyNDNkMmU5ZTQ2")},
 };
 
 /* ---- injected clock and environment ---- */
@@ -202,7 +204,7 @@ static char *token_url(const char *token)
 static time_t token_date(const char *token)
 {
 	char *url = token_url(token), *d = strstr(url, "X-Amz-Date=");
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 
 	assert_non_null(d);
 	assert_non_null(strptime(d + 11, "%Y%m%dT%H%M%SZ", &tm));
@@ -217,7 +219,7 @@ static void test_awscli_exec_credential(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(awscli_cases) / sizeof(*awscli_cases); i++) {
 		const struct awscli_case *k = &awscli_cases[i];
-		struct envtab env = { .n = 0 };
+		struct envtab env = {.n = 0};
 		struct mg_creds_config cfg;
 		struct mg_creds_result err;
 		char *json = NULL;
@@ -240,13 +242,13 @@ static void test_awscli_provider_token(void **state)
 	(void)state;
 	for (size_t i = 0; i < sizeof(awscli_cases) / sizeof(*awscli_cases); i++) {
 		const struct awscli_case *k = &awscli_cases[i];
-		struct envtab env = { .n = 0 };
+		struct envtab env = {.n = 0};
 		struct mg_creds_config cfg = eks_config(&env, k->cluster, k->region, k->endpoint);
 		struct mg_creds_result r;
 		struct mg_creds *c;
 		json_t *j = json_loads(k->json, 0, NULL);
-		const char *want = json_string_value(
-			json_object_get(json_object_get(j, "status"), "token"));
+		const char *want =
+			json_string_value(json_object_get(json_object_get(j, "status"), "token"));
 
 		env_set(&env, "AWS_ACCESS_KEY_ID", k->akid);
 		env_set(&env, "AWS_SECRET_ACCESS_KEY", k->secret);
@@ -268,7 +270,7 @@ static void test_awscli_provider_token(void **state)
 
 static void test_eks_cache_refresh(void **state)
 {
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "my-cluster", "eu-west-1", NULL);
 	struct mg_creds_result r;
 	const time_t t0 = 1704164645;
@@ -307,7 +309,8 @@ static void test_eks_cache_refresh(void **state)
 		fake_now = t;
 		assert_int_equal(mg_creds_get(c, NULL, &r), 0);
 		assert_true(r.expiry - t >= REFRESH_MARGIN);
-		assert_true(token_date(bearer(&r)) <= t && token_date(bearer(&r)) + 900 == r.expiry);
+		assert_true(token_date(bearer(&r)) <= t &&
+			    token_date(bearer(&r)) + 900 == r.expiry);
 		if (t >= t0 + 900)
 			assert_string_not_equal(bearer(&r), first);
 		if (t >= t0 + 601 + 900)
@@ -321,7 +324,7 @@ static void test_eks_cache_refresh(void **state)
 
 static void test_eks_env_errors(void **state)
 {
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "c", "eu-west-1", NULL);
 	struct mg_creds_result r;
 	struct mg_creds *c = new_or_fail(&cfg);
@@ -344,8 +347,8 @@ static void test_eks_env_errors(void **state)
 
 static void test_config_errors(void **state)
 {
-	static const char *const groups_bad[] = { "ok", "bad\r\nX-Evil: 1" };
-	struct envtab env = { .n = 0 };
+	static const char *const groups_bad[] = {"ok", "bad\r\nX-Evil: 1"};
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg;
 	char err[256];
 
@@ -379,9 +382,9 @@ static void test_config_errors(void **state)
 	cfg.duration_seconds = 0;
 	cfg.session_name = "bad name";
 	BAD();
-	cfg = (struct mg_creds_config){ .kind = MG_CREDS_SERVICEACCOUNT,
-					.api_server = "http://insecure",
-					.token_file = "/x" };
+	cfg = (struct mg_creds_config){.kind = MG_CREDS_SERVICEACCOUNT,
+				       .api_server = "http://insecure",
+				       .token_file = "/x"};
 	BAD();
 	cfg.api_server = "https://api";
 	cfg.expiration_seconds = 599;
@@ -389,11 +392,11 @@ static void test_config_errors(void **state)
 	cfg.expiration_seconds = 600;
 	cfg.token_file = NULL;
 	BAD();
-	cfg = (struct mg_creds_config){ .kind = MG_CREDS_IMPERSONATE, .token_file = "/x" };
+	cfg = (struct mg_creds_config){.kind = MG_CREDS_IMPERSONATE, .token_file = "/x"};
 	cfg.groups = groups_bad;
 	cfg.n_groups = 2;
 	BAD();
-	cfg = (struct mg_creds_config){ .kind = 42 };
+	cfg = (struct mg_creds_config){.kind = 42};
 	BAD();
 #undef BAD
 	/* The global endpoint needs no region. */
@@ -405,12 +408,14 @@ static void test_config_errors(void **state)
 
 static void test_session_name(void **state)
 {
-	const struct mg_creds_subject a = { .ns = "ai", .pod = "agent-0" };
+	const struct mg_creds_subject a = {.ns = "ai", .pod = "agent-0"};
 	const struct mg_creds_subject b = {
 		.ns = "a-very-long-namespace-name-for-testing",
 		.pod = "and-an-even-longer-pod-name-7d9f8c6b5-x2x4z",
 	};
-	const struct mg_creds_subject c = { .ns = "ns", .pod = "p\xc3\xa9" "d/x y" };
+	const struct mg_creds_subject c = {.ns = "ns",
+					   .pod = "p\xc3\xa9"
+						  "d/x y"};
 	char s[65];
 
 	(void)state;
@@ -487,7 +492,7 @@ static char *write_file(const char *name, const char *content)
 
 static void test_impersonate(void **state)
 {
-	static const char *const groups[] = { "mcpgate:agents", "mcpgate:ns:{namespace}" };
+	static const char *const groups[] = {"mcpgate:agents", "mcpgate:ns:{namespace}"};
 	char *tf = write_file("daemon-token", "daemon.jwt.value\n");
 	struct mg_creds_config cfg = {
 		.kind = MG_CREDS_IMPERSONATE,
@@ -496,8 +501,11 @@ static void test_impersonate(void **state)
 		.groups = groups,
 		.n_groups = 2,
 	};
-	const struct mg_creds_subject who = { .ns = "ai", .pod = "agent-0", .uid = "1234-abcd",
-					      .service_account = "agent", .approval_id = "apr-7" };
+	const struct mg_creds_subject who = {.ns = "ai",
+					     .pod = "agent-0",
+					     .uid = "1234-abcd",
+					     .service_account = "agent",
+					     .approval_id = "apr-7"};
 	struct mg_creds_subject bad = who;
 	struct mg_creds_result r;
 	struct mg_creds *c = new_or_fail(&cfg);
@@ -558,15 +566,15 @@ struct fake {
 	pid_t pid;
 	int port;
 	bool tls;
-	char base[64];	/* http[s]://127.0.0.1:port */
-	char host[32];	/* 127.0.0.1:port */
+	char base[64]; /* http[s]://127.0.0.1:port */
+	char host[32]; /* 127.0.0.1:port */
 };
 
 static struct fake plain, tls_fake;
 static char cert[128], key[128], srcdir[512];
 static bool have_tls;
 
-#define PI_TOKEN "pod-identity-token/+=value"
+#define PI_TOKEN  "pod-identity-token/+=value"
 #define API_TOKEN "daemon-api-token"
 
 static void src_path(char *out, size_t n, const char *rel)
@@ -577,7 +585,7 @@ static void src_path(char *out, size_t n, const char *rel)
 static int start_fake(struct fake *f, bool tls)
 {
 	char script[600], portfile[128], buf[32];
-	struct timespec ts = { 0, 50 * 1000 * 1000 };
+	struct timespec ts = {0, 50 * 1000 * 1000};
 	FILE *pf;
 
 	src_path(script, sizeof(script), "tests/e2e/fakests.py");
@@ -589,6 +597,8 @@ static int start_fake(struct fake *f, bool tls)
 	if (f->pid == 0) {
 		int fd = open("/dev/null", O_WRONLY);
 
+		/* Never outlive the test, even if it crashes. */
+		prctl(PR_SET_PDEATHSIG, SIGTERM);
 		dup2(fd, 1);
 		if (tls)
 			execl("/usr/bin/python3", "python3", script, "--port-file", portfile,
@@ -609,8 +619,8 @@ static int start_fake(struct fake *f, bool tls)
 			if (ok) {
 				f->port = atoi(buf);
 				snprintf(f->host, sizeof(f->host), "127.0.0.1:%d", f->port);
-				snprintf(f->base, sizeof(f->base), "%s://%s", tls ? "https" : "http",
-					 f->host);
+				snprintf(f->base, sizeof(f->base), "%s://%s",
+					 tls ? "https" : "http", f->host);
 				unlink(portfile);
 				return 0;
 			}
@@ -694,7 +704,7 @@ static size_t collect(char *p, size_t sz, size_t nm, void *data)
 static char *fake_http(const struct fake *f, const char *path, const char *post,
 		       const char *extra_header, long *status)
 {
-	struct body b = { NULL, 0 };
+	struct body b = {NULL, 0};
 	struct curl_slist *h = NULL;
 	CURL *c = curl_easy_init();
 	char *url;
@@ -762,9 +772,8 @@ static size_t count_action(json_t *reqs, const char *action)
 	size_t i, n = 0;
 	json_t *v;
 
-	json_array_foreach(reqs, i, v)
-		if (!strcmp(json_string_value(json_object_get(v, "action")), action))
-			n++;
+	json_array_foreach(reqs, i, v) if (!strcmp(json_string_value(json_object_get(v, "action")),
+						   action)) n++;
 	return n;
 }
 
@@ -774,9 +783,8 @@ static json_t *last_action(json_t *reqs, const char *action)
 	json_t *v, *last = NULL;
 	size_t i;
 
-	json_array_foreach(reqs, i, v)
-		if (!strcmp(json_string_value(json_object_get(v, "action")), action))
-			last = v;
+	json_array_foreach(reqs, i, v) if (!strcmp(json_string_value(json_object_get(v, "action")),
+						   action)) last = v;
 	assert_non_null(last);
 	return last;
 }
@@ -823,7 +831,7 @@ static json_t *python_check(const char *token, const char *cluster, const char *
 	FILE *p;
 
 	src_path(script, sizeof(script), "tests/e2e/eks_token_check.py");
-	assert_true(asprintf(&cmd, "/usr/bin/python3 %s --cluster %s --host %s --now %lld %s",
+	assert_true(asprintf(&cmd, "/usr/bin/python3 %s --cluster %s --host %s --now %lld -- %s",
 			     script, cluster, host, (long long)fake_now, token) > 0);
 	p = popen(cmd, "r");
 	assert_non_null(p);
@@ -838,7 +846,7 @@ static json_t *python_check(const char *token, const char *cluster, const char *
 
 #define NODE_ROLE "arn:aws:iam::123456789012:role/mcpgate-node"
 #define EXEC_ROLE "arn:aws:iam::123456789012:role/mcp-exec"
-#define POD_UID "0f3c9d62-1a2b-4c5d-8e9f-0123456789ab"
+#define POD_UID	  "0f3c9d62-1a2b-4c5d-8e9f-0123456789ab"
 
 static void irsa_env(struct envtab *env, const char *jwt_file)
 {
@@ -852,7 +860,7 @@ static void irsa_env(struct envtab *env, const char *jwt_file)
 static void test_irsa(void **state)
 {
 	char *jwt = write_file("irsa.jwt", "eyJhbGciOiJSUzI1NiJ9.eyJzdWIiOiJtY3BnYXRlIn0.c2ln\n");
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "kind-mcp", "eu-west-1", plain.base);
 	struct mg_creds_result r;
 	struct mg_creds *c;
@@ -866,7 +874,8 @@ static void test_irsa(void **state)
 	c = new_or_fail(&cfg);
 	assert_int_equal(mg_creds_get(c, NULL, &r), 0);
 	arn = caller_arn(&plain, bearer(&r), "kind-mcp");
-	assert_string_equal(arn, "arn:aws:sts::123456789012:assumed-role/mcpgate-node/mcpgate-node");
+	assert_string_equal(arn,
+			    "arn:aws:sts::123456789012:assumed-role/mcpgate-node/mcpgate-node");
 	free(arn);
 	/* Signed for another cluster, it is not valid for this one. */
 	arn = caller_arn(&plain, bearer(&r), "other-cluster");
@@ -885,7 +894,8 @@ static void test_irsa(void **state)
 	assert_string_equal(jstr(q, "params", "RoleArn"), NODE_ROLE);
 	assert_string_equal(jstr(q, "params", "RoleSessionName"), "mcpgate-node");
 	assert_string_equal(jstr(q, "params", "Version"), "2011-06-15");
-	assert_true(!strncmp(jstr(q, "content_type", NULL), "application/x-www-form-urlencoded", 33));
+	assert_true(
+		!strncmp(jstr(q, "content_type", NULL), "application/x-www-form-urlencoded", 33));
 	json_decref(reqs);
 	mg_creds_free(c);
 
@@ -907,10 +917,13 @@ static void test_irsa(void **state)
 static void test_assume_role(void **state)
 {
 	const struct fake *f = have_tls ? &tls_fake : &plain;
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "eu-west-1", f->base);
-	struct mg_creds_subject who = { .ns = "ai", .pod = "agent-0", .uid = POD_UID,
-					.service_account = "agent", .approval_id = "apr-42" };
+	struct mg_creds_subject who = {.ns = "ai",
+				       .pod = "agent-0",
+				       .uid = POD_UID,
+				       .service_account = "agent",
+				       .approval_id = "apr-42"};
 	struct mg_creds_result r;
 	struct mg_creds *c;
 	json_t *reqs, *q, *id;
@@ -928,12 +941,14 @@ static void test_assume_role(void **state)
 	assert_int_equal(mg_creds_get(c, &who, &r), 0);
 	assert_true(r.expiry > fake_now + 600 && r.expiry <= fake_now + 900);
 	arn = caller_arn(f, bearer(&r), "prod");
-	assert_string_equal(arn, "arn:aws:sts::123456789012:assumed-role/mcp-exec/mcpgate-ai-agent-0");
+	assert_string_equal(arn,
+			    "arn:aws:sts::123456789012:assumed-role/mcp-exec/mcpgate-ai-agent-0");
 	free(arn);
 	if (have_tls) {
 		id = python_check(bearer(&r), "prod", f->host);
-		assert_string_equal(jstr(id, "arn", NULL),
-				    "arn:aws:sts::123456789012:assumed-role/mcp-exec/mcpgate-ai-agent-0");
+		assert_string_equal(
+			jstr(id, "arn", NULL),
+			"arn:aws:sts::123456789012:assumed-role/mcp-exec/mcpgate-ai-agent-0");
 		assert_string_equal(jstr(id, "canonicalArn", NULL), EXEC_ROLE);
 		assert_string_equal(jstr(id, "sourceIdentity", NULL), POD_UID);
 		json_decref(id);
@@ -1000,9 +1015,9 @@ static void test_assume_role(void **state)
 static void test_assume_role_chained(void **state)
 {
 	char *jwt = write_file("irsa2.jwt", "eyJhbGciOiJSUzI1NiJ9.e30.c2ln");
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "us-west-2", plain.base);
-	const struct mg_creds_subject who = { .ns = "ns", .pod = "p", .uid = POD_UID };
+	const struct mg_creds_subject who = {.ns = "ns", .pod = "p", .uid = POD_UID};
 	struct mg_creds_result r;
 	struct mg_creds *c;
 	json_t *reqs, *q;
@@ -1038,9 +1053,9 @@ static void test_assume_role_chained(void **state)
 static void test_sts_errors(void **state)
 {
 	static const char secret[] = "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEz";
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "eu-west-1", plain.base);
-	const struct mg_creds_subject who = { .ns = "ai", .pod = "agent-0", .uid = POD_UID };
+	const struct mg_creds_subject who = {.ns = "ai", .pod = "agent-0", .uid = POD_UID};
 	struct mg_creds_result r;
 	struct mg_creds *c;
 	json_t *reqs;
@@ -1113,9 +1128,9 @@ static void test_sts_errors(void **state)
  * 60 s left, and not a second longer. */
 static void test_stale_while_down(void **state)
 {
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "eu-west-1", plain.base);
-	const struct mg_creds_subject who = { .ns = "ai", .pod = "agent-0", .uid = POD_UID };
+	const struct mg_creds_subject who = {.ns = "ai", .pod = "agent-0", .uid = POD_UID};
 	struct mg_creds_result r;
 	struct mg_creds *c;
 	time_t t0;
@@ -1163,7 +1178,7 @@ static void test_stale_while_down(void **state)
 static void test_pod_identity(void **state)
 {
 	char *tf = write_file("pi-token", PI_TOKEN "\n"), url[128];
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "eu-west-1", plain.base);
 	struct mg_creds_result r;
 	struct mg_creds *c;
@@ -1225,7 +1240,7 @@ static void test_pod_identity(void **state)
 static void test_chain_order(void **state)
 {
 	char *jwt = write_file("chain.jwt", "eyJ.e30.sig"), *tf = write_file("chain-pi", PI_TOKEN);
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "eu-west-1", plain.base);
 	struct mg_creds_result r;
 	struct mg_creds *c;
@@ -1255,7 +1270,8 @@ static void test_chain_order(void **state)
 	c = new_or_fail(&cfg);
 	assert_int_equal(mg_creds_get(c, NULL, &r), 0);
 	arn = caller_arn(&plain, bearer(&r), "prod");
-	assert_string_equal(arn, "arn:aws:sts::123456789012:assumed-role/mcpgate-node/mcpgate-node");
+	assert_string_equal(arn,
+			    "arn:aws:sts::123456789012:assumed-role/mcpgate-node/mcpgate-node");
 	free(arn);
 	mg_creds_result_free(&r);
 	mg_creds_free(c);
@@ -1285,7 +1301,7 @@ static void test_chain_order(void **state)
  * (RoleSessionName EKSGetTokenAuth, no session identity). */
 static void test_exec_credential_role(void **state)
 {
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "eu-west-1", plain.base);
 	struct mg_creds_result err;
 	json_t *j, *reqs, *q;
@@ -1331,7 +1347,7 @@ static void test_exec_credential_role(void **state)
 
 static void test_serviceaccount(void **state)
 {
-	static const char *const aud[] = { "https://kubernetes.default.svc", "mcpgate" };
+	static const char *const aud[] = {"https://kubernetes.default.svc", "mcpgate"};
 	char *tf = write_file("api-token", API_TOKEN "\n");
 	struct mg_creds_config cfg = {
 		.kind = MG_CREDS_SERVICEACCOUNT,
@@ -1342,8 +1358,8 @@ static void test_serviceaccount(void **state)
 		.n_audiences = 2,
 		.now = clock_fn,
 	};
-	const struct mg_creds_subject who = { .ns = "ai", .pod = "agent-0", .uid = POD_UID,
-					      .service_account = "agent" };
+	const struct mg_creds_subject who = {
+		.ns = "ai", .pod = "agent-0", .uid = POD_UID, .service_account = "agent"};
 	struct mg_creds_subject deny = who;
 	struct mg_creds_result r;
 	struct mg_creds *c;
@@ -1367,7 +1383,8 @@ static void test_serviceaccount(void **state)
 	mg_creds_result_free(&r);
 	reqs = fake_requests(&tls_fake);
 	q = last_action(reqs, "TokenRequest");
-	assert_string_equal(jstr(q, "path", NULL), "/api/v1/namespaces/ai/serviceaccounts/agent/token");
+	assert_string_equal(jstr(q, "path", NULL),
+			    "/api/v1/namespaces/ai/serviceaccounts/agent/token");
 	assert_string_equal(jstr(q, "authorization", NULL), "match");
 	assert_string_equal(jstr(q, "body", "apiVersion"), "authentication.k8s.io/v1");
 	assert_string_equal(jstr(q, "body", "kind"), "TokenRequest");
@@ -1419,6 +1436,106 @@ static void test_serviceaccount(void **state)
 	free(tf);
 }
 
+/* ---- eks_token_check.py, the fake API server's token check ---- */
+
+static char *replace(const char *s, const char *from, const char *to)
+{
+	const char *at = strstr(s, from);
+	char *o;
+
+	assert_non_null(at);
+	assert_true(asprintf(&o, "%.*s%s%s", (int)(at - s), s, to, at + strlen(from)) > 0);
+	return o;
+}
+
+static char *make_token(const char *url)
+{
+	char *b = base64url_nopad(url, strlen(url)), *t;
+
+	assert_true(asprintf(&t, EKS_TOKEN_PREFIX "%s", b) > 0);
+	free(b);
+	return t;
+}
+
+/* Each rule aws-iam-authenticator applies, one broken at a time. */
+static void test_token_check_rejects(void **state)
+{
+	static const struct {
+		const char *from, *to, *error;
+	} cases[] = {
+		{"https://", "http://", "unexpected scheme"},
+		{"/?Action", "/x?Action", "unexpected path"},
+		{"Action=GetCallerIdentity", "Action=GetSessionToken", "unexpected action"},
+		{"&Version=", "&Foo=1&Version=", "non-whitelisted query parameter"},
+		{"&Version=", "&Action=GetCallerIdentity&Version=", "multiple values"},
+		{"X-Amz-Expires=60", "X-Amz-Expires=901", "invalid X-Amz-Expires"},
+		{"X-Amz-Expires=60", "X-Amz-Expires=-1", "invalid X-Amz-Expires"},
+		{"host%3Bx-k8s-aws-id", "host", "did not sign the x-k8s-aws-id"},
+		{"X-Amz-Date=", "X-Amz-Datum=", "non-whitelisted query parameter"},
+		{"X-Amz-Credential=AKIDEXAMPLE", "X-Amz-Credential=AKIDUNKNOWN",
+		 "security token included in the request is invalid"},
+	};
+	struct envtab env = {.n = 0};
+	struct mg_creds_config cfg;
+	struct mg_creds_result r;
+	struct mg_creds *c;
+	char *url, *bad, *tok;
+	time_t t0;
+	json_t *j;
+
+	(void)state;
+	if (!have_tls)
+		skip();
+	cfg = eks_config(&env, "prod", "eu-west-1", tls_fake.base);
+	env_set(&env, "AWS_ACCESS_KEY_ID", "AKIDEXAMPLE");
+	env_set(&env, "AWS_SECRET_ACCESS_KEY", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY");
+	fake_now = t0 = time(NULL);
+	c = new_or_fail(&cfg);
+	assert_int_equal(mg_creds_get(c, NULL, &r), 0);
+	url = token_url(bearer(&r));
+
+	j = python_check(bearer(&r), "prod", tls_fake.host);
+	assert_string_equal(jstr(j, "arn", NULL), "arn:aws:iam::123456789012:user/mcpgate-test");
+	json_decref(j);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		bad = replace(url, cases[i].from, cases[i].to);
+		tok = make_token(bad);
+		j = python_check(tok, "prod", tls_fake.host);
+		if (!jstr(j, "error", NULL) || !strstr(jstr(j, "error", NULL), cases[i].error))
+			fail_msg("case %zu: %s", i, json_dumps(j, 0));
+		json_decref(j);
+		free(tok);
+		free(bad);
+	}
+	/* Not an allowed host; padded base64; no prefix; too old; too new. */
+	j = python_check(bearer(&r), "prod", "sts.example.com");
+	assert_non_null(strstr(jstr(j, "error", NULL), "unexpected hostname"));
+	json_decref(j);
+	assert_true(asprintf(&tok, "%s=", bearer(&r)) > 0);
+	j = python_check(tok, "prod", tls_fake.host);
+	assert_non_null(strstr(jstr(j, "error", NULL), "base64url"));
+	json_decref(j);
+	free(tok);
+	j = python_check(bearer(&r) + 3, "prod", tls_fake.host);
+	assert_non_null(strstr(jstr(j, "error", NULL), "prefix"));
+	json_decref(j);
+	fake_now = t0 + 901;
+	j = python_check(bearer(&r), "prod", tls_fake.host);
+	assert_non_null(strstr(jstr(j, "error", NULL), "expired"));
+	json_decref(j);
+	fake_now = t0 + 900;
+	j = python_check(bearer(&r), "prod", tls_fake.host);
+	assert_non_null(jstr(j, "arn", NULL));
+	json_decref(j);
+	fake_now = t0 - 901;
+	j = python_check(bearer(&r), "prod", tls_fake.host);
+	assert_string_equal(jstr(j, "code", NULL), "SignatureDoesNotMatch");
+	json_decref(j);
+	free(url);
+	mg_creds_result_free(&r);
+	mg_creds_free(c);
+}
+
 /* ---- threads ---- */
 
 struct worker {
@@ -1431,9 +1548,10 @@ static void *hammer(void *data)
 	struct worker *w = data;
 
 	for (int i = 0; i < 50; i++) {
-		const struct mg_creds_subject who = { .ns = "ai", .pod = "agent-0",
-						      .uid = i % 2 ? POD_UID : "11111111-2222-3333",
-						      .approval_id = "a" };
+		const struct mg_creds_subject who = {.ns = "ai",
+						     .pod = "agent-0",
+						     .uid = i % 2 ? POD_UID : "11111111-2222-3333",
+						     .approval_id = "a"};
 		struct mg_creds_result r;
 
 		if (mg_creds_get(w->c, &who, &r) < 0)
@@ -1445,7 +1563,7 @@ static void *hammer(void *data)
 
 static void test_threads(void **state)
 {
-	struct envtab env = { .n = 0 };
+	struct envtab env = {.n = 0};
 	struct mg_creds_config cfg = eks_config(&env, "prod", "eu-west-1", plain.base);
 	struct worker w[4];
 	pthread_t t[4];
@@ -1459,7 +1577,7 @@ static void test_threads(void **state)
 	cfg.role_arn = EXEC_ROLE;
 	c = new_or_fail(&cfg);
 	for (int i = 0; i < 4; i++) {
-		w[i] = (struct worker){ c, 0 };
+		w[i] = (struct worker){c, 0};
 		assert_int_equal(pthread_create(&t[i], NULL, hammer, &w[i]), 0);
 	}
 	for (int i = 0; i < 4; i++) {
@@ -1493,6 +1611,7 @@ int main(void)
 		cmocka_unit_test(test_chain_order),
 		cmocka_unit_test(test_exec_credential_role),
 		cmocka_unit_test(test_serviceaccount),
+		cmocka_unit_test(test_token_check_rejects),
 		cmocka_unit_test(test_threads),
 	};
 	int fails;

@@ -21,22 +21,24 @@
 
 #include "../../userspace/sigv4.c"
 
-#define SUITE_TIME ((time_t)1440938160) /* 2015-08-30T12:36:00Z */
-#define EMPTY_SHA "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+#define SUITE_TIME  ((time_t)1440938160) /* 2015-08-30T12:36:00Z */
+#define EMPTY_SHA   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
 #define SUITE_SCOPE "20150830/us-east-1/service/aws4_request"
-#define SUITE_CRED "AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request"
+#define SUITE_CRED  "AKIDEXAMPLE%2F20150830%2Fus-east-1%2Fservice%2Faws4_request"
 
 /* The suite's STS session token (post-sts-header-before/context.json). */
 #define STS_TOKEN                                                                                  \
-	"AQoDYXdzEPT//////////wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxf" \
-	"pSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0K" \
-	"PkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZ" \
+	"AQoDYXdzEPT//////////"                                                                    \
+	"wEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWsKWHGBuFqwAeMicRXmxf"                     \
+	"pSPfIeoIYRqTflfKD8YUuwthAx7mSEI/qkPpKPi/kMcGdQrmGdeehM4IC1NtBmUpp2wUE8phUZampKsburEDy0K"  \
+	"PkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d+xo0rKwT38xVqr7ZD0u0iPPkUL64lIZ"  \
 	"bqBAz+scqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2ICCR/oLxBA=="
 #define STS_TOKEN_ESC                                                                              \
-	"AQoDYXdzEPT%2F%2F%2F%2F%2F%2F%2F%2F%2F%2FwEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWs" \
+	"AQoDYXdzEPT%2F%2F%2F%2F%2F%2F%2F%2F%2F%"                                                  \
+	"2FwEXAMPLEtc764bNrC9SAPBSM22wDOk4x4HIZ8j4FZTwdQWLWs"                                      \
 	"KWHGBuFqwAeMicRXmxfpSPfIeoIYRqTflfKD8YUuwthAx7mSEI%2FqkPpKPi%2FkMcGdQrmGdeehM4IC1NtBmUpp" \
 	"2wUE8phUZampKsburEDy0KPkyQDYwT7WZ0wq5VSXDvp75YU9HFvlRd8Tx6q6fE8YQcHNVXAkiY9q6d%2Bxo0rKwT" \
-	"38xVqr7ZD0u0iPPkUL64lIZbqBAz%2BscqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2I" \
+	"38xVqr7ZD0u0iPPkUL64lIZbqBAz%2BscqKmlzm8FDrypNC9Yjc8fPOLn9FX9KSYvKTr4rvx3iSIlTJabIQwj2I"  \
 	"CCR%2FoLxBA%3D%3D"
 
 static const struct mg_sigv4_creds suite_creds = {
@@ -79,7 +81,7 @@ static void check(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c, 
 }
 
 #define AUTHZ(signed_headers, sig)                                                                 \
-	"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/" SUITE_SCOPE ", SignedHeaders=" signed_headers     \
+	"AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/" SUITE_SCOPE ", SignedHeaders=" signed_headers   \
 	", Signature=" sig
 
 /* ---- header mode ---- */
@@ -101,7 +103,7 @@ static void test_get_vanilla(void **state)
 
 static void test_get_vanilla_query_order_key_case(void **state)
 {
-	const struct mg_sigv4_kv q[] = { { "Param2", "value2" }, { "Param1", "value1" } };
+	const struct mg_sigv4_kv q[] = {{"Param2", "value2"}, {"Param1", "value1"}};
 	struct mg_sigv4_req r = suite_req("GET", "/");
 	struct mg_sigv4_signed s;
 
@@ -122,8 +124,8 @@ static void test_get_vanilla_query_order_key_case(void **state)
 
 static void test_post_x_www_form_urlencoded(void **state)
 {
-	const struct mg_sigv4_kv h[] = { { "Content-Type", "application/x-www-form-urlencoded" },
-					 { "Content-Length", "13" } };
+	const struct mg_sigv4_kv h[] = {{"Content-Type", "application/x-www-form-urlencoded"},
+					{"Content-Length", "13"}};
 	struct mg_sigv4_req r = suite_req("POST", "/");
 
 	(void)state;
@@ -184,22 +186,23 @@ static void test_normalize_path(void **state)
 		const char *sig;
 	} cases[] = {
 		/* get-slash-dot-slash-normalized */
-		{ "/./", true, "/", "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31" },
+		{"/./", true, "/",
+		 "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"},
 		/* get-relative-normalized */
-		{ "/example/..", true, "/",
-		  "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31" },
+		{"/example/..", true, "/",
+		 "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"},
 		/* get-relative-relative-normalized */
-		{ "/example1/example2/../..", true, "/",
-		  "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31" },
+		{"/example1/example2/../..", true, "/",
+		 "5fa00fa31553b73ebf1942676e86291e8372ff2a2260956d9b8aae1d763fbf31"},
 		/* get-slash-pointless-dot-normalized */
-		{ "/./example", true, "/example",
-		  "ef75d96142cf21edca26f06005da7988e4f8dc83a165a80865db7089db637ec5" },
+		{"/./example", true, "/example",
+		 "ef75d96142cf21edca26f06005da7988e4f8dc83a165a80865db7089db637ec5"},
 		/* get-slashes-normalized */
-		{ "//example//", true, "/example/",
-		  "9a624bd73a37c9a373b5312afbebe7a714a789de108f0bdfe846570885f57e84" },
+		{"//example//", true, "/example/",
+		 "9a624bd73a37c9a373b5312afbebe7a714a789de108f0bdfe846570885f57e84"},
 		/* get-slashes-unnormalized */
-		{ "//example//", false, "//example//",
-		  "87cca117541a147f6df867677d98a7d80dff226d2bfca9e4ffa899665623c7e5" },
+		{"//example//", false, "//example//",
+		 "87cca117541a147f6df867677d98a7d80dff226d2bfca9e4ffa899665623c7e5"},
 	};
 
 	(void)state;
@@ -222,15 +225,15 @@ static void test_normalize_path_more(void **state)
 	static const struct {
 		const char *in, *out;
 	} cases[] = {
-		{ "", "/" },	       { "/", "/" },	       { "/a/b/..", "/a/" },
-		{ "/a/./b", "/a/b" },  { "/..", "/" },	       { "/../a", "/a" },
-		{ "a/b", "/a/b" },     { "/a/b/.", "/a/b/" },  { "/a//b///", "/a/b/" },
-		{ "/a%b", "/a%25b" },  { "/a+b", "/a%2Bb" },   { "/~-_.", "/~-_." },
+		{"", "/"},	    {"/", "/"},		 {"/a/b/..", "/a/"},
+		{"/a/./b", "/a/b"}, {"/..", "/"},	 {"/../a", "/a"},
+		{"a/b", "/a/b"},    {"/a/b/.", "/a/b/"}, {"/a//b///", "/a/b/"},
+		{"/a%b", "/a%25b"}, {"/a+b", "/a%2Bb"},	 {"/~-_.", "/~-_."},
 	};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
-		struct sb b = { 0 };
+		struct sb b = {0};
 
 		sb_canonical_uri(&b, cases[i].in, true);
 		assert_false(b.oom);
@@ -249,7 +252,8 @@ static void test_session_token_header(void **state)
 	c.session_token = "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267";
 	check(&r, &c,
 	      "GET\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n"
-	      "x-amz-security-token:6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267"
+	      "x-amz-security-token:"
+	      "6e86291e8372ff2a2260956d9b8aae1d763fbf315fa00fa31553b73ebf194267"
 	      "\n\nhost;x-amz-date;x-amz-security-token\n" EMPTY_SHA,
 	      "AWS4-HMAC-SHA256\n20150830T123600Z\n" SUITE_SCOPE
 	      "\n067b36aa60031588cea4a4cde1f21215227a047690c72247f1d70b32fbbfad2b",
@@ -262,7 +266,8 @@ static void test_session_token_header(void **state)
 	r = suite_req("POST", "/");
 	check(&r, &c,
 	      "POST\n/\n\nhost:example.amazonaws.com\nx-amz-date:20150830T123600Z\n"
-	      "x-amz-security-token:" STS_TOKEN "\n\nhost;x-amz-date;x-amz-security-token\n" EMPTY_SHA,
+	      "x-amz-security-token:" STS_TOKEN
+	      "\n\nhost;x-amz-date;x-amz-security-token\n" EMPTY_SHA,
 	      "AWS4-HMAC-SHA256\n20150830T123600Z\n" SUITE_SCOPE
 	      "\nc237e1b440d4c63c32ca95b5b99481081cb7b13c7e40434868e71567c1a882f6",
 	      "85d96828115b5dc0cfc3bd16ad9e210dd772bbebba041836c64533a82be05ead",
@@ -272,16 +277,15 @@ static void test_session_token_header(void **state)
 
 static void test_header_values(void **state)
 {
-	const struct mg_sigv4_kv trim[] = { { "My-Header1", " value1" },
-					    { "My-Header2", " \"a   b   c\"" } };
-	const struct mg_sigv4_kv dup[] = { { "My-Header1", "value2" },
-					   { "My-Header1", "value2" },
-					   { "My-Header1", "value1" } };
-	const struct mg_sigv4_kv order[] = { { "My-Header1", "value4" },
-					     { "My-Header1", "value1" },
-					     { "My-Header1", "value3" },
-					     { "My-Header1", "value2" } };
-	const struct mg_sigv4_kv multi[] = { { "My-Header1", "value1\n  value2\n     value3" } };
+	const struct mg_sigv4_kv trim[] = {{"My-Header1", " value1"},
+					   {"My-Header2", " \"a   b   c\""}};
+	const struct mg_sigv4_kv dup[] = {
+		{"My-Header1", "value2"}, {"My-Header1", "value2"}, {"My-Header1", "value1"}};
+	const struct mg_sigv4_kv order[] = {{"My-Header1", "value4"},
+					    {"My-Header1", "value1"},
+					    {"My-Header1", "value3"},
+					    {"My-Header1", "value2"}};
+	const struct mg_sigv4_kv multi[] = {{"My-Header1", "value1\n  value2\n     value3"}};
 	struct mg_sigv4_req r = suite_req("GET", "/");
 
 	(void)state;
@@ -315,12 +319,11 @@ static void test_header_values(void **state)
 
 static void test_query_escaping(void **state)
 {
-	const struct mg_sigv4_kv utf8[] = { { "\xe1\x88\xb4", "bar" } };
-	const struct mg_sigv4_kv enc[] = { { "Param-3", "Value3" },
-					   { "Param", "Value2" },
-					   { "\xe1\x88\xb4", "Value1" } };
+	const struct mg_sigv4_kv utf8[] = {{"\xe1\x88\xb4", "bar"}};
+	const struct mg_sigv4_kv enc[] = {
+		{"Param-3", "Value3"}, {"Param", "Value2"}, {"\xe1\x88\xb4", "Value1"}};
 	const char *u = "-._~0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
-	const struct mg_sigv4_kv unres[] = { { u, u } };
+	const struct mg_sigv4_kv unres[] = {{u, u}};
 	struct mg_sigv4_req r = suite_req("GET", "/");
 
 	(void)state;
@@ -374,7 +377,7 @@ static void test_presign_get_vanilla(void **state)
 
 static void test_presign_query_order(void **state)
 {
-	const struct mg_sigv4_kv q[] = { { "Param2", "value2" }, { "Param1", "value1" } };
+	const struct mg_sigv4_kv q[] = {{"Param2", "value2"}, {"Param1", "value1"}};
 	struct mg_sigv4_req r = suite_req("GET", "/");
 	struct mg_sigv4_signed s;
 
@@ -419,15 +422,16 @@ static void test_presign_session_token(void **state)
 	      "&X-Amz-SignedHeaders=host\nhost:example.amazonaws.com\n\nhost\n" EMPTY_SHA,
 	      NULL, "46c2e3c63c1dbe7d39f8ada16fe7f001c1f56c5791441565323677f96308871c", NULL);
 	assert_int_equal(mg_sigv4_sign(&r, &c, &s), 0);
-	assert_non_null(strstr(s.query, "&X-Amz-SignedHeaders=host&X-Amz-Security-Token=" STS_TOKEN_ESC
-					"&X-Amz-Signature=46c2e3c6"));
+	assert_non_null(strstr(s.query,
+			       "&X-Amz-SignedHeaders=host&X-Amz-Security-Token=" STS_TOKEN_ESC
+			       "&X-Amz-Signature=46c2e3c6"));
 	mg_sigv4_signed_free(&s);
 }
 
 static void test_presign_post_form(void **state)
 {
-	const struct mg_sigv4_kv h[] = { { "Content-Type", "application/x-www-form-urlencoded" },
-					 { "Content-Length", "13" } };
+	const struct mg_sigv4_kv h[] = {{"Content-Type", "application/x-www-form-urlencoded"},
+					{"Content-Length", "13"}};
 	struct mg_sigv4_req r = suite_req("POST", "/");
 
 	(void)state;
@@ -451,10 +455,10 @@ static void test_presign_post_form(void **state)
 
 static void test_sign_rejects(void **state)
 {
-	const struct mg_sigv4_kv bad_name[] = { { "Bad Header", "x" } };
-	const struct mg_sigv4_kv host[] = { { "Host", "evil" } };
-	const struct mg_sigv4_kv date[] = { { "X-Amz-Date", "20000101T000000Z" } };
-	const struct mg_sigv4_kv nullv[] = { { "A", NULL } };
+	const struct mg_sigv4_kv bad_name[] = {{"Bad Header", "x"}};
+	const struct mg_sigv4_kv host[] = {{"Host", "evil"}};
+	const struct mg_sigv4_kv date[] = {{"X-Amz-Date", "20000101T000000Z"}};
+	const struct mg_sigv4_kv nullv[] = {{"A", NULL}};
 	struct mg_sigv4_creds c = suite_creds;
 	struct mg_sigv4_req r = suite_req("GET", "/");
 	struct mg_sigv4_signed s;
@@ -533,7 +537,8 @@ static void test_sha256_hex(void **state)
 	mg_sigv4_sha256_hex("", 0, hex);
 	assert_string_equal(hex, EMPTY_SHA);
 	mg_sigv4_sha256_hex("Param1=value1", 13, hex);
-	assert_string_equal(hex, "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e");
+	assert_string_equal(hex,
+			    "9095672bbd1f56dfc5b65f3e153adc8731a4a654192329106275f4c7b24d0b6e");
 }
 
 static void test_parse_time(void **state)
@@ -542,11 +547,11 @@ static void test_parse_time(void **state)
 		const char *s;
 		time_t t;
 	} good[] = {
-		{ "2015-08-30T12:36:00Z", 1440938160 },
-		{ "2015-08-30T12:36:00.123Z", 1440938160 },
-		{ "2015-08-30T14:36:00+02:00", 1440938160 },
-		{ "2015-08-30T10:06:00-02:30", 1440938160 },
-		{ "2024-02-29T00:00:00Z", 1709164800 },
+		{"2015-08-30T12:36:00Z", 1440938160},
+		{"2015-08-30T12:36:00.123Z", 1440938160},
+		{"2015-08-30T14:36:00+02:00", 1440938160},
+		{"2015-08-30T10:06:00-02:30", 1440938160},
+		{"2024-02-29T00:00:00Z", 1709164800},
 	};
 	static const char *const bad[] = {
 		"",
@@ -614,7 +619,8 @@ static const char web_identity_xml[] =
 	"<SecretAccessKey>secret&amp;key</SecretAccessKey>"
 	"<Expiration>2024-01-02T04:04:05Z</Expiration>"
 	"<AccessKeyId>ASIAWEBIDENTITY00001</AccessKeyId></Credentials>"
-	"<SubjectFromWebIdentityToken>system:serviceaccount:mcpgate:mcpgate</SubjectFromWebIdentityToken>"
+	"<SubjectFromWebIdentityToken>system:serviceaccount:mcpgate:mcpgate</"
+	"SubjectFromWebIdentityToken>"
 	"</AssumeRoleWithWebIdentityResult>"
 	"<ResponseMetadata><RequestId>ad4156e9-bce1-11e2-82e6-6b6efEXAMPLE</RequestId>"
 	"</ResponseMetadata></AssumeRoleWithWebIdentityResponse>";
@@ -655,7 +661,8 @@ static void test_sts_assume_role(void **state)
 	assert_int_equal(r->kind, MG_SIGV4_STS_CREDENTIALS);
 	assert_string_equal(r->access_key_id, "ASIAIOSFODNN7EXAMPLE");
 	assert_string_equal(r->secret_access_key, "wJalrXUtnFEMI/K7MDENG/bPxRfiCYzEXAMPLEKEY");
-	assert_string_equal(r->session_token, "IQoJb3JpZ2luX2VjEO//////////wEaCXVzLWVhc3QtMSJH+abc=");
+	assert_string_equal(r->session_token,
+			    "IQoJb3JpZ2luX2VjEO//////////wEaCXVzLWVhc3QtMSJH+abc=");
 	assert_int_equal(r->expiration, 1573306481);
 	assert_string_equal(r->assumed_role_arn,
 			    "arn:aws:sts::123456789012:assumed-role/mcp-exec/mcpgate-ai-agent-0");
@@ -665,9 +672,9 @@ static void test_sts_assume_role(void **state)
 	assert_string_equal(r->secret_access_key, "");
 	assert_string_equal(r->session_token, "");
 	/* The same body is not an answer to another action. */
-	assert_int_equal(parse(assume_role_xml, strlen(assume_role_xml),
-			       "AssumeRoleWithWebIdentity", r, &e),
-			 -1);
+	assert_int_equal(
+		parse(assume_role_xml, strlen(assume_role_xml), "AssumeRoleWithWebIdentity", r, &e),
+		-1);
 	assert_string_equal(e.reason, "unexpected root element");
 	free(r);
 }
@@ -704,10 +711,11 @@ static void test_sts_error(void **state)
 	assert_int_equal(r->kind, MG_SIGV4_STS_ERROR);
 	assert_string_equal(r->error_type, "Sender");
 	assert_string_equal(r->error_code, "AccessDenied");
-	assert_string_equal(r->error_message,
-			    "User: arn:aws:sts::123456789012:assumed-role/node/x is not authorized "
-			    "to perform: sts:AssumeRole on resource: "
-			    "arn:aws:iam::123456789012:role/deny-me & <more> \xc3\xa9\xf0\x9f\x98\x80");
+	assert_string_equal(
+		r->error_message,
+		"User: arn:aws:sts::123456789012:assumed-role/node/x is not authorized "
+		"to perform: sts:AssumeRole on resource: "
+		"arn:aws:iam::123456789012:role/deny-me & <more> \xc3\xa9\xf0\x9f\x98\x80");
 	assert_string_equal(r->request_id, "4dbb7d5b-0f9b-4a4a-9f4a-0c5b4d7e2f11");
 	assert_string_equal(r->access_key_id, "");
 	/* An error answers any action. */
@@ -741,8 +749,8 @@ static void test_sts_error_long_message(void **state)
 static void test_sts_truncation(void **state)
 {
 	struct mg_sigv4_sts_resp *r = malloc(sizeof(*r));
-	const char *docs[] = { assume_role_xml, web_identity_xml, error_xml };
-	const char *actions[] = { "AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRole" };
+	const char *docs[] = {assume_role_xml, web_identity_xml, error_xml};
+	const char *actions[] = {"AssumeRole", "AssumeRoleWithWebIdentity", "AssumeRole"};
 	struct mg_sigv4_err e;
 
 	(void)state;
@@ -768,75 +776,84 @@ static void test_sts_rejects(void **state)
 		const char *doc;
 		const char *reason;
 	} cases[] = {
-		{ "<Foo/>", "unexpected root element" },
-		{ "<!DOCTYPE x [<!ENTITY a \"b\">]><ErrorResponse/>", "comment, DOCTYPE or CDATA not allowed" },
-		{ "<ErrorResponse><!-- c --></ErrorResponse>", "comment, DOCTYPE or CDATA not allowed" },
-		{ "<ErrorResponse><Error><Code><![CDATA[x]]></Code></Error></ErrorResponse>",
-		  "comment, DOCTYPE or CDATA not allowed" },
-		{ "<ErrorResponse><?pi x?></ErrorResponse>", "processing instruction not allowed" },
-		{ "<ErrorResponse><Error><Code>A&foo;</Code></Error></ErrorResponse>", "unknown entity" },
-		{ "<ErrorResponse><Error><Code>A & B</Code></Error></ErrorResponse>",
-		  "bad entity reference" },
-		{ "<ErrorResponse><Error><Code>&#0;</Code></Error></ErrorResponse>",
-		  "character reference to a forbidden character" },
-		{ "<ErrorResponse><Error><Code>&#xD800;</Code></Error></ErrorResponse>",
-		  "character reference to a forbidden character" },
-		{ "<ErrorResponse><Error><Code>&#x110000;</Code></Error></ErrorResponse>",
-		  "character reference to a forbidden character" },
-		{ "<ErrorResponse><Error><Code>&#12a;</Code></Error></ErrorResponse>",
-		  "bad character reference" },
-		{ "<ErrorResponse><Error><Code>\xc3\x28</Code></Error></ErrorResponse>", "invalid UTF-8" },
-		{ "<ErrorResponse><Error><Code>\xc0\xaf</Code></Error></ErrorResponse>", "invalid UTF-8" },
-		{ "<ErrorResponse><Error><Code>\xed\xa0\x80</Code></Error></ErrorResponse>",
-		  "invalid UTF-8" },
-		{ "<ErrorResponse><Error><Code>\x01</Code></Error></ErrorResponse>", "control character" },
-		{ "<ErrorResponse><Error><Code>A</Code></Eror></ErrorResponse>", "mismatched end tag" },
-		{ "<ErrorResponse><Error><Code>A</Code><Code>B</Code></Error></ErrorResponse>",
-		  "duplicate element" },
-		{ "<ErrorResponse><Error>x<Code>A</Code></Error></ErrorResponse>", "mixed content" },
-		{ "<ErrorResponse><Error><Code>A</Code>x</Error></ErrorResponse>", "mixed content" },
-		{ "<ErrorResponse><Error><Code>A<B/></Code></Error></ErrorResponse>", "mixed content" },
-		{ "<ErrorResponse><Error><Code><B/></Code></Error></ErrorResponse>",
-		  "element inside a value" },
-		{ "<ErrorResponse><Error><Code>A</Code></Error></ErrorResponse>x",
-		  "text outside the root element" },
-		{ "x<ErrorResponse/>", "text outside the root element" },
-		{ "<ErrorResponse/><ErrorResponse/>", "content after the root element" },
-		{ "<ErrorResponse a=\"1\" a=\"2\"/>", "duplicate attribute" },
-		{ "<ErrorResponse a=1/>", "unquoted attribute value" },
-		{ "<ErrorResponse a=\"<\"/>", "'<' in an attribute value" },
-		{ "<ErrorResponse a=\"1\"b=\"2\"/>", "attribute without preceding space" },
-		{ "<ErrorResponse a/>", "attribute without value" },
-		{ "<ErrorResponse/ >", "bad empty-element tag" },
-		{ "<1ErrorResponse/>", "bad name" },
-		{ "<ErrorResponse></ErrorResponse >x", "text outside the root element" },
-		{ "<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><ErrorResponse/>",
-		  "encoding other than UTF-8" },
-		{ " <?xml version=\"1.0\"?><ErrorResponse/>", "processing instruction not allowed" },
-		{ "<ErrorResponse/>", "missing Error/Code" },
-		{ "<ErrorResponse><Error><Code>  </Code></Error></ErrorResponse>", "missing Error/Code" },
-		{ "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A</AccessKeyId>"
-		  "<SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken></Credentials>"
-		  "</AssumeRoleResult></AssumeRoleResponse>",
-		  "missing credentials field" },
-		{ "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A</AccessKeyId>"
-		  "<SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>"
-		  "<Expiration>yesterday</Expiration></Credentials>"
-		  "</AssumeRoleResult></AssumeRoleResponse>",
-		  "bad Expiration" },
-		{ "<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A</AccessKeyId>"
-		  "<SecretAccessKey>S</SecretAccessKey><SessionToken>T\n U</SessionToken>"
-		  "<Expiration>2019-11-09T13:34:41Z</Expiration></Credentials>"
-		  "</AssumeRoleResult></AssumeRoleResponse>",
-		  "whitespace inside a credential" },
+		{"<Foo/>", "unexpected root element"},
+		{"<!DOCTYPE x [<!ENTITY a \"b\">]><ErrorResponse/>",
+		 "comment, DOCTYPE or CDATA not allowed"},
+		{"<ErrorResponse><!-- c --></ErrorResponse>",
+		 "comment, DOCTYPE or CDATA not allowed"},
+		{"<ErrorResponse><Error><Code><![CDATA[x]]></Code></Error></ErrorResponse>",
+		 "comment, DOCTYPE or CDATA not allowed"},
+		{"<ErrorResponse><?pi x?></ErrorResponse>", "processing instruction not allowed"},
+		{"<ErrorResponse><Error><Code>A&foo;</Code></Error></ErrorResponse>",
+		 "unknown entity"},
+		{"<ErrorResponse><Error><Code>A & B</Code></Error></ErrorResponse>",
+		 "bad entity reference"},
+		{"<ErrorResponse><Error><Code>&#0;</Code></Error></ErrorResponse>",
+		 "character reference to a forbidden character"},
+		{"<ErrorResponse><Error><Code>&#xD800;</Code></Error></ErrorResponse>",
+		 "character reference to a forbidden character"},
+		{"<ErrorResponse><Error><Code>&#x110000;</Code></Error></ErrorResponse>",
+		 "character reference to a forbidden character"},
+		{"<ErrorResponse><Error><Code>&#12a;</Code></Error></ErrorResponse>",
+		 "bad character reference"},
+		{"<ErrorResponse><Error><Code>\xc3\x28</Code></Error></ErrorResponse>",
+		 "invalid UTF-8"},
+		{"<ErrorResponse><Error><Code>\xc0\xaf</Code></Error></ErrorResponse>",
+		 "invalid UTF-8"},
+		{"<ErrorResponse><Error><Code>\xed\xa0\x80</Code></Error></ErrorResponse>",
+		 "invalid UTF-8"},
+		{"<ErrorResponse><Error><Code>\x01</Code></Error></ErrorResponse>",
+		 "control character"},
+		{"<ErrorResponse><Error><Code>A</Code></Eror></ErrorResponse>",
+		 "mismatched end tag"},
+		{"<ErrorResponse><Error><Code>A</Code><Code>B</Code></Error></ErrorResponse>",
+		 "duplicate element"},
+		{"<ErrorResponse><Error>x<Code>A</Code></Error></ErrorResponse>", "mixed content"},
+		{"<ErrorResponse><Error><Code>A</Code>x</Error></ErrorResponse>", "mixed content"},
+		{"<ErrorResponse><Error><Code>A<B/></Code></Error></ErrorResponse>",
+		 "mixed content"},
+		{"<ErrorResponse><Error><Code><B/></Code></Error></ErrorResponse>",
+		 "element inside a value"},
+		{"<ErrorResponse><Error><Code>A</Code></Error></ErrorResponse>x",
+		 "text outside the root element"},
+		{"x<ErrorResponse/>", "text outside the root element"},
+		{"<ErrorResponse/><ErrorResponse/>", "content after the root element"},
+		{"<ErrorResponse a=\"1\" a=\"2\"/>", "duplicate attribute"},
+		{"<ErrorResponse a=1/>", "unquoted attribute value"},
+		{"<ErrorResponse a=\"<\"/>", "'<' in an attribute value"},
+		{"<ErrorResponse a=\"1\"b=\"2\"/>", "attribute without preceding space"},
+		{"<ErrorResponse a/>", "attribute without value"},
+		{"<ErrorResponse/ >", "bad empty-element tag"},
+		{"<1ErrorResponse/>", "bad name"},
+		{"<ErrorResponse></ErrorResponse >x", "text outside the root element"},
+		{"<?xml version=\"1.0\" encoding=\"ISO-8859-1\"?><ErrorResponse/>",
+		 "encoding other than UTF-8"},
+		{" <?xml version=\"1.0\"?><ErrorResponse/>", "processing instruction not allowed"},
+		{"<ErrorResponse/>", "missing Error/Code"},
+		{"<ErrorResponse><Error><Code>  </Code></Error></ErrorResponse>",
+		 "missing Error/Code"},
+		{"<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A</AccessKeyId>"
+		 "<SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken></Credentials>"
+		 "</AssumeRoleResult></AssumeRoleResponse>",
+		 "missing credentials field"},
+		{"<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A</AccessKeyId>"
+		 "<SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>"
+		 "<Expiration>yesterday</Expiration></Credentials>"
+		 "</AssumeRoleResult></AssumeRoleResponse>",
+		 "bad Expiration"},
+		{"<AssumeRoleResponse><AssumeRoleResult><Credentials><AccessKeyId>A</AccessKeyId>"
+		 "<SecretAccessKey>S</SecretAccessKey><SessionToken>T\n U</SessionToken>"
+		 "<Expiration>2019-11-09T13:34:41Z</Expiration></Credentials>"
+		 "</AssumeRoleResult></AssumeRoleResponse>",
+		 "whitespace inside a credential"},
 		/* Credentials outside the Result element are not credentials. */
-		{ "<AssumeRoleResponse><Credentials><AccessKeyId>A</AccessKeyId>"
-		  "<SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>"
-		  "<Expiration>2019-11-09T13:34:41Z</Expiration></Credentials>"
-		  "</AssumeRoleResponse>",
-		  "missing credentials field" },
-		{ "<ErrorResponse><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>",
-		  "nesting too deep" },
+		{"<AssumeRoleResponse><Credentials><AccessKeyId>A</AccessKeyId>"
+		 "<SecretAccessKey>S</SecretAccessKey><SessionToken>T</SessionToken>"
+		 "<Expiration>2019-11-09T13:34:41Z</Expiration></Credentials>"
+		 "</AssumeRoleResponse>",
+		 "missing credentials field"},
+		{"<ErrorResponse><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a><a>",
+		 "nesting too deep"},
 	};
 	struct mg_sigv4_sts_resp *r = malloc(sizeof(*r));
 	struct mg_sigv4_err e;
