@@ -39,6 +39,7 @@
 #include "mcpgate/mask.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
+#include "mcpgate/reqinfo.h"
 #include "mcpgate/tls.h"
 
 #define MAX_LISTENERS 4
@@ -94,7 +95,15 @@ struct exch {
 	bool up_keep_alive;
 	bool pooled;		/* sent on a reused upstream connection */
 	bool creds_wait;	/* head built but for its credential, which a worker fetches */
-	char resource[64];	/* hint for the masker */
+	/* request info, by the API server's rules (reqinfo) */
+	bool resource_req;
+	char verb[20];
+	char resource[96];	/* resource or resource/subresource */
+	char res_only[64];	/* the resource alone: the masker's hint */
+	char api_group[64];
+	char api_version[16];
+	char ns[64];
+	char name[254];
 	bool watch;
 	struct mg_mask_body *mask;	/* this response's masker, NULL when unmasked */
 	bool mask_gzip;
@@ -473,12 +482,16 @@ static void finish_exchange(struct conn *c, const char *decision)
 	double secs = (double)(now_ns() - x->t0_ns) / 1e9;
 	json_t *ev;
 
-	ev = json_pack("{s:s,s:I,s:s,s:o,s:I,s:s,s:s,s:i,s:s,s:I,s:I,s:f,s:b,s:b}", "event",
-		       "request", "conn", (json_int_t)c->id, "auditID", x->audit_id, "pod",
+	ev = json_pack("{s:s,s:I,s:s,s:o,s:I,s:s,s:s,s:{s:b,s:s,s:s,s:s,s:s,s:s,s:s},s:i,s:s,"
+		       "s:I,s:I,s:f,s:b,s:b}",
+		       "event", "request", "conn", (json_int_t)c->id, "auditID", x->audit_id, "pod",
 		       pod_json(c), "pid", (json_int_t)c->o.tgid, "method", x->method, "path",
-		       x->path, "status", x->status, "decision", decision, "bytesIn",
-		       (json_int_t)x->bytes_in, "bytesOut", (json_int_t)x->bytes_out, "latencyMs",
-		       secs * 1000.0, "upgrade", c->tunnel, "pooled", x->pooled);
+		       x->path, "request", "isResourceRequest", x->resource_req, "verb", x->verb,
+		       "apiGroup", x->api_group, "apiVersion", x->api_version, "resource",
+		       x->resource, "namespace", x->ns, "name", x->name, "status", x->status,
+		       "decision", decision, "bytesIn", (json_int_t)x->bytes_in, "bytesOut",
+		       (json_int_t)x->bytes_out, "latencyMs", secs * 1000.0, "upgrade", c->tunnel,
+		       "pooled", x->pooled);
 	if (x->mask) {
 		const struct mg_mask_stats *ms = mg_mask_body_stats(x->mask);
 		json_t *hits = json_object();
@@ -500,7 +513,7 @@ static void finish_exchange(struct conn *c, const char *decision)
 	free(x->held_head);
 	x->held_head = NULL;
 	mg_log_json(x->status >= 500 ? "warn" : "info", ev);
-	met_add(p, "", "", x->status, decision, secs);
+	met_add(p, x->verb, x->resource, x->status, decision, secs);
 	x->active = false;
 }
 
@@ -641,7 +654,6 @@ static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 }
 
 static void on_event(struct mg_loop *loop, int fd, uint32_t events, void *data);
-static void path_hints(const char *path, char *resource, size_t len, bool *watch);
 
 /* Starts a TLS connection to the pod's original destination, unless an
  * idle pooled one exists. */
@@ -872,7 +884,35 @@ static bool start_exchange(struct conn *c)
 	snprintf(x->path, sizeof(x->path), "%.*s",
 		 (int)(req.target.len < PATH_LOG_MAX - 1 ? req.target.len : PATH_LOG_MAX - 1),
 		 req.target.ptr);
-	path_hints(x->path, x->resource, sizeof(x->resource), &x->watch);
+	{
+		char scratch[MG_REQINFO_SCRATCH_LEN(8192, 16)];
+		struct mg_reqinfo_err rerr;
+		struct mg_reqinfo ri;
+
+		rc = mg_reqinfo_parse(&ri, req.method, req.target, scratch, sizeof(scratch), &rerr);
+		if (rc) {
+			char msg[200];
+
+			snprintf(msg, sizeof(msg), "mcpgate: request target refused: %s",
+				 rc == -ENOBUFS ? "too long" : rerr.reason);
+			mg_buf_consume(&c->cin, (size_t)n);
+			c->c_eof = true;
+			reply_status(c, rc == -ENOBUFS ? 414 : 400, msg);
+			return true;
+		}
+		x->resource_req = ri.is_resource_request;
+		x->watch = ri.watch;
+		snprintf(x->verb, sizeof(x->verb), "%.*s", (int)ri.verb.len, ri.verb.ptr);
+		mg_reqinfo_format_resource(&ri, x->resource, sizeof(x->resource));
+		snprintf(x->res_only, sizeof(x->res_only), "%.*s", (int)ri.resource.len,
+			 ri.resource.ptr);
+		snprintf(x->api_group, sizeof(x->api_group), "%.*s", (int)ri.api_group.len,
+			 ri.api_group.ptr);
+		snprintf(x->api_version, sizeof(x->api_version), "%.*s", (int)ri.api_version.len,
+			 ri.api_version.ptr);
+		snprintf(x->ns, sizeof(x->ns), "%.*s", (int)ri.namespace.len, ri.namespace.ptr);
+		snprintf(x->name, sizeof(x->name), "%.*s", (int)ri.name.len, ri.name.ptr);
+	}
 	x->head_req = mg_str_eq(req.method, MG_STR("HEAD"));
 	x->upgrade = req.upgrade;
 	x->client_keep_alive = req.keep_alive;
@@ -986,50 +1026,6 @@ static bool drop_response_header(struct mg_str name, bool upgrade)
 }
 
 /* ---- masking ---- */
-
-/* The resource of a request path and whether it is a watch, for the
- * masker's hints: /api/v1/namespaces/ns/secrets/x -> "secrets". Good enough
- * for a hint; the masker itself decides by the kind it reads, and treats
- * objects of unknown kind as Secrets. */
-static void path_hints(const char *path, char *resource, size_t len, bool *watch)
-{
-	const char *q = strchr(path, '?');
-	char segs[8][64];
-	size_t n = 0, plen = q ? (size_t)(q - path) : strlen(path), i = 0, ver;
-
-	*watch = false;
-	resource[0] = '\0';
-	if (q && (strstr(q, "watch=1") || strstr(q, "watch=true") || strstr(q, "watch=True") ||
-		  strstr(q, "watch=t&") || strstr(q, "watch=T")))
-		*watch = true;
-	while (i < plen && n < 8) {
-		size_t j = i;
-
-		while (j < plen && path[j] == '/')
-			j++;
-		i = j;
-		while (i < plen && path[i] != '/')
-			i++;
-		if (i > j) {
-			snprintf(segs[n], sizeof(segs[n]), "%.*s", (int)(i - j), path + j);
-			n++;
-		}
-	}
-	if (n < 2)
-		return;
-	ver = !strcmp(segs[0], "api") ? 2 : !strcmp(segs[0], "apis") ? 3 : 0;
-	if (!ver || n <= ver)
-		return;
-	i = ver;
-	if (!strcmp(segs[i], "watch")) {
-		*watch = true;
-		i++;
-	}
-	if (i + 2 < n && !strcmp(segs[i], "namespaces"))
-		i += 2;
-	if (i < n)
-		snprintf(resource, len, "%s", segs[i]);
-}
 
 /* The masker's sink: flushes a held response head on the first output,
  * then frames each piece for the client. */
@@ -1145,7 +1141,7 @@ static int choose_mask(struct conn *c, const struct mg_http_resp *resp)
 	struct exch *x = &c->x;
 	struct mg_mask_body_opts mo = { 0 };
 	enum mg_mask_ctype ct;
-	bool resource = !strncmp(x->path, "/api/", 5) || !strncmp(x->path, "/apis/", 6);
+	bool resource = x->resource_req;
 	char why[160];
 
 	if (x->resp_body == MG_HTTP_BODY_NONE ||
@@ -1171,7 +1167,7 @@ static int choose_mask(struct conn *c, const struct mg_http_resp *resp)
 	mo.kind = ct == MG_MASK_CT_TEXT ? MG_MASK_KIND_TEXT
 		  : x->watch		 ? MG_MASK_KIND_JSON_STREAM
 					 : MG_MASK_KIND_JSON;
-	mo.resource = mg_str_of(x->resource);
+	mo.resource = mg_str_of(x->res_only);
 	x->mask = mg_mask_body_new(c->p->o.mask_cfg, &mo);
 	if (!x->mask) {
 		snprintf(why, sizeof(why), "out of memory");

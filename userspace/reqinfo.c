@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <sys/types.h>
 
 #include "mcpgate/reqinfo.h"
 
@@ -21,12 +22,10 @@ static bool is_pchar(unsigned char c)
 	return c && strchr("-._~!$&'()*+,;=:@", c);
 }
 
-/* RFC 3986 §3.4: query = *( pchar / "/" / "?" ), without ';': Go's
- * url.ParseQuery (Go >= 1.17) drops any pair holding a ';' without telling
- * the API server, so a pair we read could be one it never sees. */
+/* RFC 3986 §3.4: query = *( pchar / "/" / "?" ), '%' handled by the callers. */
 static bool is_query_char(unsigned char c)
 {
-	return c != ';' && (c == '/' || c == '?' || is_pchar(c));
+	return c == '/' || c == '?' || is_pchar(c);
 }
 
 /* RFC 9110 §5.6.2: tchar. */
@@ -63,7 +62,7 @@ static int escaped_byte(const char *s, size_t len, size_t i)
 	return hi << 4 | lo;
 }
 
-static int fail(struct mg_reqinfo_err *err, const char *reason, size_t pos)
+static int reject(struct mg_reqinfo_err *err, const char *reason, size_t pos)
 {
 	if (err) {
 		err->reason = reason;
@@ -136,9 +135,9 @@ static ssize_t decode_path(struct mg_str raw, char *dst, struct mg_reqinfo_err *
 			 * the API server trims; any other empty segment would
 			 * shift the parts it reads (it splits on every '/'). */
 			if (n == 0 && i != raw.len)
-				return fail(err, "empty path segment", seg_raw);
+				return reject(err, "empty path segment", seg_raw);
 			if (is_dot_segment(dst + seg_dst, n))
-				return fail(err, "dot-segment in path", seg_raw);
+				return reject(err, "dot-segment in path", seg_raw);
 			if (i == raw.len)
 				break;
 			dst[o++] = '/';
@@ -150,21 +149,21 @@ static ssize_t decode_path(struct mg_str raw, char *dst, struct mg_reqinfo_err *
 		if (c == '%') {
 			b = escaped_byte(raw.ptr, raw.len, i);
 			if (b < 0)
-				return fail(err, "invalid percent-escape in path", i);
+				return reject(err, "invalid percent-escape in path", i);
 			if (b == '/')
-				return fail(err, "encoded '/' in path segment", i);
+				return reject(err, "encoded '/' in path segment", i);
 			if (b == 0)
-				return fail(err, "encoded NUL in path", i);
+				return reject(err, "encoded NUL in path", i);
 			if (bad_decoded_path_byte(b))
-				return fail(err, "forbidden encoded byte in path", i);
+				return reject(err, "forbidden encoded byte in path", i);
 			dst[o++] = b;
 			i += 2;
 			continue;
 		}
 		if (c == '\\')
-			return fail(err, "backslash in path", i);
+			return reject(err, "backslash in path", i);
 		if (!is_pchar(c))
-			return fail(err, "invalid character in path", i);
+			return reject(err, "invalid character in path", i);
 		dst[o++] = c;
 	}
 	return o;
@@ -215,16 +214,19 @@ static int check_query(struct mg_str q, size_t base, struct mg_reqinfo_err *err)
 
 		if (c == '%') {
 			if (escaped_byte(q.ptr, q.len, i) < 0)
-				return fail(err, "invalid percent-escape in query", base + i);
+				return reject(err, "invalid percent-escape in query", base + i);
 			i += 2;
 			continue;
 		}
+		/* RFC 3986 allows ';' here, but Go's url.ParseQuery (since Go
+		 * 1.17) drops every pair holding one, silently for the API
+		 * server: a pair we read could be one it never sees. */
 		if (c == ';')
-			return fail(err, "';' in query", base + i);
+			return reject(err, "';' in query", base + i);
 		if (c == '#')
-			return fail(err, "fragment in request-target", base + i);
+			return reject(err, "fragment in request-target", base + i);
 		if (!is_query_char(c))
-			return fail(err, "invalid character in query", base + i);
+			return reject(err, "invalid character in query", base + i);
 	}
 	return 0;
 }
@@ -252,10 +254,10 @@ static bool query_next(struct mg_str *rest, struct mg_str *key, struct mg_str *v
 			continue;
 		eq = memchr(pair.ptr, '=', pair.len);
 		*key = pair;
-		*val = (struct mg_str){ pair.ptr + pair.len, 0 };
+		*val = (struct mg_str){pair.ptr + pair.len, 0};
 		if (eq) {
 			key->len = eq - pair.ptr;
-			*val = (struct mg_str){ eq + 1, pair.len - key->len - 1 };
+			*val = (struct mg_str){eq + 1, pair.len - key->len - 1};
 		}
 		return true;
 	}
@@ -344,7 +346,7 @@ static int watch_param(struct mg_str q, size_t base, bool *watch, struct mg_reqi
 		int b = query_byte(v, &i);
 
 		if (b < 0 || b >= 0x80)
-			return fail(err, "non-ASCII watch value", base + (v.ptr - q.ptr));
+			return reject(err, "non-ASCII watch value", base + (v.ptr - q.ptr));
 		is_zero = is_zero && n == 0 && b == '0';
 		is_false = is_false && n < 5 && (b | 0x20) == lc_false[n];
 		n++;
@@ -391,13 +393,13 @@ static int selector_param(struct mg_str q, size_t base, struct mg_str key, struc
 		return -ENOBUFS;
 	n = query_decode(v, dst);
 	if (n < 0)
-		return fail(err, "invalid percent-escape in query", base + (v.ptr - q.ptr));
+		return reject(err, "invalid percent-escape in query", base + (v.ptr - q.ptr));
 	for (ssize_t i = 0; i < n; i++)
 		if ((unsigned char)dst[i] < 0x20 || (unsigned char)dst[i] >= 0x7f)
-			return fail(err, "control or non-ASCII byte in selector",
-				    base + (v.ptr - q.ptr));
+			return reject(err, "control or non-ASCII byte in selector",
+				      base + (v.ptr - q.ptr));
 	scratch_give_back(s, v.len - n);
-	*out = (struct mg_str){ dst, n };
+	*out = (struct mg_str){dst, n};
 	return 0;
 }
 
@@ -443,8 +445,8 @@ static bool selector_split_term(struct mg_str t, struct mg_str *lhs, struct mg_s
 		} else {
 			continue;
 		}
-		*lhs = (struct mg_str){ t.ptr, i };
-		*rhs = (struct mg_str){ t.ptr + i + op_len, t.len - i - op_len };
+		*lhs = (struct mg_str){t.ptr, i};
+		*rhs = (struct mg_str){t.ptr + i + op_len, t.len - i - op_len};
 		return true;
 	}
 	return false;
@@ -487,7 +489,7 @@ static bool selector_exact_name(struct mg_str sel, char *dst, struct mg_str *nam
 			if (sel.ptr[i] != ',')
 				continue;
 		}
-		term = (struct mg_str){ sel.ptr + start, i - start };
+		term = (struct mg_str){sel.ptr + start, i - start};
 		start = i + 1;
 		if (!term.len)
 			continue;
@@ -509,7 +511,7 @@ static bool selector_exact_name(struct mg_str sel, char *dst, struct mg_str *nam
 	/* path.IsValidPathSegmentName: not "." or "..", no '/' or '%'. */
 	if (!o || is_dot_segment(dst, o) || memchr(dst, '/', o) || memchr(dst, '%', o))
 		return false;
-	*name = (struct mg_str){ dst, o };
+	*name = (struct mg_str){dst, o};
 	return true;
 }
 
@@ -518,8 +520,8 @@ static bool selector_exact_name(struct mg_str sel, char *dst, struct mg_str *nam
 /* Lowercase method names for non-resource requests (strings.ToLower). */
 static struct mg_str lower_method(struct mg_str method, struct scratch *s)
 {
-	static const char *const known[] = { "get",  "post",	"put",	   "patch", "delete",
-					     "head", "options", "connect", "trace" };
+	static const char *const known[] = {"get",  "post",    "put",	  "patch", "delete",
+					    "head", "options", "connect", "trace"};
 	char *dst;
 
 	for (size_t i = 0; i < sizeof(known) / sizeof(known[0]); i++) {
@@ -536,7 +538,7 @@ static struct mg_str lower_method(struct mg_str method, struct scratch *s)
 
 		dst[i] = (c >= 'A' && c <= 'Z') ? c + ('a' - 'A') : c;
 	}
-	return (struct mg_str){ dst, method.len };
+	return (struct mg_str){dst, method.len};
 }
 
 /* The verb requestinfo.go gives <method> on a resource path (exact,
@@ -579,7 +581,7 @@ static int resource_info(struct mg_reqinfo *ri, struct mg_str method, struct mg_
 		/* The API server fails the request here ("unable to determine
 		 * kind and namespace"). */
 		if (n < 2)
-			return fail(err, "special verb without a resource", 0);
+			return reject(err, "special verb without a resource", 0);
 		ri->verb = seg.ptr[0] == 'w' ? MG_STR("watch") : MG_STR("proxy");
 		ri->verb_from_path = true;
 		seg_take(&rest);
@@ -677,17 +679,26 @@ static void reqinfo_init(struct mg_reqinfo *ri)
 	struct mg_str e = MG_STR("");
 
 	*ri = (struct mg_reqinfo){
-		.path = e,	  .verb = e,	   .api_prefix = e, .api_group = e,
-		.api_version = e, .namespace = e,  .resource = e,   .subresource = e,
-		.name = e,	  .parts = e,	   .query = MG_STR_NULL,
-		.field_selector = MG_STR_NULL,	   .label_selector = MG_STR_NULL,
+		.path = e,
+		.verb = e,
+		.api_prefix = e,
+		.api_group = e,
+		.api_version = e,
+		.namespace = e,
+		.resource = e,
+		.subresource = e,
+		.name = e,
+		.parts = e,
+		.query = MG_STR_NULL,
+		.field_selector = MG_STR_NULL,
+		.label_selector = MG_STR_NULL,
 	};
 }
 
 int mg_reqinfo_parse(struct mg_reqinfo *ri, struct mg_str method, struct mg_str target,
 		     char *scratch, size_t scratch_len, struct mg_reqinfo_err *err)
 {
-	struct scratch s = { scratch, scratch ? scratch_len : 0, 0 };
+	struct scratch s = {scratch, scratch ? scratch_len : 0, 0};
 	struct mg_str raw_path = target, trimmed, seg, verb;
 	const char *qmark;
 	size_t n;
@@ -697,31 +708,31 @@ int mg_reqinfo_parse(struct mg_reqinfo *ri, struct mg_str method, struct mg_str 
 
 	reqinfo_init(ri);
 	if (!method.len)
-		return fail(err, "empty method", 0);
+		return reject(err, "empty method", 0);
 	for (size_t i = 0; i < method.len; i++)
 		if (!is_tchar(method.ptr[i]))
-			return fail(err, "invalid character in method", i);
+			return reject(err, "invalid character in method", i);
 	if (!target.len)
-		return fail(err, "empty request-target", 0);
+		return reject(err, "empty request-target", 0);
 
 	/* RFC 9112 §3.2.4: asterisk-form, only for a server-wide OPTIONS; Go's
 	 * URL.Path is then "*", a non-resource path. */
 	if (mg_str_eq(target, MG_STR("*"))) {
 		if (!mg_str_eq(method, MG_STR("OPTIONS")))
-			return fail(err, "asterisk-form request-target not for OPTIONS", 0);
-		ri->path = MG_STR("*");
+			return reject(err, "asterisk-form request-target not for OPTIONS", 0);
+		ri->path = target;
 		ri->verb = MG_STR("options");
 		return 0;
 	}
 	/* RFC 9112 §3.2.1: origin-form. An absolute-form target would carry an
 	 * authority that is not ours to interpret. */
 	if (target.ptr[0] != '/')
-		return fail(err, "request-target is not in origin-form", 0);
+		return reject(err, "request-target is not in origin-form", 0);
 
 	qmark = memchr(target.ptr, '?', target.len);
 	if (qmark) {
 		raw_path.len = qmark - target.ptr;
-		ri->query = (struct mg_str){ qmark + 1, target.len - raw_path.len - 1 };
+		ri->query = (struct mg_str){qmark + 1, target.len - raw_path.len - 1};
 		r = check_query(ri->query, raw_path.len + 1, err);
 		if (r)
 			return r;
@@ -734,7 +745,7 @@ int mg_reqinfo_parse(struct mg_reqinfo *ri, struct mg_str method, struct mg_str 
 	if (plen < 0)
 		return plen;
 	scratch_give_back(&s, raw_path.len - plen);
-	ri->path = (struct mg_str){ dst, plen };
+	ri->path = (struct mg_str){dst, plen};
 
 	verb = lower_method(method, &s);
 	if (!verb.ptr)
@@ -742,7 +753,7 @@ int mg_reqinfo_parse(struct mg_reqinfo *ri, struct mg_str method, struct mg_str 
 	ri->verb = verb;
 
 	/* splitPath: trim the leading '/' and the one trailing '/' we allow. */
-	trimmed = (struct mg_str){ ri->path.ptr + 1, ri->path.len - 1 };
+	trimmed = (struct mg_str){ri->path.ptr + 1, ri->path.len - 1};
 	if (trimmed.len && trimmed.ptr[trimmed.len - 1] == '/')
 		trimmed.len--;
 	n = seg_count(trimmed);
@@ -763,8 +774,8 @@ int mg_reqinfo_parse(struct mg_reqinfo *ri, struct mg_str method, struct mg_str 
 			r = 0;
 		}
 		if (r) {
-			/* resource_info's only error: point at the segment. */
-			if (r == -EINVAL && err)
+			/* Its only error: the path ended after /watch or /proxy. */
+			if (err)
 				err->pos = raw_path.len;
 			return r;
 		}
@@ -818,6 +829,6 @@ int mg_reqinfo_query_get(struct mg_str query, struct mg_str key, char *buf, size
 			return -ENOBUFS;
 		buf[o++] = b;
 	}
-	*value = (struct mg_str){ o ? buf : "", o };
+	*value = (struct mg_str){o ? buf : "", o};
 	return 1;
 }

@@ -65,10 +65,10 @@ struct mg_reqinfo {
 	 * deletecollection, proxy, or "" for a method the API server maps to
 	 * no verb (e.g. OPTIONS). Non-resource requests: the method lowercased. */
 	struct mg_str verb;
-	struct mg_str api_prefix;  /* "api" or "apis" */
-	struct mg_str api_group;   /* "" for the core (legacy) group */
+	struct mg_str api_prefix; /* "api" or "apis" */
+	struct mg_str api_group;  /* "" for the core (legacy) group */
 	struct mg_str api_version;
-	struct mg_str namespace;   /* "" when cluster-scoped */
+	struct mg_str namespace; /* "" when cluster-scoped */
 	struct mg_str resource;
 	struct mg_str subresource; /* e.g. "exec", "log", "status", "token" */
 	/* From the path, or from an exact metadata.name field selector of a
