@@ -7,6 +7,7 @@
  * Invariants checked on every accepted target, so that a wrong "valid"
  * verdict is visible, not only a crash:
  *  - every slice points into the target or the scratch (or is empty);
+ *  - reported selectors equal an independent query lookup;
  *  - the path starts with '/' and holds no empty or dot-segment;
  *  - resource, namespace, name... hold no '/' and are segments of the path;
  *  - the scratch bound MG_REQINFO_SCRATCH_LEN is never short, and a smaller
@@ -92,6 +93,22 @@ static bool is_segment_of(struct mg_str seg, struct mg_str path)
 	return false;
 }
 
+/* A reported selector is what an independent lookup of <key> in the query
+ * decodes to (catches overlapping scratch use). */
+static void check_param(struct mg_str got, struct mg_str query, struct mg_str key)
+{
+	struct mg_str v;
+	char *b;
+
+	if (!got.ptr)
+		return;
+	b = malloc(query.len + 1);
+	CHECK(b);
+	CHECK(mg_reqinfo_query_get(query, key, b, query.len, &v) == 1);
+	CHECK(mg_str_eq(got, v));
+	free(b);
+}
+
 static void check_ok(const struct mg_reqinfo *ri, struct mg_str method, const char *t, size_t tl,
 		     const char *s, size_t sl)
 {
@@ -145,6 +162,8 @@ static void check_ok(const struct mg_reqinfo *ri, struct mg_str method, const ch
 	CHECK(!memchr(ri->name.ptr, '/', ri->name.len));
 	CHECK(ri->name_from_field_selector || is_segment_of(ri->name, p));
 	CHECK(ri->watch == mg_str_eq(ri->verb, MG_STR("watch")));
+	check_param(ri->field_selector, ri->query, MG_STR("fieldSelector"));
+	check_param(ri->label_selector, ri->query, MG_STR("labelSelector"));
 	CHECK(!(mg_str_eq(ri->verb, MG_STR("get")) && !ri->name.len));
 	CHECK(!(mg_str_eq(ri->verb, MG_STR("delete")) && !ri->name.len));
 	CHECK(!(mg_str_eq(ri->verb, MG_STR("deletecollection")) && ri->name.len));
