@@ -284,7 +284,8 @@ rig_daemon() {
 	RIG_DAEMON_N=$((RIG_DAEMON_N + 1))
 	RIG_DAEMON_LOG="$RIG_DIR/mcpgated.$RIG_DAEMON_N.log"
 	# nsenter directly (not via in_node) so $! is the daemon's own pid.
-	nsenter --net="/run/netns/$RIG_NODE" env ASAN_OPTIONS=detect_leaks=0 "$RIG_BUILD/mcpgated" \
+	# shellcheck disable=SC2086
+	nsenter --net="/run/netns/$RIG_NODE" env ${RIG_DAEMON_ENV:-} ASAN_OPTIONS=detect_leaks=0 "$RIG_BUILD/mcpgated" \
 		--cgroup-path "$RIG_KUBEPODS" --pin-dir "$RIG_PIN" \
 		--node-name "$RIG_NODE_NAME" --api-server "${RIG_API_SERVER:-https://10.96.0.1:443}" \
 		--api-ca-file "$RIG_DIR/certs/ca.crt" --api-token-file "$RIG_DIR/daemon-token" \
