@@ -42,7 +42,7 @@ for v in 1.33 1.27; do
 	check "kubectl $v: get secret s1 -o yaml" grep -q 'name: s1' <<<"$out"
 
 	# watch: an event arrives while the watch is open
-	in_pod agent "$K" get pods -w >"$RIG_DIR/watch-$v.out" 2>&1 &
+	in_pod_bg agent "$K" get pods -w >"$RIG_DIR/watch-$v.out" 2>&1 &
 	wpid=$!; RIG_PIDS+=("$wpid")
 	rig_wait_log "$RIG_DIR/watch-$v.out" '^p1 ' 10
 	in_api curl -s -o /dev/null --cacert "$RIG_DIR/certs/ca.crt" -X POST \
@@ -54,7 +54,7 @@ for v in 1.33 1.27; do
 
 	out=$(in_pod agent "$K" logs p1 2>&1)
 	check "kubectl $v: logs" grep -q 'hello from p1' <<<"$out"
-	in_pod agent "$K" logs -f p1 >"$RIG_DIR/logsf-$v.out" 2>&1 &
+	in_pod_bg agent "$K" logs -f p1 >"$RIG_DIR/logsf-$v.out" 2>&1 &
 	lpid=$!; RIG_PIDS+=("$lpid")
 	if rig_wait_log "$RIG_DIR/logsf-$v.out" 'tick 2' 10 && kill -0 "$lpid" 2>/dev/null; then
 		pass "kubectl $v: logs -f lines arrive live"
@@ -84,7 +84,7 @@ out=$(in_pod agent /usr/bin/python3 "$PYC" list-pods default 2>&1)
 check "python: list pods" grep -q '"p1"' <<<"$out"
 out=$(in_pod agent /usr/bin/python3 "$PYC" read-secret default s1 2>&1)
 check "python: read a secret (typed)" grep -q '"name": *"s1"' <<<"$out"
-in_pod agent /usr/bin/python3 "$PYC" watch-pods default 15 10 >"$RIG_DIR/pywatch.out" 2>&1 &
+in_pod_bg agent /usr/bin/python3 "$PYC" watch-pods default 15 10 >"$RIG_DIR/pywatch.out" 2>&1 &
 wpid=$!; RIG_PIDS+=("$wpid")
 sleep 1
 in_api curl -s -o /dev/null --cacert "$RIG_DIR/certs/ca.crt" -X POST \

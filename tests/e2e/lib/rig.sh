@@ -190,28 +190,28 @@ rig_pod() {
 # pod_var NAME FIELD: prints POD_<NAME>_<FIELD>
 pod_var() { local v="POD_${1//-/_}_$2"; printf '%s' "${!v}"; }
 
-# in_pod NAME [--cgroup DIR] CMD...: runs CMD as a process of the pod: joins
-# the container cgroup first, then the netns, then a private mount namespace
-# where /run is the pod's own (so /var/run/secrets/... is its SA mount).
-in_pod() {
+# in_pod_bg NAME [--cgroup DIR] CMD...: runs CMD as a process of the pod,
+# replacing the calling (sub)shell: joins the container cgroup first, then
+# the netns, then a private mount namespace where /run is the pod's own (so
+# /var/run/secrets/... is its SA mount). Use it as `in_pod_bg ... &`, so $!
+# is the command's own pid and killing it by pid stops the client itself.
+in_pod_bg() {
 	local name=$1; shift
-	local cg
+	local cg pns
 	cg="$(pod_var "$name" CG)/$(pod_var "$name" CID)"
 	if [ "${1:-}" = --cgroup ]; then cg=$2; shift 2; fi
-	local pns
 	pns=$(pod_var "$name" NETNS)
-	(
-		echo "$BASHPID" >"$cg/cgroup.procs" || exit 125
-		exec nsenter --net="/run/netns/$pns" unshare --mount --propagation private \
-			/bin/sh -c 'mount --bind "$0" /run && cd / && exec "$@"' "$RIG_DIR/pods/$name/run" \
-			env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$RIG_DIR/pods/$name/home" \
-			KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 \
-			KUBERNETES_SERVICE_PORT_HTTPS=443 "$@"
-	)
+	echo "$BASHPID" >"$cg/cgroup.procs" || exit 125
+	exec nsenter --net="/run/netns/$pns" unshare --mount --propagation private \
+		/bin/sh -c 'mount --bind "$0" /run && cd / && exec "$@"' "$RIG_DIR/pods/$name/run" \
+		env -i PATH=/usr/local/bin:/usr/bin:/bin HOME="$RIG_DIR/pods/$name/home" \
+		KUBERNETES_SERVICE_HOST=10.96.0.1 KUBERNETES_SERVICE_PORT=443 \
+		KUBERNETES_SERVICE_PORT_HTTPS=443 "$@"
 }
 
-# nsenter, not `ip netns exec`: the latter remounts /sys, which would hide
-# the cgroup v2 and bpffs mounts the daemon needs.
+# in_pod NAME [--cgroup DIR] CMD...: the same in the foreground.
+in_pod() { (in_pod_bg "$@"); }
+
 in_node() { nsenter --net="/run/netns/$RIG_NODE" "$@"; }
 in_api() { nsenter --net="/run/netns/$RIG_API" "$@"; }
 

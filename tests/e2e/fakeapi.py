@@ -1,0 +1,682 @@
+#!/usr/bin/python3
+"""fakeapi.py: a small fake Kubernetes API server for mcpgate's e2e tests and demo.
+
+  fakeapi.py --listen ADDR:PORT [--listen [V6]:PORT ...] --cert F --key F --state state.json
+             --log requests.jsonl --token TOK[=user] ... [--version 1.33] [--ready-file F]
+             [--control-token TOK] [--bookmark-interval S] [--gzip-min BYTES]
+
+Real, unmodified clients (kubectl 1.27..1.33, the Python and JavaScript clients,
+mcp-server-kubernetes) talk to it, so it follows the API server's wire behaviour: HTTP/1.1
+keep-alive, discovery (legacy and aggregated v2/v2beta1), lists with a global
+resourceVersion, watches (chunked, one event per chunk, bookmarks, timeoutSeconds), Tables,
+Status errors, pods/log (follow), pods/exec over WebSocket (v4/v5.channel.k8s.io) and SPDY/3.1,
+TokenReview and TokenRequest. Every request is logged as one JSON line before its body is sent.
+
+Python 3 standard library only; one thread per connection."""
+import argparse
+import base64
+import copy
+import datetime
+import gzip
+import hashlib
+import json
+import os
+import random
+import select
+import socket
+import ssl
+import sys
+import threading
+import time
+import traceback
+import urllib.parse
+import uuid
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+if __name__ == "__main__":
+    # The helper modules import "fakeapi": make that name this very module, not a second copy.
+    sys.modules.setdefault("fakeapi", sys.modules[__name__])
+import fakeapi_store as fs  # noqa: E402
+import fakeapi_tables as ft  # noqa: E402
+
+MAX_LINE = 64 * 1024
+MAX_HEADERS = 256
+MAX_BODY = 16 * 1024 * 1024
+
+
+def jdump(obj):
+    return (json.dumps(obj, separators=(",", ":"), ensure_ascii=False) + "\n").encode()
+
+
+def status_obj(code, reason, message, details=None, status="Failure"):
+    st = {"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": status}
+    if message:
+        st["message"] = message
+    if reason:
+        st["reason"] = reason
+    if details is not None:
+        st["details"] = details
+    st["code"] = code
+    return st
+
+
+class HTTPError(Exception):
+    """An error answered with a Status object (HTTP code == status.code)."""
+
+    def __init__(self, code, reason, message, details=None, headers=()):
+        Exception.__init__(self, message)
+        self.code, self.reason, self.message, self.details = code, reason, message, details
+        self.headers = list(headers)
+
+
+class ClientGone(Exception):
+    pass
+
+
+def parse_bool(v):
+    """strconv.ParseBool, as the API server's query conversion uses it."""
+    if v in ("1", "t", "T", "TRUE", "true", "True"):
+        return True
+    if v in ("0", "f", "F", "FALSE", "false", "False", ""):
+        return False
+    raise HTTPError(400, "BadRequest", 'strconv.ParseBool: parsing "%s": invalid syntax' % v)
+
+
+# ---- the connection: reading ----
+
+class Reader:
+    """Buffered reads from a (TLS) socket; lets a watch notice a client that went away."""
+
+    def __init__(self, sock):
+        self.sock = sock
+        self.buf = bytearray()
+        self.eof = False
+
+    def _fill(self):
+        if self.eof:
+            return False
+        try:
+            d = self.sock.recv(65536)
+        except (ConnectionError, ssl.SSLError, OSError):
+            d = b""
+        if not d:
+            self.eof = True
+            return False
+        self.buf += d
+        return True
+
+    def readline(self, limit=MAX_LINE):
+        while True:
+            i = self.buf.find(b"\n")
+            if i >= 0:
+                line = bytes(self.buf[:i + 1])
+                del self.buf[:i + 1]
+                return line
+            if len(self.buf) > limit:
+                raise HTTPError(431, "", "header line too long")
+            if not self._fill():
+                line = bytes(self.buf)
+                self.buf.clear()
+                return line
+
+    def read_exact(self, n):
+        while len(self.buf) < n:
+            if not self._fill():
+                raise ClientGone("EOF after %d of %d bytes" % (len(self.buf), n))
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def read_some(self, n=65536):
+        """At least one byte unless EOF (then b"")."""
+        if not self.buf and not self._fill():
+            return b""
+        out = bytes(self.buf[:n])
+        del self.buf[:n]
+        return out
+
+    def readable(self, timeout):
+        """True when data (or EOF) is waiting, within timeout seconds."""
+        if self.buf or self.eof:
+            return True
+        if isinstance(self.sock, ssl.SSLSocket) and self.sock.pending():
+            return True
+        try:
+            r, _, _ = select.select([self.sock], [], [], timeout)
+        except (ValueError, OSError):
+            return True
+        return bool(r)
+
+    def client_gone(self):
+        """Non-blocking: has the peer closed (or reset) the connection? Any bytes it sent are
+        kept for the next request."""
+        if self.eof:
+            return True
+        if not self.readable(0):
+            return False
+        try:
+            self.sock.setblocking(False)
+            try:
+                d = self.sock.recv(65536)
+            finally:
+                self.sock.setblocking(True)
+        except (ssl.SSLWantReadError, BlockingIOError):
+            return False
+        except (ConnectionError, ssl.SSLError, OSError):
+            self.eof = True
+            return True
+        if not d:
+            self.eof = True
+            return True
+        self.buf += d
+        return False
+
+
+class Request:
+    def __init__(self):
+        self.method = self.target = self.version = ""
+        self.headers = []
+        self.body = b""
+        self.path = ""
+        self.query = {}
+        self.user = None
+        self.authorization = None
+        self.audit_id = None
+        self.logged = False
+
+    def header(self, name, default=None):
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return default
+
+    def header_all(self, name):
+        return [v for k, v in self.headers if k == name]
+
+    def q(self, name, default=None):
+        v = self.query.get(name)
+        return v[0] if v else default
+
+    def qall(self, name):
+        return self.query.get(name, [])
+
+
+def read_request(conn):
+    r = conn.reader
+    line = r.readline()
+    while line in (b"\r\n", b"\n"):  # RFC 9112 2.2: ignore leading empty lines
+        line = r.readline()
+    if not line:
+        return None
+    req = Request()
+    try:
+        method, target, version = line.decode("latin-1").rstrip("\r\n").split(" ")
+    except ValueError:
+        raise HTTPError(400, "BadRequest", "malformed request line")
+    req.method, req.target, req.version = method, target, version
+    while True:
+        h = r.readline()
+        if h in (b"\r\n", b"\n", b""):
+            break
+        if len(req.headers) >= MAX_HEADERS:
+            raise HTTPError(431, "", "too many headers")
+        name, sep, value = h.decode("latin-1").partition(":")
+        if not sep:
+            raise HTTPError(400, "BadRequest", "malformed header line")
+        req.headers.append((name.strip().lower(), value.strip()))
+    parsed = urllib.parse.urlsplit(target)
+    req.path = urllib.parse.unquote(parsed.path)
+    req.query = urllib.parse.parse_qs(parsed.query, keep_blank_values=True)
+    te = req.header("transfer-encoding")
+    if (req.header("expect") or "").lower() == "100-continue" and (
+            te or int(req.header("content-length") or 0) > 0):
+        conn.send(b"HTTP/1.1 100 Continue\r\n\r\n")
+    if te and te.lower() == "chunked":
+        body = bytearray()
+        while True:
+            size_line = r.readline().split(b";")[0].strip()
+            try:
+                size = int(size_line, 16)
+            except ValueError:
+                raise HTTPError(400, "BadRequest", "bad chunk size")
+            if size == 0:
+                while r.readline() not in (b"\r\n", b"\n", b""):
+                    pass
+                break
+            body += r.read_exact(size)
+            r.readline()
+            if len(body) > MAX_BODY:
+                raise HTTPError(413, "RequestEntityTooLarge", "request entity too large")
+        req.body = bytes(body)
+    elif req.header("content-length"):
+        try:
+            n = int(req.header("content-length"))
+        except ValueError:
+            raise HTTPError(400, "BadRequest", "bad Content-Length")
+        if n > MAX_BODY:
+            raise HTTPError(413, "RequestEntityTooLarge", "request entity too large")
+        req.body = r.read_exact(n)
+    return req
+
+
+# ---- the server ----
+
+class Server:
+    def __init__(self, args):
+        self.args = args
+        self.store = fs.Store()
+        self.tokens = {}            # token -> {"user", "groups", "uid", "exp"}
+        self.log_lock = threading.Lock()
+        self.logf = open(args.log, "a", buffering=1) if args.log else None
+        self.started = time.time()
+        self.logs = {}              # "ns/pod[/container]" -> [lines]
+        self.log_cond = threading.Condition()
+        self.exec_files = {}
+        self.exec_pod_files = {}
+        self.follow_stop = set()     # "ns/pod" whose log followers end
+        self.minor = args.version.split(".")[1] if "." in args.version else args.version
+        self.git_version = "v1.%s.1" % self.minor if args.version.count(".") == 1 else \
+            "v" + args.version.lstrip("v")
+        fs.KIND_DEFAULTS_NODE[1] = self.git_version
+        for t in args.token:
+            tok, _, user = t.partition("=")
+            self.add_token(tok, user or "admin", None)
+        self.listen_addrs = []
+        self.load_state(args.state)
+
+    def add_token(self, tok, user, exp, uid=None, extra=None):
+        groups = ["system:authenticated"]
+        if user.startswith("system:serviceaccount:"):
+            ns = user.split(":")[2]
+            groups = ["system:serviceaccounts", "system:serviceaccounts:" + ns,
+                      "system:authenticated"]
+        elif user == "admin":
+            groups = ["system:masters", "system:authenticated"]
+        self.tokens[tok] = {"user": user, "groups": groups, "uid": uid or str(
+            uuid.uuid5(uuid.NAMESPACE_OID, user)), "exp": exp, "extra": extra or {}}
+
+    def token_user(self, tok):
+        info = self.tokens.get(tok)
+        if info is None:
+            return None
+        if info["exp"] is not None and time.time() >= info["exp"]:
+            return None
+        return info
+
+    # ---- state ----
+    def load_state(self, path):
+        state = {}
+        if path and os.path.exists(path):
+            with open(path) as f:
+                state = json.load(f)
+        node = state.get("nodeName", "node1")
+        fs.KIND_DEFAULTS_NODE[0] = node
+        st = self.store
+        created = fs.now_rfc3339(time.time() - 300)
+
+        def add(plural, obj, group=""):
+            rt = st.types[(group, plural)]
+            obj = copy.deepcopy(obj)
+            obj.setdefault("metadata", {}).setdefault("creationTimestamp", created)
+            ns = obj["metadata"].get("namespace", "default") if rt.namespaced else ""
+            if rt.namespaced and ns not in st._ns_names():
+                st.create(st.types[("", "namespaces")], {"metadata": {
+                    "name": ns, "creationTimestamp": created}}, "")
+            try:
+                st.create(rt, obj, ns)
+            except fs.Conflict:
+                pass
+
+        for n in state.get("namespaces") or [{"metadata": {"name": "default"}}]:
+            add("namespaces", n)
+        for n in ("default", "kube-system", "kube-public", "kube-node-lease"):
+            if n not in st._ns_names():
+                add("namespaces", {"metadata": {"name": n}})
+        nodes = {node}
+        for p in state.get("pods", []):
+            nodes.add((p.get("spec") or {}).get("nodeName") or node)
+        for n in state.get("nodes", []):
+            add("nodes", n)
+        for n in sorted(nodes):
+            if ("", n) not in st.objs[("", "nodes")]:
+                add("nodes", {"metadata": {"name": n}})
+        simple = [("pods", ""), ("secrets", ""), ("configmaps", ""), ("services", ""),
+                  ("serviceaccounts", ""), ("events", ""), ("endpoints", ""),
+                  ("endpointslices", "discovery.k8s.io"), ("deployments", "apps"),
+                  ("replicasets", "apps"), ("leases", "coordination.k8s.io")]
+        for plural, group in simple:
+            for o in state.get(plural, []):
+                add(plural, o, group)
+        for crd in state.get("customresourcedefinitions", []):
+            add("customresourcedefinitions", crd, "apiextensions.k8s.io")
+            self.register_crd(st.get(st.types[("apiextensions.k8s.io",
+                                               "customresourcedefinitions")], "",
+                                     crd["metadata"]["name"]))
+        # The service-account controller's work: a "default" SA per namespace, and the SAs
+        # the pods run as.
+        sa_rt = st.types[("", "serviceaccounts")]
+        for (_, ns) in list(st.objs[("", "namespaces")]):
+            if (ns, "default") not in st.objs[sa_rt.key]:
+                add("serviceaccounts", {"metadata": {"name": "default", "namespace": ns}})
+        for (ns, _), p in list(st.objs[("", "pods")].items()):
+            sa = p["spec"].get("serviceAccountName", "default")
+            if (ns, sa) not in st.objs[sa_rt.key]:
+                add("serviceaccounts", {"metadata": {"name": sa, "namespace": ns}})
+        if ("default", "kubernetes") not in st.objs[("", "services")]:
+            add("services", {"metadata": {"name": "kubernetes", "namespace": "default", "labels": {
+                "component": "apiserver", "provider": "kubernetes"}},
+                "spec": {"clusterIP": "10.96.0.1", "ports": [
+                    {"name": "https", "port": 443, "protocol": "TCP", "targetPort": 6443}]}})
+        for k, lines in (state.get("logs") or {}).items():
+            self.logs[k] = list(lines)
+        ex = state.get("exec") or {}
+        # exec: {"files": {PATH: TEXT}} for every pod, {"pods": {"ns/pod": {PATH: TEXT}}}
+        self.exec_files = ex.get("files") or {}
+        self.exec_pod_files = ex.get("pods") or {}
+
+    def register_crd(self, crd):
+        spec = crd.get("spec") or {}
+        names = spec.get("names") or {}
+        for v in spec.get("versions") or []:
+            if not v.get("served", True):
+                continue
+            subs = {}
+            if (v.get("subresources") or {}).get("status") is not None:
+                subs["status"] = (names.get("kind"), ["get", "patch", "update"])
+            if (v.get("subresources") or {}).get("scale") is not None:
+                subs["scale"] = ("Scale", ["get", "patch", "update"], "autoscaling", "v1")
+            rt = fs.ResourceType(spec.get("group"), v.get("name"), names.get("plural"),
+                                 names.get("kind"), spec.get("scope") == "Namespaced",
+                                 names.get("shortNames") or [], names.get("categories") or [],
+                                 singular=names.get("singular") or names.get("kind", "").lower(),
+                                 subresources=subs, list_kind=names.get("listKind"))
+            rt.crd_columns = v.get("additionalPrinterColumns")
+            if v.get("storage", True) or rt.key not in self.store.types:
+                self.store.add_type(rt)
+
+    # ---- logging ----
+    def log_request(self, conn, req, status):
+        if req is None or req.logged:
+            return
+        req.logged = True
+        if not self.logf:
+            return
+        rec = {"ts": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+               "method": req.method, "path": req.target,
+               "headers": [[k, v] for k, v in req.headers], "user": req.user,
+               "authorization": req.authorization,
+               "body": req.body[:4096].decode("utf-8", "replace"), "status": status,
+               "remote": conn.remote}
+        line = json.dumps(rec) + "\n"
+        with self.log_lock:
+            self.logf.write(line)
+            self.logf.flush()
+
+    # ---- listening ----
+    def serve(self):
+        ctx = None
+        if self.args.cert:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(self.args.cert, self.args.key)
+            ctx.set_alpn_protocols(["http/1.1"])
+        socks = []
+        for spec in self.args.listen:
+            host, port = parse_hostport(spec)
+            fam = socket.AF_INET6 if ":" in host else socket.AF_INET
+            s = socket.socket(fam, socket.SOCK_STREAM)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if fam == socket.AF_INET6:
+                s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            s.bind((host, port))
+            s.listen(512)
+            socks.append(s)
+            self.listen_addrs.append((host, s.getsockname()[1]))
+        for s in socks:
+            threading.Thread(target=self.accept_loop, args=(s, ctx), daemon=True).start()
+        if self.args.ready_file:
+            tmp = self.args.ready_file + ".tmp"
+            with open(tmp, "w") as f:
+                f.write(json.dumps({"pid": os.getpid(), "listen": [
+                    "%s:%d" % (("[%s]" % h) if ":" in h else h, p)
+                    for h, p in self.listen_addrs]}) + "\n")
+            os.rename(tmp, self.args.ready_file)
+        sys.stderr.write("fakeapi: listening on %s\n" % ", ".join(
+            "%s:%d" % a for a in self.listen_addrs))
+        sys.stderr.flush()
+        threading.Thread(target=self.ticker, daemon=True).start()
+        while True:
+            time.sleep(3600)
+
+    def ticker(self):
+        """Wakes log followers so they can emit their periodic lines."""
+        while True:
+            time.sleep(0.25)
+            with self.log_cond:
+                self.log_cond.notify_all()
+
+    def accept_loop(self, lsock, ctx):
+        while True:
+            try:
+                s, addr = lsock.accept()
+            except OSError:
+                time.sleep(0.05)
+                continue
+            threading.Thread(target=self.handle_conn, args=(s, addr, ctx), daemon=True).start()
+
+    def handle_conn(self, raw, addr, ctx):
+        remote = ("[%s]:%d" % (addr[0], addr[1])) if ":" in addr[0] else "%s:%d" % addr[:2]
+        sock = raw
+        try:
+            raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            if ctx is not None:
+                raw.settimeout(10)
+                sock = ctx.wrap_socket(raw, server_side=True)
+                sock.settimeout(None)
+            Conn(self, sock, remote).run()
+        except (ssl.SSLError, ConnectionError, OSError, socket.timeout):
+            pass
+        except Exception:  # noqa: BLE001 - a connection never takes the server down
+            traceback.print_exc()
+        finally:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def parse_hostport(spec):
+    if spec.startswith("["):
+        host, _, port = spec[1:].partition("]:")
+    else:
+        host, _, port = spec.rpartition(":")
+    return host, int(port)
+
+
+# ---- one connection ----
+
+class Conn:
+    def __init__(self, server, sock, remote):
+        self.server, self.sock, self.remote = server, sock, remote
+        self.reader = Reader(sock)
+        self.keep_alive = True
+        self.wlock = threading.Lock()
+
+    def send(self, data):
+        try:
+            with self.wlock:
+                self.sock.sendall(data)
+        except (ConnectionError, ssl.SSLError, OSError) as e:
+            raise ClientGone(str(e))
+
+    def run(self):
+        while self.keep_alive:
+            req = None
+            try:
+                req = read_request(self)
+                if req is None:
+                    return
+                conn_hdr = (req.header("connection") or "").lower()
+                if req.version == "HTTP/1.0":
+                    self.keep_alive = "keep-alive" in conn_hdr
+                elif "close" in conn_hdr:
+                    self.keep_alive = False
+                Handler(self.server, self, req).dispatch()
+            except ClientGone:
+                self.server.log_request(self, req, 499)
+                return
+            except HTTPError as e:
+                if req is None:
+                    self.keep_alive = False
+                    req = Request()
+                    req.method = "?"
+                self.send_status(req, e)
+            except Exception as e:  # noqa: BLE001 - any handler bug is a 500, never a dead server
+                traceback.print_exc()
+                if req is None:
+                    return
+                if req.logged:
+                    return  # the response had started: nothing sane can follow
+                self.send_status(req, HTTPError(500, "InternalError", "Internal error occurred: "
+                                                "%s: %s" % (type(e).__name__, e)))
+
+    def base_headers(self, req):
+        aid = req.audit_id or req.header("audit-id") or str(uuid.uuid4())
+        req.audit_id = aid
+        h = [("Audit-Id", aid), ("Cache-Control", "no-cache, private")]
+        if req.path not in ("/version", "/healthz", "/livez", "/readyz"):
+            h.append(("X-Kubernetes-Pf-Flowschema-Uid", FLOWSCHEMA_UID))
+            h.append(("X-Kubernetes-Pf-Prioritylevel-Uid", PRIORITY_UID))
+        h.append(("Date", http_date()))
+        return h
+
+    def respond(self, req, code, body, ctype="application/json", headers=()):
+        h = self.base_headers(req) + [("Content-Type", ctype)] + list(headers)
+        gz_min = self.server.args.gzip_min
+        if len(body) >= gz_min and "gzip" in (req.header("accept-encoding") or "") and code != 304:
+            body = gzip.compress(body, 6)
+            h.append(("Content-Encoding", "gzip"))
+        if code not in (204, 304):
+            h.append(("Content-Length", str(len(body))))
+        if not self.keep_alive:
+            h.append(("Connection", "close"))
+        self.server.log_request(self, req, code)
+        head = "HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, "Status")) + "".join(
+            "%s: %s\r\n" % kv for kv in h) + "\r\n"
+        self.send(head.encode("latin-1") + (b"" if req.method == "HEAD" else body))
+
+    def send_json(self, req, code, obj, headers=()):
+        self.respond(req, code, jdump(obj), "application/json", headers)
+
+    def send_status(self, req, e):
+        try:
+            self.send_json(req, e.code, status_obj(e.code, e.reason, e.message, e.details),
+                           e.headers)
+        except ClientGone:
+            self.keep_alive = False
+
+    def start_stream(self, req, ctype, code=200, headers=()):
+        h = self.base_headers(req) + [("Content-Type", ctype)] + list(headers) + [
+            ("Transfer-Encoding", "chunked")]
+        if not self.keep_alive:
+            h.append(("Connection", "close"))
+        self.server.log_request(self, req, code)
+        head = "HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, "Status")) + "".join(
+            "%s: %s\r\n" % kv for kv in h) + "\r\n"
+        self.send(head.encode("latin-1"))
+
+    def chunk(self, data):
+        if data:
+            self.send(b"%x\r\n" % len(data) + data + b"\r\n")
+
+    def end_stream(self):
+        self.send(b"0\r\n\r\n")
+
+
+FLOWSCHEMA_UID = str(uuid.uuid4())
+PRIORITY_UID = str(uuid.uuid4())
+
+REASONS = {100: "Continue", 101: "Switching Protocols", 200: "OK", 201: "Created",
+           202: "Accepted", 204: "No Content", 304: "Not Modified", 400: "Bad Request",
+           401: "Unauthorized", 403: "Forbidden", 404: "Not Found", 405: "Method Not Allowed",
+           406: "Not Acceptable", 409: "Conflict", 410: "Gone", 413: "Request Entity Too Large",
+           415: "Unsupported Media Type", 422: "Unprocessable Entity", 429: "Too Many Requests",
+           431: "Request Header Fields Too Large", 500: "Internal Server Error",
+           501: "Not Implemented", 503: "Service Unavailable", 504: "Gateway Timeout"}
+
+
+def http_date():
+    return time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime())
+
+
+# ---- content negotiation ----
+
+def parse_accept(value):
+    """[(type, params)] in order."""
+    out = []
+    for part in (value or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        bits = [b.strip() for b in part.split(";")]
+        params = {}
+        for b in bits[1:]:
+            k, _, v = b.partition("=")
+            params[k.strip().lower()] = v.strip()
+        out.append((bits[0].lower(), params))
+    return out
+
+
+def negotiate(req, kinds=("",)):
+    """The first acceptable representation: "" (plain JSON), "Table", "PartialObjectMetadata"
+    or "PartialObjectMetadataList", with its group version. Raises 406."""
+    acc = parse_accept(req.header("accept"))
+    if not acc:
+        return "", None
+    for typ, params in acc:
+        if typ not in ("application/json", "*/*", "application/*", "application/yaml",
+                       "application/json;stream=watch"):
+            continue
+        as_ = params.get("as")
+        if not as_:
+            return "", None
+        if as_ in kinds and params.get("g") == "meta.k8s.io" and params.get("v") in (
+                "v1", "v1beta1"):
+            return as_, "meta.k8s.io/" + params["v"]
+    raise HTTPError(406, "NotAcceptable", "only the following media types are accepted: "
+                    "application/json, application/yaml, application/vnd.kubernetes.protobuf")
+
+
+from fakeapi_handler import Handler  # noqa: E402  (needs the names above)
+
+
+def main(argv):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--listen", action="append", required=True)
+    ap.add_argument("--cert")
+    ap.add_argument("--key")
+    ap.add_argument("--state")
+    ap.add_argument("--log")
+    ap.add_argument("--token", action="append", default=[])
+    ap.add_argument("--control-token")
+    ap.add_argument("--version", default="1.33")
+    ap.add_argument("--ready-file")
+    ap.add_argument("--bookmark-interval", type=float, default=5.0)
+    ap.add_argument("--log-tick", type=float, default=0.5,
+                    help="seconds between the extra 'tick N' lines of a followed log")
+    ap.add_argument("--gzip-min", type=int, default=128 * 1024,
+                    help="gzip responses at least this large when the client accepts gzip")
+    args = ap.parse_args(argv[1:])
+    if bool(args.cert) != bool(args.key):
+        ap.error("--cert and --key go together")
+    srv = Server(args)
+    import fakeapi_handler
+    fakeapi_handler.SERVER = srv
+    try:
+        srv.serve()
+    except KeyboardInterrupt:
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
