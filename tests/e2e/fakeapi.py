@@ -296,6 +296,18 @@ class Server:
             uuid.uuid5(uuid.NAMESPACE_OID, user)), "exp": exp, "extra": extra or {}}
 
     def token_user(self, tok):
+        # EKS tokens, checked as aws-iam-authenticator does (signature
+        # recomputed with the fake STS's key authority); the user is the ARN.
+        if tok.startswith("k8s-aws-v1.") and getattr(self, "eks_cluster", None):
+            sys.dont_write_bytecode = True
+            import eks_token_check
+            try:
+                ident = eks_token_check.verify_token(tok, self.eks_cluster,
+                                                     extra_hosts=tuple(self.eks_sts_hosts))
+            except eks_token_check.TokenError:
+                return None
+            return {"user": ident.arn, "groups": ["system:authenticated"],
+                    "uid": "aws-iam-authenticator:" + ident.canonical_arn, "exp": None}
         info = self.tokens.get(tok)
         if info is None:
             return None
@@ -660,6 +672,11 @@ def main(argv):
     ap.add_argument("--control-token")
     ap.add_argument("--version", default="1.33")
     ap.add_argument("--ready-file")
+    ap.add_argument("--eks-cluster", help="accept EKS tokens for this cluster id")
+    ap.add_argument("--eks-sts-host", action="append", default=[],
+                    help="an STS host allowed in EKS tokens besides AWS's own (the fake STS)")
+    ap.add_argument("--discovery", choices=["aggregated", "legacy"], default="aggregated",
+                    help="legacy: never answer aggregated discovery (clients fall back)")
     ap.add_argument("--bookmark-interval", type=float, default=5.0)
     ap.add_argument("--log-tick", type=float, default=0.5,
                     help="seconds between the extra 'tick N' lines of a followed log")
@@ -669,6 +686,8 @@ def main(argv):
     if bool(args.cert) != bool(args.key):
         ap.error("--cert and --key go together")
     srv = Server(args)
+    srv.eks_cluster = args.eks_cluster
+    srv.eks_sts_hosts = args.eks_sts_host
     import fakeapi_handler
     fakeapi_handler.SERVER = srv
     try:

@@ -21,6 +21,10 @@ RIG_PIDS+=($!)
 rig_wait_log "$RIG_DIR/fakests.log" "listening on" 10 || fail "fake STS starts"
 sts() { in_api curl -s --cacert "$RIG_DIR/certs/ca.crt" "$@"; }
 
+cat >"$RIG_DIR/extra-state.json" <<'JSON'
+{"namespaces": [{"metadata": {"name": "mcpgate"}}],
+ "serviceaccounts": [{"metadata": {"name": "executor", "namespace": "mcpgate"}}]}
+JSON
 rig_fakeapi --eks-cluster e2e-cluster --eks-sts-host 10.97.0.10
 last_user() { grep "$1" "$REQLOG" | tail -1 | $RIG_PY -c 'import json,sys; print(json.loads(sys.stdin.readline()).get("user"))'; }
 
@@ -68,8 +72,13 @@ check "serviceaccount: authenticated as system:serviceaccount:mcpgate:executor (
 # ---- impersonate: the daemon's identity, impersonating the pod ----
 rig_kill_pid "$RIG_DAEMON_PID"
 rig_daemon --creds-provider impersonate --impersonate-groups mcpgate:agents || fail "mcpgated (impersonate) starts"
-out=$(in_pod agent "$K" --as=system:admin get pods -l marker=imp1 2>&1)
+out=$(in_pod agent "$K" get pods -l marker=imp0 2>&1)
 check "impersonate: kubectl works" grep -q 'No resources found' <<<"$out"
+# kubectl's --as would drop in-cluster config; ask for impersonation by hand
+SA=/var/run/secrets/kubernetes.io/serviceaccount
+in_pod agent sh -c "curl -s --cacert $SA/ca.crt -H \"Authorization: Bearer \$(cat $SA/token)\" \
+	-H 'Impersonate-User: system:admin' -H 'Impersonate-Group: system:masters' \
+	'https://10.96.0.1/api/v1/namespaces/default/pods?labelSelector=marker%3Dimp1'" >/dev/null
 line=$(grep 'marker%3Dimp1' "$REQLOG" | tail -1)
 check "impersonate: Impersonate-User is the pod's ServiceAccount, not what the pod asked" \
 	grep -qi '"impersonate-user", "system:serviceaccount:default:mcp-agent"' <<<"$line"
