@@ -14,9 +14,9 @@ rig_pod agent2 1 burstable default mcp-agent2
 TOKEN=$(cat "$RIG_DIR/pods/agent/run/secrets/kubernetes.io/serviceaccount/token")
 
 # fake STS on 10.97.0.10:443 (TLS, in the API host namespace)
-nsenter --net="/run/netns/$RIG_API" "$RIG_PY" "$RIG_ROOT_DIR/tests/e2e/fakests.py" \
+(exec nsenter --net="/run/netns/$RIG_API" "$RIG_PY" "$RIG_ROOT_DIR/tests/e2e/fakests.py" \
 	--host 10.97.0.10 --port 443 --tls-cert "$RIG_DIR/certs/server.crt" \
-	--tls-key "$RIG_DIR/certs/server.key" >"$RIG_DIR/fakests.log" 2>&1 &
+	--tls-key "$RIG_DIR/certs/server.key" >"$RIG_DIR/fakests.log" 2>&1) &
 RIG_PIDS+=($!)
 rig_wait_log "$RIG_DIR/fakests.log" "listening on" 10 || fail "fake STS starts"
 sts() { in_api curl -s --cacert "$RIG_DIR/certs/ca.crt" "$@"; }

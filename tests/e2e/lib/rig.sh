@@ -122,6 +122,10 @@ rig_teardown() {
 	local rc=$? p ns
 	set +e
 	for p in "${RIG_PIDS[@]}"; do rig_kill_pid "$p"; done
+	# Belt and braces: nothing of ours may outlive the run in our namespaces.
+	for ns in "${RIG_NETNS[@]}"; do
+		for p in $(ip netns pids "$ns" 2>/dev/null); do kill -KILL "$p" 2>/dev/null; done
+	done
 	for p in "${RIG_CGROUPS[@]}"; do rig_rm_cgroup "$p"; done
 	if [ -n "${RIG_PIN:-}" ] && [ -e "$RIG_PIN" ]; then
 		"$RIG_BUILD/mcpgatectl" uninstall --pin-dir "$RIG_PIN" >/dev/null 2>&1 || rig_log "uninstall failed"
@@ -257,13 +261,15 @@ PY
 
 # rig_fakeapi: starts the fake API server in the API netns.
 rig_fakeapi() {
+	local l args=()
 	rig_state
-	in_api "$RIG_PY" "${RIG_FAKEAPI:-$RIG_ROOT_DIR/tests/e2e/fakeapi.py}" \
-		$(for l in ${RIG_API_LISTENS:-10.96.0.1:443 [fd00:96::1]:443 10.97.0.10:6443}; do printf -- '--listen %s ' "$l"; done) \
-		--cert "$RIG_DIR/certs/server.crt" --key "$RIG_DIR/certs/server.key" \
+	for l in ${RIG_API_LISTENS:-10.96.0.1:443 [fd00:96::1]:443 10.97.0.10:6443}; do args+=(--listen "$l"); done
+	# exec'd in the background job itself, so $! is the server's own pid
+	(exec nsenter --net="/run/netns/$RIG_API" "$RIG_PY" "${RIG_FAKEAPI:-$RIG_ROOT_DIR/tests/e2e/fakeapi.py}" \
+		"${args[@]}" --cert "$RIG_DIR/certs/server.crt" --key "$RIG_DIR/certs/server.key" \
 		--state "$RIG_DIR/state.json" --log "$RIG_DIR/api-requests.jsonl" \
 		--token "$(cat "$RIG_DIR/daemon-token")=system:serviceaccount:mcpgate:mcpgated" \
-		--ready-file "$RIG_DIR/fakeapi.ready" "$@" >"$RIG_DIR/fakeapi.log" 2>&1 &
+		--ready-file "$RIG_DIR/fakeapi.ready" "$@" >"$RIG_DIR/fakeapi.log" 2>&1) &
 	RIG_FAKEAPI_PID=$!
 	RIG_PIDS+=("$RIG_FAKEAPI_PID")
 	rig_wait_file "$RIG_DIR/fakeapi.ready" 15 || { rig_log "fake API did not start"; cat "$RIG_DIR/fakeapi.log" >&2; return 1; }
@@ -285,14 +291,14 @@ rig_daemon() {
 	RIG_DAEMON_LOG="$RIG_DIR/mcpgated.$RIG_DAEMON_N.log"
 	# nsenter directly (not via in_node) so $! is the daemon's own pid.
 	# shellcheck disable=SC2086
-	nsenter --net="/run/netns/$RIG_NODE" env ${RIG_DAEMON_ENV:-} ASAN_OPTIONS=detect_leaks=0 "$RIG_BUILD/mcpgated" \
+	(exec nsenter --net="/run/netns/$RIG_NODE" env ${RIG_DAEMON_ENV:-} ASAN_OPTIONS=detect_leaks=0 "$RIG_BUILD/mcpgated" \
 		--cgroup-path "$RIG_KUBEPODS" --pin-dir "$RIG_PIN" \
 		--node-name "$RIG_NODE_NAME" --api-server "${RIG_API_SERVER:-https://10.96.0.1:443}" \
 		--api-ca-file "$RIG_DIR/certs/ca.crt" --api-token-file "$RIG_DIR/daemon-token" \
 		--api-endpoint 10.96.0.1:443 --api-endpoint '[fd00:96::1]:443' \
 		--ca-cert "$RIG_DIR/mcpgate/ca.crt" --ca-key "$RIG_DIR/mcpgate/ca.key" \
 		--admin-listen "$RIG_ADMIN" --endpoints-interval 1 "$@" \
-		>"$RIG_DAEMON_LOG" 2>&1 &
+		>"$RIG_DAEMON_LOG" 2>&1) &
 	RIG_DAEMON_PID=$!
 	RIG_PIDS+=("$RIG_DAEMON_PID")
 	if ! rig_wait_log "$RIG_DAEMON_LOG" '"event":"ready"' 20; then
