@@ -32,19 +32,21 @@
 
 /* ---- limits ---- */
 
-#define LB_MAX 128	    /* lookback kept per segment: prefixes, keywords, PEM headers */
-#define MAX_CAND 8	    /* undecided candidates at once; one more masks them all */
-#define JWT_MAX_HOLD 16384 /* a JWT header+payload longer than this is masked undecided */
-#define HOLD_MAX (JWT_MAX_HOLD + 512)
-#define JWT_MIN_PART 4	    /* base64url chars a JWT header/payload needs past "ey(J)" */
+#define LB_MAX		128   /* lookback kept per segment: prefixes, keywords, PEM headers */
+#define LB_BUF		512   /* lookback storage, compacted when full */
+#define DEC_MAX		4096  /* decoded string bytes batched around escapes */
+#define MAX_CAND	8     /* undecided candidates at once; one more masks them all */
+#define JWT_MAX_HOLD	16384 /* a JWT header+payload longer than this is masked undecided */
+#define HOLD_MAX	(JWT_MAX_HOLD + 512)
+#define JWT_MIN_PART	4	    /* base64url chars a JWT header/payload needs past "ey(J)" */
 #define PEM_MAX_SWALLOW (64 * 1024) /* a PEM body without END stops being masked here */
-#define AWS_NEAR 512	    /* decoded bytes after an access key id that may hold its secret */
-#define AWS_SECRET_LEN 40
-#define OUTBUF 16384
-#define CAP_MAX 64	    /* decoded bytes kept of keys, kinds and names */
-#define MAX_DEPTH 512
-#define MAX_TOK 64
-#define MARKER_MAX 48
+#define AWS_NEAR	512 /* decoded bytes after an access key id that may hold its secret */
+#define AWS_SECRET_LEN	40
+#define OUTBUF		16384
+#define CAP_MAX		64 /* decoded bytes kept of keys, kinds and names */
+#define MAX_DEPTH	512
+#define MAX_TOK		64
+#define MARKER_MAX	48
 
 /* ---- byte sets ---- */
 
@@ -115,6 +117,11 @@ struct rules {
 	struct tok tok[MAX_TOK];
 	uint64_t by_last[256]; /* tokens whose prefix ends in this byte */
 	uint8_t trig[256];
+	/* bytes that may precede trigger byte b for any detector to fire at b:
+	 * most '-', '.', ':', '=' in text are decided by this alone */
+	uint8_t trig_prev[256][32];
+	unsigned ntrig; /* distinct trigger bytes, when few enough for SIMD */
+	uint8_t trigs[8];
 	uint8_t set_b64url[32], set_jwt_any[32], set_jwt_sig[32], set_aws[32], set_aws_sw[32];
 	char marker[MG_MASK_DET_MAX][MARKER_MAX];
 	uint8_t marker_len[MG_MASK_DET_MAX];
@@ -140,39 +147,57 @@ static const struct {
 	bool example;
 } builtin_toks[] = {
 	/* AWS IAM unique-id prefixes of credentials (access keys, STS, roles, …) */
-	{ "AKIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "ASIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "AGPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "AIDA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "AROA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "AIPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "ANPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "ANVA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "APKA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true },
-	{ "ghp_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false },
-	{ "gho_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false },
-	{ "ghu_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false },
-	{ "ghs_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false },
-	{ "ghr_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false },
-	{ "github_pat_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9_", 22, 255, false },
-	{ "glpat-", MG_MASK_DET_GITLAB_TOKEN, "A-Za-z0-9_-", 20, 255, false },
-	{ "xoxb-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false },
-	{ "xoxp-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false },
-	{ "xoxa-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false },
-	{ "xoxr-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false },
-	{ "xoxs-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false },
-	{ "k8s-aws-v1.", MG_MASK_DET_EKS_TOKEN, "A-Za-z0-9_-", 20, 0, false },
+	{"AKIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"ASIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"AGPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"AIDA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"AROA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"AIPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"ANPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"ANVA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"APKA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	{"ghp_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
+	{"gho_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
+	{"ghu_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
+	{"ghs_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
+	{"ghr_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
+	{"github_pat_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9_", 22, 255, false},
+	{"glpat-", MG_MASK_DET_GITLAB_TOKEN, "A-Za-z0-9_-", 20, 255, false},
+	{"xoxb-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false},
+	{"xoxp-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false},
+	{"xoxa-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false},
+	{"xoxr-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false},
+	{"xoxs-", MG_MASK_DET_SLACK_TOKEN, "A-Za-z0-9-", 10, 255, false},
+	{"k8s-aws-v1.", MG_MASK_DET_EKS_TOKEN, "A-Za-z0-9_-", 20, 0, false},
 };
+
+struct kw {
+	const char *s;
+	uint8_t len;
+	bool eol; /* the value runs to the end of the line */
+};
+
+#define KW(lit, eol)                                                                               \
+	{                                                                                          \
+		lit, sizeof(lit) - 1, eol                                                          \
+	}
 
 /* Words an identifier may end in (compared lowercased, ignoring _ - .) for
  * its assigned value to be masked as generic-password. */
-static const char *const kw_generic[] = {
-	"password", "passwd",	  "secret",	"token",	 "apikey",
-	"accesskey", "secretkey", "privatekey", "authorization",
+static const struct kw kw_generic[] = {
+	KW("password", false),	KW("passwd", false),	 KW("secret", false),
+	KW("token", false),	KW("apikey", false),	 KW("accesskey", false),
+	KW("secretkey", false), KW("privatekey", false), KW("authorization", true),
 };
 
 /* Identifiers whose value is an AWS secret access key (40 base64 chars). */
-static const char *const kw_aws[] = { "secretaccesskey", "awssecretkey" };
+static const struct kw kw_aws[] = {KW("secretaccesskey", false), KW("awssecretkey", false)};
+
+/* The last letters of the keywords above: a cheap first filter. */
+static inline bool kw_last(char c)
+{
+	return c == 'd' || c == 't' || c == 'n' || c == 'y';
+}
 
 static int rules_compile(struct rules *r, const struct mg_mask_cfg *cfg)
 {
@@ -187,8 +212,9 @@ static int rules_compile(struct rules *r, const struct mg_mask_cfg *cfg)
 		r->on[MG_MASK_DET_BUILTIN + i] = true;
 
 	for (unsigned i = 0; i < MG_MASK_DET_BUILTIN + cfg->n_custom; i++) {
-		const char *name = i < MG_MASK_DET_BUILTIN ? det_names[i]
-							   : cfg->custom[i - MG_MASK_DET_BUILTIN].name;
+		const char *name = i < MG_MASK_DET_BUILTIN
+					   ? det_names[i]
+					   : cfg->custom[i - MG_MASK_DET_BUILTIN].name;
 		int n = snprintf(r->marker[i], MARKER_MAX, "***MASKED:%s***", name);
 
 		if (n < 0 || n >= MARKER_MAX)
@@ -226,18 +252,43 @@ static int rules_compile(struct rules *r, const struct mg_mask_cfg *cfg)
 		memcpy(t->set, c->charset, sizeof(t->set));
 	}
 	for (unsigned k = 0; k < r->ntok; k++) {
-		uint8_t last = (uint8_t)r->tok[k].prefix[r->tok[k].plen - 1];
+		const struct tok *t = &r->tok[k];
+		uint8_t last = (uint8_t)t->prefix[t->plen - 1];
 
 		r->by_last[last] |= 1ull << k;
 		r->trig[last] |= T_TOK;
+		if (t->plen == 1)
+			memset(r->trig_prev[last], 0xff, 32);
+		else
+			set_add(r->trig_prev[last], (uint8_t)t->prefix[t->plen - 2]);
 	}
-	if (r->on[MG_MASK_DET_JWT])
+	if (r->on[MG_MASK_DET_JWT]) {
 		r->trig['J'] |= T_JWT;
-	if (r->on[MG_MASK_DET_PRIVATE_KEY])
+		set_add(r->trig_prev['J'], 'y');
+	}
+	if (r->on[MG_MASK_DET_PRIVATE_KEY]) {
 		r->trig['-'] |= T_PEM;
+		set_add(r->trig_prev['-'], '-');
+	}
 	if (r->on[MG_MASK_DET_GENERIC_PASSWORD] || r->on[MG_MASK_DET_AWS_SECRET_KEY]) {
+		/* kw_match(): blanks, a quote, _ - . or a keyword's last letter */
+		static const char kw_prev[] = " \t\"'_-.dtnyDTNY";
+
 		r->trig['='] |= T_KW;
 		r->trig[':'] |= T_KW;
+		for (const char *c = kw_prev; *c; c++) {
+			set_add(r->trig_prev['='], (uint8_t)*c);
+			set_add(r->trig_prev[':'], (uint8_t)*c);
+		}
+	}
+	for (unsigned c = 0; c < 256; c++) {
+		if (!r->trig[c])
+			continue;
+		if (r->ntrig == sizeof(r->trigs)) {
+			r->ntrig = 0; /* too many: the scalar search */
+			break;
+		}
+		r->trigs[r->ntrig++] = (uint8_t)c;
 	}
 	set_parse(r->set_b64url, "A-Za-z0-9_-");
 	set_parse(r->set_jwt_any, "A-Za-z0-9_.=-");
@@ -329,7 +380,8 @@ static int cfg_parse_custom(struct mg_mask_cfg *cfg, json_t *arr, struct mg_mask
 
 	if (!json_is_array(arr))
 		return cfg_fail(err, "\"custom\" must be an array", -EINVAL);
-	json_array_foreach(arr, i, it) {
+	json_array_foreach(arr, i, it)
+	{
 		const char *key;
 		json_t *v;
 		json_t *jn = json_object_get(it, "name"), *jp = json_object_get(it, "prefix");
@@ -339,10 +391,12 @@ static int cfg_parse_custom(struct mg_mask_cfg *cfg, json_t *arr, struct mg_mask
 
 		if (!json_is_object(it))
 			return cfg_fail(err, "\"custom\" entries must be objects", -EINVAL);
-		json_object_foreach(it, key, v) {
-			if (strcmp(key, "name") && strcmp(key, "prefix") && strcmp(key, "charset") &&
-			    strcmp(key, "min") && strcmp(key, "max"))
-				return cfg_fail(err, "unknown member in a \"custom\" entry", -EINVAL);
+		json_object_foreach(it, key, v)
+		{
+			if (strcmp(key, "name") && strcmp(key, "prefix") &&
+			    strcmp(key, "charset") && strcmp(key, "min") && strcmp(key, "max"))
+				return cfg_fail(err, "unknown member in a \"custom\" entry",
+						-EINVAL);
 		}
 		if (!json_is_string(jn) || !json_is_string(jp) || !json_is_string(jc) ||
 		    !json_is_integer(jmin) || (jmax && !json_is_integer(jmax)))
@@ -351,7 +405,8 @@ static int cfg_parse_custom(struct mg_mask_cfg *cfg, json_t *arr, struct mg_mask
 					"integer min (max optional)",
 					-EINVAL);
 		if (json_integer_value(jmin) < 0 || (jmax && json_integer_value(jmax) < 0))
-			return cfg_fail(err, "custom detector min/max must not be negative", -EINVAL);
+			return cfg_fail(err, "custom detector min/max must not be negative",
+					-EINVAL);
 		rc = mg_mask_cfg_add_custom(cfg, json_string_value(jn), json_string_value(jp),
 					    json_string_value(jc),
 					    (unsigned)json_integer_value(jmin),
@@ -376,7 +431,8 @@ int mg_mask_cfg_parse(struct mg_mask_cfg *cfg, const char *json, size_t len,
 		json_decref(root);
 		return cfg_fail(err, "mask config is not a JSON object", -EINVAL);
 	}
-	json_object_foreach(root, key, v) {
+	json_object_foreach(root, key, v)
+	{
 		if (!strcmp(key, "secrets")) {
 			if (!json_is_boolean(v)) {
 				rc = cfg_fail(err, "\"secrets\" must be a boolean", -EINVAL);
@@ -391,7 +447,8 @@ int mg_mask_cfg_parse(struct mg_mask_cfg *cfg, const char *json, size_t len,
 				rc = cfg_fail(err, "\"detectors\" must be an object", -EINVAL);
 				break;
 			}
-			json_object_foreach(v, dk, dv) {
+			json_object_foreach(v, dk, dv)
+			{
 				int id = mg_mask_det_lookup(dk);
 
 				if (id < 0) {
@@ -399,7 +456,8 @@ int mg_mask_cfg_parse(struct mg_mask_cfg *cfg, const char *json, size_t len,
 					break;
 				}
 				if (!json_is_boolean(dv)) {
-					rc = cfg_fail(err, "detector switches must be booleans", -EINVAL);
+					rc = cfg_fail(err, "detector switches must be booleans",
+						      -EINVAL);
 					break;
 				}
 				cfg->detectors[id] = json_is_true(dv);
@@ -547,6 +605,38 @@ static inline void out_ref(struct out *o, const char *p, size_t n)
 	o->ref_len = n;
 }
 
+/* First byte in [p, end) that ends a plain run of string bytes. */
+static const char *scan_str(const char *p, const char *end)
+{
+	static const uint8_t special[256] = {
+		[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1,	  ['<'] = 1,
+		['>'] = 1,	  ['&'] = 1, [0x80 ... 0xff] = 1,
+	};
+#ifdef __SSE2__
+	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), sp = _mm_set1_epi8(0x20);
+	const __m128i lt = _mm_set1_epi8('<'), gt = _mm_set1_epi8('>'), amp = _mm_set1_epi8('&');
+
+	while (end - p >= 16) {
+		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
+		/* signed compare: < 0x20 and >= 0x80 both fall below ' ' */
+		__m128i x = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)),
+					 _mm_cmplt_epi8(v, sp));
+
+		x = _mm_or_si128(
+			x, _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lt), _mm_cmpeq_epi8(v, gt)),
+					_mm_cmpeq_epi8(v, amp)));
+		int mask = _mm_movemask_epi8(x);
+
+		if (mask)
+			return p + __builtin_ctz((unsigned)mask);
+		p += 16;
+	}
+#endif
+	while (p < end && !special[(uint8_t)*p])
+		p++;
+	return p;
+}
+
 /* Bytes a JSON string cannot hold raw, or that Go's encoder escapes (the
  * HTML-significant <, >, & and U+2028/U+2029): escaping them the same way
  * keeps API-server output byte-identical through the masker. */
@@ -562,10 +652,14 @@ static void out_escaped(struct out *o, const char *p, size_t n)
 	size_t i = 0, run = 0;
 
 	while (i < n) {
-		uint8_t c = (uint8_t)p[i];
+		uint8_t c;
 		char e[8];
 		size_t el = 2;
 
+		i = (size_t)(scan_str(p + i, p + n) - p);
+		if (i == n)
+			break;
+		c = (uint8_t)p[i];
 		if (!esc_need[c]) {
 			i++;
 			continue;
@@ -624,11 +718,11 @@ static void out_escaped(struct out *o, const char *p, size_t n)
 
 /* ---- scanner: the detectors over a decoded byte stream ---- */
 
-enum { CT_TOK, CT_JWT, CT_RUN };		      /* candidate types */
+enum { CT_TOK, CT_JWT, CT_RUN };			/* candidate types */
 enum { JP_HEAD, JP_E, JP_Y, JP_BODY, JP_SIG, JP_OVER }; /* JWT phases */
-enum { SW_RUN, SW_GENERIC, SW_PEM, SW_DEAD };	      /* swallower types */
-enum { PS_DASH, PS_END, PS_LABEL, PS_CLOSE, PS_DONE }; /* PEM END matcher */
-enum { KW_NONE, KW_WS, KW_Q };			      /* after a keyword's separator */
+enum { SW_RUN, SW_GENERIC, SW_PEM, SW_DEAD };		/* swallower types */
+enum { PS_DASH, PS_END, PS_LABEL, PS_CLOSE, PS_DONE };	/* PEM END matcher */
+enum { KW_NONE, KW_WS, KW_Q };				/* after a keyword's separator */
 enum { KWF_GENERIC = 1, KWF_AWS = 2, KWF_EOL = 4 };
 
 /* An undecided hit: its body from <start> on is held back. */
@@ -650,14 +744,32 @@ struct swal {
 	char endbuf[64];
 };
 
+/* The trigger bytes broadcast for the SIMD search, set up once per scanner. */
+struct trigv {
+	unsigned n;
+#ifdef __SSE2__
+	__m128i t[8];
+#endif
+};
+
+static void trigv_init(struct trigv *tv, const struct rules *r)
+{
+	tv->n = r->ntrig;
+#ifdef __SSE2__
+	for (unsigned k = 0; k < tv->n; k++)
+		tv->t[k] = _mm_set1_epi8((char)r->trigs[k]);
+#endif
+}
+
 struct scan {
 	const struct rules *r;
 	struct mg_mask_stats *st;
 	struct out *o;
-	bool json; /* emitted bytes are JSON string contents: escape them */
+	struct trigv tv;
+	bool json;    /* emitted bytes are JSON string contents: escape them */
 	uint64_t pos; /* stream position of the next byte */
 	unsigned lb_len;
-	uint8_t lb[LB_MAX]; /* the segment's last bytes before the current block */
+	uint8_t lb[LB_BUF]; /* the segment's last bytes (>= LB_MAX of them) before the block */
 	uint8_t kw, kw_flags;
 	uint32_t near; /* bytes left in which a run may be an AWS secret */
 	unsigned nc, ns;
@@ -704,6 +816,8 @@ static bool lb_ends_with(const struct scan *sc, size_t i, const char *s, size_t 
 	return true;
 }
 
+/* Keeps at least the last LB_MAX bytes; no detector looks back further, so
+ * what a lookback sees never depends on how the input was cut. */
 static void lb_push(struct scan *sc, const uint8_t *p, size_t n)
 {
 	if (n >= LB_MAX) {
@@ -711,11 +825,11 @@ static void lb_push(struct scan *sc, const uint8_t *p, size_t n)
 		sc->lb_len = LB_MAX;
 		return;
 	}
-	if (sc->lb_len + n > LB_MAX) {
-		size_t drop = sc->lb_len + n - LB_MAX;
+	if (sc->lb_len + n > LB_BUF) {
+		size_t keep = LB_MAX - n;
 
-		memmove(sc->lb, sc->lb + drop, sc->lb_len - drop);
-		sc->lb_len -= (unsigned)drop;
+		memmove(sc->lb, sc->lb + sc->lb_len - keep, keep);
+		sc->lb_len = (unsigned)keep;
 	}
 	memcpy(sc->lb + sc->lb_len, p, n);
 	sc->lb_len += (unsigned)n;
@@ -1028,7 +1142,7 @@ static int cands_step(struct scan *sc, uint8_t b)
 	}
 	sc->nc = k;
 	if (fallback) {
-		struct swal g = { .type = SW_GENERIC };
+		struct swal g = {.type = SW_GENERIC};
 
 		commit(sc, MG_MASK_DET_GENERIC_PASSWORD, &g);
 		return 2;
@@ -1045,8 +1159,12 @@ static bool cand_start(struct scan *sc, uint8_t type, uint8_t det, uint8_t tok, 
 		       bool fallback)
 {
 	/* a body starting at the current byte already holds it */
-	struct cand nc = { .type = type, .det = det, .tok = tok, .start = start,
-			   .fallback = fallback, .n = start == sc->pos };
+	struct cand nc = {.type = type,
+			  .det = det,
+			  .tok = tok,
+			  .start = start,
+			  .fallback = fallback,
+			  .n = start == sc->pos};
 
 	if (sc->nc == MAX_CAND) {
 		commit(sc, sc->c[0].det, NULL);
@@ -1077,7 +1195,7 @@ static bool pem_header(const struct scan *sc, size_t i)
 	if (c != '-')
 		return false;
 	for (unsigned k = 1; k <= 6; k++)
-		if (lookback(sc, i, d - k) != (uint8_t)"BEGIN "[k - 1])
+		if (lookback(sc, i, d - k) != (uint8_t) "BEGIN "[k - 1])
 			return false;
 	for (unsigned k = 1; k < 5; k++)
 		if (lookback(sc, i, d + k) != '-')
@@ -1086,14 +1204,12 @@ static bool pem_header(const struct scan *sc, size_t i)
 }
 
 /* True if reversed identifier <rev>[0..<n>) ends (forwards) with <kw>. */
-static bool rev_has_suffix(const char *rev, size_t n, const char *kw)
+static bool rev_has_suffix(const char *rev, size_t n, const struct kw *kw)
 {
-	size_t len = strlen(kw);
-
-	if (n < len)
+	if (n < kw->len)
 		return false;
-	for (size_t j = 0; j < len; j++)
-		if (rev[j] != kw[len - 1 - j])
+	for (size_t j = 0; j < kw->len; j++)
+		if (rev[j] != kw->s[kw->len - 1 - j])
 			return false;
 	return true;
 }
@@ -1116,22 +1232,24 @@ static uint8_t kw_match(const struct scan *sc, size_t i)
 	if (c == '"' || c == '\'')
 		c = lookback(sc, i, ++d);
 	for (unsigned raw = 0; raw < 48 && c >= 0 && n < sizeof(rev); raw++) {
-		if (is_alnum(c))
+		if (is_alnum(c)) {
 			rev[n++] = lower(c);
-		else if (c != '_' && c != '-' && c != '.')
+			if (n == 1 && !kw_last(rev[0]))
+				return 0;
+		} else if (c != '_' && c != '-' && c != '.') {
 			break;
+		}
 		c = lookback(sc, i, ++d);
 	}
 	if (!n)
 		return 0;
 	if (r->on[MG_MASK_DET_GENERIC_PASSWORD])
 		for (size_t k = 0; k < sizeof(kw_generic) / sizeof(kw_generic[0]); k++)
-			if (rev_has_suffix(rev, n, kw_generic[k]))
-				flags |= KWF_GENERIC |
-					 (!strcmp(kw_generic[k], "authorization") ? KWF_EOL : 0);
+			if (rev_has_suffix(rev, n, &kw_generic[k]))
+				flags |= KWF_GENERIC | (kw_generic[k].eol ? KWF_EOL : 0);
 	if (r->on[MG_MASK_DET_AWS_SECRET_KEY])
 		for (size_t k = 0; k < sizeof(kw_aws) / sizeof(kw_aws[0]); k++)
-			if (rev_has_suffix(rev, n, kw_aws[k]))
+			if (rev_has_suffix(rev, n, &kw_aws[k]))
 				flags |= KWF_AWS;
 	return flags;
 }
@@ -1161,7 +1279,7 @@ static int kw_step(struct scan *sc, uint8_t b)
 		return cand_start(sc, CT_RUN, MG_MASK_DET_AWS_SECRET_KEY, 0, sc->pos,
 				  flags & KWF_GENERIC);
 	if (flags & KWF_GENERIC) {
-		struct swal g = { .type = SW_GENERIC, .eol = flags & KWF_EOL };
+		struct swal g = {.type = SW_GENERIC, .eol = flags & KWF_EOL};
 
 		commit(sc, MG_MASK_DET_GENERIC_PASSWORD, &g);
 		return 1;
@@ -1192,7 +1310,7 @@ static bool triggers(struct scan *sc, size_t i, uint8_t b)
 	    cand_start(sc, CT_JWT, MG_MASK_DET_JWT, 0, sc->pos + 1, false))
 		return true;
 	if ((t & T_PEM) && pem_header(sc, i)) {
-		struct swal p = { .type = SW_PEM };
+		struct swal p = {.type = SW_PEM};
 
 		if (!sc->nc)
 			pend_byte(sc, i); /* the header itself stays */
@@ -1244,7 +1362,8 @@ again:
 		goto consumed;
 	if (sc->nc && cand_min_start(sc) <= sc->pos) {
 		if (sc->hold_len == HOLD_MAX) {
-			/* Cannot happen with the candidate bounds above; masking is the safe side. */
+			/* Cannot happen with the candidate bounds above; masking is the safe side.
+			 */
 			commit(sc, sc->c[0].det, NULL);
 			goto consumed;
 		}
@@ -1258,11 +1377,41 @@ consumed:
 	sc->pos++;
 }
 
+/* Index of the first trigger byte in <blk>[<j>..<n>), or <n>. */
+static inline size_t next_trigger(const struct rules *r, const struct trigv *tv, const uint8_t *blk,
+				  size_t j, size_t n)
+{
+#ifdef __SSE2__
+	if (tv->n) {
+		const __m128i *t = tv->t;
+		unsigned k, nt = tv->n;
+
+		while (j + 16 <= n) {
+			__m128i v = _mm_loadu_si128((const __m128i *)(const void *)(blk + j));
+			__m128i x = _mm_cmpeq_epi8(v, t[0]);
+			int mask;
+
+			for (k = 1; k < nt; k++)
+				x = _mm_or_si128(x, _mm_cmpeq_epi8(v, t[k]));
+			mask = _mm_movemask_epi8(x);
+			if (mask)
+				return j + (size_t)__builtin_ctz((unsigned)mask);
+			j += 16;
+		}
+	}
+#endif
+	while (j + 4 <= n &&
+	       !(r->trig[blk[j]] | r->trig[blk[j + 1]] | r->trig[blk[j + 2]] | r->trig[blk[j + 3]]))
+		j += 4;
+	while (j < n && !r->trig[blk[j]])
+		j++;
+	return j;
+}
+
 /* Scans decoded block <p>[0..<n>). <clean>: raw input that needs no escape. */
 static void scan_block(struct scan *sc, const char *p, size_t n, bool clean)
 {
 	const uint8_t *blk = (const uint8_t *)p;
-	const uint8_t *trig = sc->r->trig;
 	size_t i = 0;
 
 	sc->blk = blk;
@@ -1272,11 +1421,18 @@ static void scan_block(struct scan *sc, const char *p, size_t n, bool clean)
 		if (!(sc->nc | sc->ns | sc->kw | sc->near)) {
 			size_t j = i;
 
-			while (j + 4 <= n && !(trig[blk[j]] | trig[blk[j + 1]] | trig[blk[j + 2]] |
-					       trig[blk[j + 3]]))
-				j += 4;
-			while (j < n && !trig[blk[j]])
+			for (;;) {
+				int prev;
+
+				j = next_trigger(sc->r, &sc->tv, blk, j, n);
+				if (j == n)
+					break;
+				/* idle, a detector can only fire here after one of these */
+				prev = j ? blk[j - 1] : sc->lb_len ? sc->lb[sc->lb_len - 1] : -1;
+				if (prev < 0 || in_set(sc->r->trig_prev[blk[j]], (uint8_t)prev))
+					break;
 				j++;
+			}
 			if (j > i) {
 				if (sc->e_hi != i) {
 					pend_flush(sc);
@@ -1295,6 +1451,25 @@ static void scan_block(struct scan *sc, const char *p, size_t n, bool clean)
 	pend_flush(sc);
 	lb_push(sc, blk, n);
 	sc->blk = NULL;
+}
+
+/* True if an idle scanner at the start of a segment would write <blk>[0..<n>)
+ * unchanged and start nothing: a JSON string that is one such block skips
+ * the scanner. Conservative: any trigger byte that could fire says no. */
+static bool scan_passes(const struct scan *sc, const uint8_t *blk, size_t n)
+{
+	size_t j = 0;
+
+	if (sc->nc | sc->ns | sc->kw | sc->near | sc->lb_len)
+		return false;
+	for (;;) {
+		j = next_trigger(sc->r, &sc->tv, blk, j, n);
+		if (j == n)
+			return true;
+		if (!j || in_set(sc->r->trig_prev[blk[j]], blk[j - 1]))
+			return false;
+		j++;
+	}
 }
 
 /* Decides every candidate as if the stream ended here. */
@@ -1326,9 +1501,9 @@ static void scan_end(struct scan *sc)
 /* ---- JSON masker ---- */
 
 enum { KD_NONE, KD_SECRET, KD_SLIST, KD_LIST, KD_OLIST, KD_TABLE, KD_OTHER }; /* kinds */
-enum { P_UNKNOWN, P_SECRET, P_OTHER, P_NESTED };			     /* positions */
-enum { R_PLAIN, R_ITEMS, R_ROWS, R_ROW };				     /* roles */
-enum { M_NONE, M_DATA, M_SDATA };					     /* inherited masks */
+enum { P_UNKNOWN, P_SECRET, P_OTHER, P_NESTED };			      /* positions */
+enum { R_PLAIN, R_ITEMS, R_ROWS, R_ROW };				      /* roles */
+enum { M_NONE, M_DATA, M_SDATA };					      /* inherited masks */
 enum {
 	F_APIVERSION = 1,    /* has an apiVersion: an object of its own, not a plain field */
 	F_DATA_UNMASKED = 2, /* a data/stringData member passed unmasked */
@@ -1394,11 +1569,14 @@ struct mg_mask_json {
 	const char *chunk;
 	uint8_t state, vmode, cap, num_st, esc_n, u8_len, lit_i;
 	bool vmarked, capover, inner_failed;
+	bool sfirst; /* nothing of the current string delivered yet */
 	const char *lit;
 	uint32_t cp, hi;
 	char u8[4];
 	unsigned caplen;
 	char capbuf[CAP_MAX];
+	unsigned dec_len;
+	char dec[DEC_MAX];
 	unsigned depth;
 	struct frame stack[MAX_DEPTH];
 	struct mg_mask_json *inner;
@@ -1429,6 +1607,7 @@ static void json_reset(struct mg_mask_json *m, bool stream, uint8_t top_pos, uns
 	m->state = stream ? S_VALUE_TOP : S_VALUE;
 	m->hi = 0;
 	m->u8_len = 0;
+	m->dec_len = 0;
 	m->o.len = m->o.ref_len = 0;
 	m->o.err = 0;
 	scan_reset(&m->sc);
@@ -1450,49 +1629,65 @@ static struct mg_mask_json *json_alloc(const struct rules *r, struct mg_mask_sta
 	m->sc.st = m->st;
 	m->sc.o = &m->o;
 	m->sc.json = true;
+	trigv_init(&m->sc.tv, r);
 	return m;
 }
 
 static uint8_t classify_key(const char *k, size_t n, bool over)
 {
-	static const struct {
-		const char *s;
-		uint8_t id;
-	} keys[] = {
-		{ "kind", K_KIND },
-		{ "apiVersion", K_APIVERSION },
-		{ "data", K_DATA },
-		{ "stringData", K_STRINGDATA },
-		{ "items", K_ITEMS },
-		{ "rows", K_ROWS },
-		{ "object", K_OBJECT },
-		{ "name", K_NAME },
-		{ "value", K_VALUE },
-		{ "metadata", K_METADATA },
-		{ "annotations", K_ANNOTATIONS },
-		{ "kubectl.kubernetes.io/last-applied-configuration", K_LASTAPPLIED },
-	};
-
+#define IS(lit) (!memcmp(k, lit, sizeof(lit) - 1))
 	if (over)
 		return K_OTHER;
-	for (size_t i = 0; i < sizeof(keys) / sizeof(keys[0]); i++)
-		if (strlen(keys[i].s) == n && !memcmp(keys[i].s, k, n))
-			return keys[i].id;
-	return K_OTHER;
+	switch (n) {
+	case 4:
+		return IS("kind")   ? K_KIND
+		       : IS("data") ? K_DATA
+		       : IS("name") ? K_NAME
+		       : IS("rows") ? K_ROWS
+				    : K_OTHER;
+	case 5:
+		return IS("items") ? K_ITEMS : IS("value") ? K_VALUE : K_OTHER;
+	case 6:
+		return IS("object") ? K_OBJECT : K_OTHER;
+	case 8:
+		return IS("metadata") ? K_METADATA : K_OTHER;
+	case 10:
+		return IS("apiVersion") ? K_APIVERSION : IS("stringData") ? K_STRINGDATA : K_OTHER;
+	case 11:
+		return IS("annotations") ? K_ANNOTATIONS : K_OTHER;
+	case 48:
+		return IS("kubectl.kubernetes.io/last-applied-configuration") ? K_LASTAPPLIED
+									      : K_OTHER;
+	default:
+		return K_OTHER;
+	}
+#undef IS
 }
 
 /* <s>[0..<n>) lowercased, non-alphanumerics dropped, ends in a generic keyword. */
 static bool name_sensitive(const char *s, size_t n)
 {
-	char rev[24];
-	size_t k = 0;
+	size_t e = n;
 
-	for (size_t i = n; i-- > 0 && k < sizeof(rev);)
-		if (is_alnum((uint8_t)s[i]))
-			rev[k++] = lower((uint8_t)s[i]);
-	for (size_t j = 0; j < sizeof(kw_generic) / sizeof(kw_generic[0]); j++)
-		if (rev_has_suffix(rev, k, kw_generic[j]))
+	while (e && !is_alnum((uint8_t)s[e - 1]))
+		e--;
+	if (!e || !kw_last(lower((uint8_t)s[e - 1])))
+		return false;
+	for (size_t j = 0; j < sizeof(kw_generic) / sizeof(kw_generic[0]); j++) {
+		const struct kw *kw = &kw_generic[j];
+		size_t i = e, k = kw->len;
+		bool same = true;
+
+		/* compare backwards, skipping what is not alphanumeric */
+		while (same && k && i) {
+			uint8_t c = (uint8_t)s[--i];
+
+			if (is_alnum(c))
+				same = lower(c) == kw->s[--k];
+		}
+		if (same && !k)
 			return true;
+	}
 	return false;
 }
 
@@ -1543,10 +1738,10 @@ static uint8_t kind_of(const char *k, size_t n, bool over)
 
 /* What the value starting now is, from its container and member key. */
 struct vctx {
-	uint8_t smode;	 /* for a string */
-	uint8_t scalar;	 /* for a number or boolean: V_PASS, V_DATA, V_SDATA */
-	uint8_t cap;	 /* capture the decoded string */
-	uint8_t pos;	 /* for an object or array */
+	uint8_t smode;		    /* for a string */
+	uint8_t scalar;		    /* for a number or boolean: V_PASS, V_DATA, V_SDATA */
+	uint8_t cap;		    /* capture the decoded string */
+	uint8_t pos;		    /* for an object or array */
 	uint8_t arr_role, arr_elem; /* for an array */
 	uint8_t obj_role;	    /* for an object */
 	uint8_t mask;		    /* inherited mask for a container */
@@ -1611,10 +1806,10 @@ static void value_ctx(struct mg_mask_json *m, struct vctx *v)
 		if (f->kind == KD_NONE || f->kind == KD_SLIST || f->kind == KD_LIST ||
 		    f->kind == KD_OLIST) {
 			v->arr_role = R_ITEMS;
-			v->arr_elem = f->kind == KD_SLIST  ? P_SECRET :
-				      f->kind == KD_LIST   ? P_UNKNOWN :
-				      f->kind == KD_OLIST  ? P_OTHER :
-							     inherit_pos(f);
+			v->arr_elem = f->kind == KD_SLIST   ? P_SECRET
+				      : f->kind == KD_LIST  ? P_UNKNOWN
+				      : f->kind == KD_OLIST ? P_OTHER
+							    : inherit_pos(f);
 		}
 		break;
 	case K_ROWS:
@@ -1713,7 +1908,7 @@ static void inner_begin(struct mg_mask_json *m, uint8_t pos)
 
 static void inner_feed(struct mg_mask_json *m, const char *p, size_t n)
 {
-	struct mg_mask_sink s = { esc_write, m };
+	struct mg_mask_sink s = {esc_write, m};
 
 	if (!m->inner_failed && mg_mask_json_feed(m->inner, p, n, &s))
 		inner_fail(m);
@@ -1721,7 +1916,7 @@ static void inner_feed(struct mg_mask_json *m, const char *p, size_t n)
 
 static void inner_end(struct mg_mask_json *m)
 {
-	struct mg_mask_sink s = { esc_write, m };
+	struct mg_mask_sink s = {esc_write, m};
 
 	if (!m->inner_failed && mg_mask_json_finish(m->inner, &s))
 		inner_fail(m);
@@ -1742,6 +1937,7 @@ static void cap_add(struct mg_mask_json *m, const char *p, size_t n)
 /* Decoded string bytes <p>[0..<n>); <clean>: raw input needing no escape. */
 static void deliver(struct mg_mask_json *m, const char *p, size_t n, bool clean)
 {
+	m->sfirst = false;
 	switch (m->vmode) {
 	case V_KEY:
 		cap_add(m, p, n);
@@ -1776,10 +1972,37 @@ static void deliver(struct mg_mask_json *m, const char *p, size_t n, bool clean)
 	}
 }
 
+/* Delivers the batched decoded bytes. */
+static void dec_flush(struct mg_mask_json *m)
+{
+	if (m->dec_len) {
+		unsigned n = m->dec_len;
+
+		m->dec_len = 0;
+		deliver(m, m->dec, n, false);
+	}
+}
+
+/* Batches decoded bytes <p>[0..<n>): escapes and the runs between them go to
+ * the scanner as one block instead of many tiny ones. */
+static void dec_put(struct mg_mask_json *m, const char *p, size_t n)
+{
+	m->sfirst = false;
+	if (n > DEC_MAX - m->dec_len)
+		dec_flush(m);
+	if (n >= DEC_MAX / 4) {
+		deliver(m, p, n, false);
+		return;
+	}
+	memcpy(m->dec + m->dec_len, p, n);
+	m->dec_len += (unsigned)n;
+}
+
 static void string_end(struct mg_mask_json *m, const char *p)
 {
 	struct frame *f = m->depth ? &m->stack[m->depth - 1] : NULL;
 
+	dec_flush(m);
 	if (m->vmode == V_KEY) {
 		f->key = classify_key(m->capbuf, m->caplen, m->capover);
 		f->key_sens = f->key == K_OTHER && m->r->on[MG_MASK_DET_GENERIC_PASSWORD] &&
@@ -1794,7 +2017,8 @@ static void string_end(struct mg_mask_json *m, const char *p)
 		scan_end(&m->sc);
 		if (m->cap == CAP_KIND)
 			set_kind(m, p);
-		else if (m->cap == CAP_NAME && !m->capover && m->r->on[MG_MASK_DET_GENERIC_PASSWORD] &&
+		else if (m->cap == CAP_NAME && !m->capover &&
+			 m->r->on[MG_MASK_DET_GENERIC_PASSWORD] &&
 			 name_sensitive(m->capbuf, m->caplen))
 			f->flags |= F_NAME_SENS;
 	} else if (m->vmode == V_INNER) {
@@ -1802,38 +2026,6 @@ static void string_end(struct mg_mask_json *m, const char *p)
 	}
 	out_byte(&m->o, '"');
 	end_value(m);
-}
-
-/* First byte in [p, end) that ends a plain run of string bytes. */
-static const char *scan_str(const char *p, const char *end)
-{
-	static const uint8_t special[256] = {
-		[0 ... 0x1f] = 1, ['"'] = 1, ['\\'] = 1, ['<'] = 1,
-		['>'] = 1,	  ['&'] = 1, [0x80 ... 0xff] = 1,
-	};
-#ifdef __SSE2__
-	const __m128i q = _mm_set1_epi8('"'), bs = _mm_set1_epi8('\\'), sp = _mm_set1_epi8(0x20);
-	const __m128i lt = _mm_set1_epi8('<'), gt = _mm_set1_epi8('>'), amp = _mm_set1_epi8('&');
-
-	while (end - p >= 16) {
-		__m128i v = _mm_loadu_si128((const __m128i *)(const void *)p);
-		/* signed compare: < 0x20 and >= 0x80 both fall below ' ' */
-		__m128i x = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, q), _mm_cmpeq_epi8(v, bs)),
-					 _mm_cmplt_epi8(v, sp));
-
-		x = _mm_or_si128(x, _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, lt),
-							       _mm_cmpeq_epi8(v, gt)),
-						 _mm_cmpeq_epi8(v, amp)));
-		int mask = _mm_movemask_epi8(x);
-
-		if (mask)
-			return p + __builtin_ctz((unsigned)mask);
-		p += 16;
-	}
-#endif
-	while (p < end && !special[(uint8_t)*p])
-		p++;
-	return p;
 }
 
 /* Length of the valid UTF-8 sequence at <q> (RFC 3629), 0 if it is a valid
@@ -1892,8 +2084,26 @@ static const char *do_string(struct mg_mask_json *m, const char *p, const char *
 				break;
 			q = scan_str(q + l, end);
 		}
-		if (q > p)
-			deliver(m, p, (size_t)(q - p), true);
+		if (q > p) {
+			size_t n = (size_t)(q - p);
+
+			if (q < end && *q == '"' && m->vmode == V_SCAN && m->sfirst &&
+			    !m->dec_len && scan_passes(&m->sc, (const uint8_t *)p, n)) {
+				/* the whole string, nothing to detect: straight through */
+				if (m->cap)
+					cap_add(m, p, n);
+				out_ref(&m->o, p, n);
+				m->sc.pos += n;
+				m->sfirst = false;
+			} else if (!m->dec_len)
+				deliver(m, p, (size_t)(q - p), true);
+			else if ((size_t)(q - p) >= DEC_MAX / 4) {
+				dec_flush(m);
+				deliver(m, p, (size_t)(q - p), true);
+			} else {
+				dec_put(m, p, (size_t)(q - p));
+			}
+		}
 		if (q == end)
 			return end;
 		c = (uint8_t)*q;
@@ -1910,7 +2120,7 @@ static const char *do_string(struct mg_mask_json *m, const char *p, const char *
 			return end;
 		}
 		if (c < 0x80) { /* < > &: Go escapes them */
-			deliver(m, q, 1, false);
+			dec_put(m, q, 1);
 			p = q + 1;
 			continue;
 		}
@@ -1925,7 +2135,7 @@ static const char *do_string(struct mg_mask_json *m, const char *p, const char *
 			m->state = S_UTF8;
 			return end;
 		}
-		deliver(m, q, (size_t)l, false);
+		dec_put(m, q, (size_t)l);
 		p = q + l;
 	}
 	return p;
@@ -1943,7 +2153,7 @@ static const char *do_utf8(struct mg_mask_json *m, const char *p, const char *en
 			return end;
 		}
 		if (l > 0) {
-			deliver(m, m->u8, (size_t)l, false);
+			dec_put(m, m->u8, (size_t)l);
 			m->u8_len = 0;
 			m->state = S_STR;
 			return p;
@@ -1976,7 +2186,7 @@ static void deliver_cp(struct mg_mask_json *m, uint32_t cp)
 		u[3] = (char)(0x80 | (cp & 0x3f));
 		n = 4;
 	}
-	deliver(m, u, n, false);
+	dec_put(m, u, n);
 }
 
 static const char *do_escape(struct mg_mask_json *m, const char *p, const char *end)
@@ -2025,7 +2235,7 @@ static const char *do_escape(struct mg_mask_json *m, const char *p, const char *
 				return end;
 			}
 			m->state = S_STR;
-			deliver(m, &d, 1, false);
+			dec_put(m, &d, 1);
 			break;
 		case S_UHEX:
 			if (c >= '0' && c <= '9')
@@ -2203,7 +2413,8 @@ static const char *do_literal(struct mg_mask_json *m, const char *p, const char 
 	return p;
 }
 
-static const char *begin_value(struct mg_mask_json *m, const char *p)
+/* Starts the value at <p> and, where the chunk holds it, finishes it. */
+static const char *begin_value(struct mg_mask_json *m, const char *p, const char *end)
 {
 	struct vctx v;
 	char c = *p;
@@ -2241,11 +2452,12 @@ static const char *begin_value(struct mg_mask_json *m, const char *p)
 		m->caplen = 0;
 		m->capover = false;
 		m->vmarked = false;
+		m->sfirst = true;
 		out_byte(&m->o, '"');
 		if (v.smode == V_INNER)
 			inner_begin(m, v.la_pos);
 		m->state = S_STR;
-		return p + 1;
+		return m->rc ? p : do_string(m, p + 1, end);
 	case '-':
 	case '0' ... '9':
 		m->vmode = v.scalar;
@@ -2253,7 +2465,7 @@ static const char *begin_value(struct mg_mask_json *m, const char *p)
 		if (m->vmode == V_PASS)
 			out_ref(&m->o, p, 1);
 		m->state = S_NUM;
-		return p + 1;
+		return do_number(m, p + 1, end);
 	case 't':
 	case 'f':
 	case 'n':
@@ -2263,7 +2475,7 @@ static const char *begin_value(struct mg_mask_json *m, const char *p)
 		if (m->vmode == V_PASS)
 			out_ref(&m->o, p, 1);
 		m->state = S_LIT;
-		return p + 1;
+		return do_literal(m, p + 1, end);
 	default:
 		json_fail(m, p, "unexpected byte where a JSON value should start");
 		return p;
@@ -2307,10 +2519,16 @@ static const char *do_struct(struct mg_mask_json *m, const char *p, const char *
 				p++;
 				continue;
 			}
-			return begin_value(m, p);
+			p = begin_value(m, p, end);
+			if (m->state >= S_STR)
+				return p;
+			continue;
 		case S_VALUE:
 		case S_VALUE_TOP:
-			return begin_value(m, p);
+			p = begin_value(m, p, end);
+			if (m->state >= S_STR)
+				return p;
+			continue;
 		case S_KEY_FIRST:
 			if (c == '}') {
 				close_container(m, p);
@@ -2328,7 +2546,18 @@ static const char *do_struct(struct mg_mask_json *m, const char *p, const char *
 			m->capover = false;
 			out_byte(&m->o, '"');
 			m->state = S_STR;
-			return p + 1;
+			p = do_string(m, p + 1, end);
+			if (m->state >= S_STR)
+				return p;
+			/* the usual compact shape "key":value, without the dispatch */
+			if (end - p >= 2 && *p == ':' && !is_ws(p[1]) && !m->rc) {
+				out_ref(&m->o, p, 1);
+				m->state = S_VALUE;
+				p = begin_value(m, p + 1, end);
+				if (m->state >= S_STR)
+					return p;
+			}
+			continue;
 		case S_COLON:
 			if (c != ':') {
 				json_fail(m, p, "expected ':'");
@@ -2342,8 +2571,30 @@ static const char *do_struct(struct mg_mask_json *m, const char *p, const char *
 			f = &m->stack[m->depth - 1];
 			if (c == ',') {
 				out_ref(&m->o, p, 1);
-				m->state = f->is_obj ? S_KEY : S_VALUE;
 				p++;
+				if (!f->is_obj) {
+					m->state = S_VALUE;
+					continue;
+				}
+				m->state = S_KEY;
+				if (p == end || *p != '"')
+					continue;
+				/* the usual ,"key" without the dispatch */
+				m->vmode = V_KEY;
+				m->caplen = 0;
+				m->capover = false;
+				out_byte(&m->o, '"');
+				m->state = S_STR;
+				p = do_string(m, p + 1, end);
+				if (m->state >= S_STR)
+					return p;
+				if (end - p >= 2 && *p == ':' && !is_ws(p[1]) && !m->rc) {
+					out_ref(&m->o, p, 1);
+					m->state = S_VALUE;
+					p = begin_value(m, p + 1, end);
+					if (m->state >= S_STR)
+						return p;
+				}
 				continue;
 			}
 			if (c == (f->is_obj ? '}' : ']')) {
@@ -2425,6 +2676,8 @@ int mg_mask_json_feed(struct mg_mask_json *m, const char *in, size_t len,
 			break;
 		}
 	}
+	if (!m->rc)
+		dec_flush(m);
 	out_flush(&m->o);
 	if (!m->rc && m->o.err) {
 		m->rc = m->o.err;
@@ -2496,6 +2749,7 @@ static struct mg_mask_text *text_alloc(const struct rules *r)
 	t->sc.st = &t->st;
 	t->sc.o = &t->o;
 	t->sc.json = false;
+	trigv_init(&t->sc.tv, r);
 	scan_reset(&t->sc);
 	return t;
 }
@@ -2715,12 +2969,23 @@ fail:
 	return NULL;
 }
 
+/* Copies the inner masker's counts; for gzip, bytes are counted on the wire. */
+static void body_sync_stats(struct mg_mask_body *b)
+{
+	b->st = *(b->json ? mg_mask_json_stats(b->json) : mg_mask_text_stats(b->text));
+	if (b->gzip) {
+		b->st.bytes_in = b->zin; /* inflateReset() clears total_in per member */
+		b->st.bytes_out = b->zout;
+	}
+}
+
 static int body_fail(struct mg_mask_body *b, int rc, const char *reason)
 {
+	body_sync_stats(b);
 	if (!b->rc) {
 		b->rc = rc;
 		b->err.reason = reason;
-		b->err.pos = b->zin;
+		b->err.pos = b->zin - b->inf.avail_in; /* compressed offset */
 	}
 	return b->rc;
 }
@@ -2774,16 +3039,25 @@ static int def_write(void *ctx, const char *p, size_t n)
 int mg_mask_body_feed(struct mg_mask_body *b, const char *in, size_t len,
 		      const struct mg_mask_sink *out)
 {
-	struct mg_mask_sink ds = { def_write, b };
+	struct mg_mask_sink ds = {def_write, b};
 	int rc;
 
 	if (b->rc)
 		return b->rc;
+	while (b->gzip && len > (1u << 30)) { /* z_stream counts in uInt */
+		rc = mg_mask_body_feed(b, in, 1u << 30, out);
+		if (rc)
+			return rc;
+		in += 1u << 30;
+		len -= 1u << 30;
+	}
 	if (!b->gzip) {
 		rc = inner_feed_body(b, in, len, out);
+		body_sync_stats(b);
 		return rc ? body_fail(b, rc, NULL) : 0;
 	}
 	b->out = out;
+	b->zin += len;
 	b->inf.next_in = (Bytef *)(uintptr_t)in;
 	b->inf.avail_in = (uInt)len;
 	for (;;) {
@@ -2804,7 +3078,6 @@ int mg_mask_body_feed(struct mg_mask_body *b, const char *in, size_t len,
 			b->inf_end = true;
 		else if (zrc != Z_OK && zrc != Z_BUF_ERROR)
 			return body_fail(b, -EINVAL, "corrupt gzip body");
-		b->zin = b->inf.total_in;
 		have = ZBUF - b->inf.avail_out;
 		if (have) {
 			rc = inner_feed_body(b, (const char *)b->ibuf, have, &ds);
@@ -2822,18 +3095,20 @@ int mg_mask_body_feed(struct mg_mask_body *b, const char *in, size_t len,
 		if (rc)
 			return body_fail(b, rc, "output sink failed");
 	}
+	body_sync_stats(b);
 	return 0;
 }
 
 int mg_mask_body_finish(struct mg_mask_body *b, const struct mg_mask_sink *out)
 {
-	struct mg_mask_sink ds = { def_write, b };
+	struct mg_mask_sink ds = {def_write, b};
 	int rc;
 
 	if (b->rc)
 		return b->rc;
 	if (!b->gzip) {
 		rc = inner_finish_body(b, out);
+		body_sync_stats(b);
 		return rc ? body_fail(b, rc, NULL) : 0;
 	}
 	b->out = out;
@@ -2845,19 +3120,15 @@ int mg_mask_body_finish(struct mg_mask_body *b, const struct mg_mask_sink *out)
 	b->def.next_in = NULL;
 	b->def.avail_in = 0;
 	rc = def_run(b, Z_FINISH);
-	return rc ? body_fail(b, rc, "output sink failed") : 0;
+	if (rc)
+		return body_fail(b, rc, "output sink failed");
+	body_sync_stats(b);
+	return 0;
 }
 
 const struct mg_mask_stats *mg_mask_body_stats(const struct mg_mask_body *b)
 {
-	struct mg_mask_body *w = (struct mg_mask_body *)b;
-
-	w->st = *(b->json ? mg_mask_json_stats(b->json) : mg_mask_text_stats(b->text));
-	if (b->gzip) {
-		w->st.bytes_in = b->inf.total_in;
-		w->st.bytes_out = b->zout;
-	}
-	return &w->st;
+	return &b->st;
 }
 
 const struct mg_mask_err *mg_mask_body_error(const struct mg_mask_body *b)
@@ -2892,7 +3163,7 @@ enum mg_mask_ctype mg_mask_content_type(struct mg_str ct)
 		p++, ct.len--;
 	while (n < ct.len && p[n] != ';' && p[n] != ' ' && p[n] != '\t')
 		n++;
-	mt = (struct mg_str){ p, n };
+	mt = (struct mg_str){p, n};
 
 	if (mg_str_caseeq(mt, MG_STR("application/json")))
 		return MG_MASK_CT_JSON;
@@ -2931,8 +3202,7 @@ static int fd_write(void *ctx, const char *p, size_t n)
 
 /* What the request path says: resource, subresource and whether it is a
  * watch. A plain split, not the API server's full RequestInfo rules. */
-static void cli_path(const char *path, char *res, size_t rlen, char *sub, size_t slen,
-		     bool *watch)
+static void cli_path(const char *path, char *res, size_t rlen, char *sub, size_t slen, bool *watch)
 {
 	const char *seg[16];
 	size_t segl[16], n = 0, i;
@@ -2950,7 +3220,8 @@ static void cli_path(const char *path, char *res, size_t rlen, char *sub, size_t
 		const char *amp = strchr(a, '&');
 		size_t l = amp ? (size_t)(amp - a) : strlen(a);
 
-		if ((l == 7 && !strncmp(a, "watch=1", 7)) || (l == 10 && !strncmp(a, "watch=true", 10)))
+		if ((l == 7 && !strncmp(a, "watch=1", 7)) ||
+		    (l == 10 && !strncmp(a, "watch=true", 10)))
 			*watch = true;
 		a = amp ? amp + 1 : NULL;
 	}
@@ -3000,8 +3271,9 @@ static int cli_usage(FILE *f, int rc)
 
 static void cli_stats(const struct mg_mask_cfg *cfg, const struct mg_mask_stats *st)
 {
-	fprintf(stderr, "{\"secrets\":%llu,\"secretFields\":%llu,\"lastApplied\":%llu,"
-			"\"bytesIn\":%llu,\"bytesOut\":%llu,\"hits\":{",
+	fprintf(stderr,
+		"{\"secrets\":%llu,\"secretFields\":%llu,\"lastApplied\":%llu,"
+		"\"bytesIn\":%llu,\"bytesOut\":%llu,\"hits\":{",
 		(unsigned long long)st->secrets, (unsigned long long)st->secret_fields,
 		(unsigned long long)st->last_applied, (unsigned long long)st->bytes_in,
 		(unsigned long long)st->bytes_out);
@@ -3019,13 +3291,13 @@ int mg_mask_cli(int argc, char **argv)
 {
 	const char *path = "", *ctype = NULL, *cenc = NULL, *config = NULL;
 	bool stats = false, watch = false;
-	struct mg_mask_body_opts opts = { .kind = MG_MASK_KIND_JSON };
+	struct mg_mask_body_opts opts = {.kind = MG_MASK_KIND_JSON};
 	struct mg_mask_cfg cfg;
-	struct mg_mask_err cerr = { 0 };
+	struct mg_mask_err cerr = {0};
 	struct mg_mask_body *b;
 	char res[64], sub[64];
 	int ofd = 1, rc = 0, ret = 0;
-	struct mg_mask_sink out = { fd_write, &ofd };
+	struct mg_mask_sink out = {fd_write, &ofd};
 	static char buf[65536];
 	bool first = true;
 

@@ -41,6 +41,7 @@
 #include "mcpgate/proxy.h"
 #include "mcpgate/reqinfo.h"
 #include "mcpgate/tls.h"
+#include "mcpgate/tunmask.h"
 
 #define MAX_LISTENERS 4
 #define IN_MAX (64 * 1024 + 16 * 1024)	/* a max head plus read-ahead */
@@ -126,6 +127,8 @@ struct conn {
 	char client[64];
 	struct exch x;
 	bool tunnel;
+	struct mg_tunmask *tmask;	/* exec/attach: server frames are masked */
+	bool tmask_drained;
 	bool c_eof;		/* the pod closed its sending side */
 	bool u_eof;		/* the API server closed its sending side */
 	bool close_after_flush;	/* send what is in cout, then close */
@@ -449,6 +452,7 @@ static void conn_free(struct conn *c)
 	mg_pod_ident_release(&c->ident);
 	mg_mask_body_free(c->x.mask);
 	free(c->x.held_head);
+	mg_tunmask_free(c->tmask);
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -469,14 +473,56 @@ static json_t *pod_json(const struct conn *c)
 
 static void log_close(struct conn *c, const char *why)
 {
-	mg_log_json("info", json_pack("{s:s,s:I,s:s}", "event", "close", "conn", (json_int_t)c->id,
-				      "reason", why));
+	json_t *ev = json_pack("{s:s,s:I,s:s}", "event", "close", "conn", (json_int_t)c->id,
+			       "reason", why);
+
+	if (c->tmask) {
+		struct mg_mask_stats ms;
+		uint64_t hits = 0;
+
+		mg_tunmask_stats(c->tmask, &ms);
+		for (unsigned i = 0; i < MG_MASK_DET_MAX; i++)
+			hits += ms.hits[i];
+		json_object_set_new(ev, "maskedHits", json_integer((json_int_t)hits));
+	}
+	mg_log_json("info", ev);
 }
 
 /* ---- the request record ---- */
 
+static int mask_text_sink(void *ctx, const char *buf, size_t len)
+{
+	return mg_buf_append(ctx, buf, len) ? -ENOBUFS : 0;
+}
+
+/* The request path as it may be logged: exec/attach commands and other
+ * query values can carry secrets, so the detectors run over it first. */
+static void loggable_path(struct mg_proxy *p, const char *path, char *out, size_t cap)
+{
+	struct mg_buf b;
+	struct mg_mask_text *t;
+	struct mg_mask_sink sink;
+
+	if (!strchr(path, '?')) {
+		snprintf(out, cap, "%s", path);
+		return;
+	}
+	mg_buf_init(&b, cap - 1);
+	sink = (struct mg_mask_sink){ mask_text_sink, &b };
+	t = mg_mask_text_new(p->o.mask_cfg);
+	if (!t || mg_mask_text_feed(t, path, strlen(path), &sink) ||
+	    mg_mask_text_finish(t, &sink)) {
+		snprintf(out, cap, "%.*s?(query withheld)", (int)(strchr(path, '?') - path), path);
+	} else {
+		snprintf(out, cap, "%.*s", (int)mg_buf_size(&b), mg_buf_head(&b));
+	}
+	mg_mask_text_free(t);
+	mg_buf_free(&b);
+}
+
 static void finish_exchange(struct conn *c, const char *decision)
 {
+	char logpath[PATH_LOG_MAX + 256];
 	struct mg_proxy *p = c->p;
 	struct exch *x = &c->x;
 	double secs = (double)(now_ns() - x->t0_ns) / 1e9;
@@ -486,7 +532,7 @@ static void finish_exchange(struct conn *c, const char *decision)
 		       "s:I,s:I,s:f,s:b,s:b}",
 		       "event", "request", "conn", (json_int_t)c->id, "auditID", x->audit_id, "pod",
 		       pod_json(c), "pid", (json_int_t)c->o.tgid, "method", x->method, "path",
-		       x->path, "request", "isResourceRequest", x->resource_req, "verb", x->verb,
+		       (loggable_path(p, x->path, logpath, sizeof(logpath)), logpath), "request", "isResourceRequest", x->resource_req, "verb", x->verb,
 		       "apiGroup", x->api_group, "apiVersion", x->api_version, "resource",
 		       x->resource, "namespace", x->ns, "name", x->name, "status", x->status,
 		       "decision", decision, "bytesIn", (json_int_t)x->bytes_in, "bytesOut",
@@ -566,6 +612,43 @@ static int put(struct mg_buf *b, const char *s)
 	return mg_buf_append(b, s, strlen(s));
 }
 
+/* Writes header <name> with the elements of list <value> that do not
+ * contain <drop>; nothing at all when none is left. */
+static int put_list_without(struct mg_buf *b, struct mg_str name, struct mg_str value,
+			    const char *drop)
+{
+	const char *p = value.ptr, *end = value.ptr + value.len;
+	bool first = true;
+	int rc = 0;
+
+	while (p < end) {
+		const char *comma = memchr(p, ',', (size_t)(end - p));
+		const char *e = comma ? comma : end;
+		struct mg_str item = { p, (size_t)(e - p) };
+
+		while (item.len && (*item.ptr == ' ' || *item.ptr == '\t')) {
+			item.ptr++;
+			item.len--;
+		}
+		while (item.len && (item.ptr[item.len - 1] == ' ' || item.ptr[item.len - 1] == '\t'))
+			item.len--;
+		if (item.len && !memmem(item.ptr, item.len, drop, strlen(drop))) {
+			if (first) {
+				rc |= mg_buf_append_str(b, name);
+				rc |= put(b, ": ");
+			} else {
+				rc |= put(b, ", ");
+			}
+			rc |= mg_buf_append_str(b, item);
+			first = false;
+		}
+		p = comma ? comma + 1 : end;
+	}
+	if (!first)
+		rc |= put(b, "\r\n");
+	return rc;
+}
+
 /* Writes an Accept header for <value> without its protobuf media ranges
  * (keeping JSON ones with their Table parameters); "application/json" if
  * nothing is left. */
@@ -619,6 +702,13 @@ static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 			continue;
 		if (mg_str_caseeq(req->headers[i].name, MG_STR("accept"))) {
 			rc |= put_accept(b, req->headers[i].value);
+			continue;
+		}
+		/* base64.channel.k8s.io carries the terminal as text frames the
+		 * tunnel masker does not parse: never offered upstream. */
+		if (mg_str_caseeq(req->headers[i].name, MG_STR("sec-websocket-protocol"))) {
+			rc |= put_list_without(b, req->headers[i].name, req->headers[i].value,
+					       "base64");
 			continue;
 		}
 		rc |= mg_buf_append_str(b, req->headers[i].name);
@@ -1059,10 +1149,12 @@ static int mask_sink(void *ctx, const char *buf, size_t len)
 static void mask_failed(struct conn *c, const char *why)
 {
 	struct exch *x = &c->x;
+	char logpath[PATH_LOG_MAX + 256];
 
 	c->p->st.mask_failed++;
+	loggable_path(c->p, x->path, logpath, sizeof(logpath));
 	mg_log_json("warn", json_pack("{s:s,s:I,s:s,s:s,s:o}", "event", "mask_failed", "conn",
-				      (json_int_t)c->id, "path", x->path, "reason", why, "pod",
+				      (json_int_t)c->id, "path", logpath, "reason", why, "pod",
 				      pod_json(c)));
 	upstream_free(c->p, c->up);
 	c->up = NULL;
@@ -1285,6 +1377,26 @@ static bool take_response_head(struct conn *c)
 	}
 	mg_buf_free(&head);
 
+	if (resp.status == 101 && (!strcmp(x->resource, "pods/exec") ||
+				   !strcmp(x->resource, "pods/attach"))) {
+		/* The terminal stream is masked frame by frame; a protocol we
+		 * cannot parse does not get a tunnel. */
+		enum mg_tunmask_proto tp = 0;
+
+		if (mg_str_caseeq(resp.upgrade_proto, MG_STR("websocket")))
+			tp = MG_TUNMASK_WEBSOCKET;
+		else if (resp.upgrade_proto.len >= 4 && !strncasecmp(resp.upgrade_proto.ptr, "SPDY", 4))
+			tp = MG_TUNMASK_SPDY;
+		c->tmask = tp ? mg_tunmask_new(tp, c->p->o.mask_cfg) : NULL;
+		if (!c->tmask) {
+			c->cout.off = c->cout.len = 0; /* the 101 head must not go out */
+			upstream_free(c->p, c->up);
+			c->up = NULL;
+			reply_status(c, 502, "mcpgate: exec/attach over an upgrade protocol that "
+					     "cannot be masked");
+			return true;
+		}
+	}
 	if (resp.status == 101) {
 		c->tunnel = true;
 		c->p->st.upgrades++;
@@ -1590,7 +1702,29 @@ static bool pump_once(struct conn *c)
 	}
 
 	/* uin -> cout */
-	if (c->tunnel) {
+	if (c->tunnel && c->tmask) {
+		ssize_t n = 0;
+
+		if (mg_buf_size(&c->uin))
+			n = mg_tunmask_feed(c->tmask, mg_buf_head(&c->uin), mg_buf_size(&c->uin),
+					    &c->cout);
+		if (n < 0) {
+			mg_log_json("warn", json_pack("{s:s,s:I,s:i}", "event", "tunnel_mask_failed",
+						      "conn", (json_int_t)c->id, "rc", (int)n));
+			c->p->st.mask_failed++;
+			c->dead = true;
+			return true;
+		}
+		if (n > 0) {
+			mg_buf_consume(&c->uin, (size_t)n);
+			progress = true;
+		}
+		if (c->u_eof && !mg_buf_size(&c->uin) && !c->tmask_drained) {
+			mg_tunmask_flush(c->tmask, &c->cout);
+			c->tmask_drained = true;
+			progress = true;
+		}
+	} else if (c->tunnel) {
 		size_t n = mg_buf_size(&c->uin);
 
 		if (n > mg_buf_room(&c->cout))
@@ -1823,6 +1957,16 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 	(void)events;
 	for (c = p->conns; c; c = next) {
 		next = c->next;
+		/* A held detector candidate that stopped growing goes out. */
+		if (c->tmask && now - c->last_ms >= 1000) {
+			size_t before = mg_buf_size(&c->cout);
+
+			mg_tunmask_flush(c->tmask, &c->cout);
+			if (mg_buf_size(&c->cout) != before) {
+				pump(c);
+				continue;
+			}
+		}
 		if (c->up && (c->up->connecting || !c->up->hs_done) &&
 		    now - c->up->since_ms > p->o.connect_timeout_ms) {
 			p->st.upstream_failed++;

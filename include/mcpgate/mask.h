@@ -43,10 +43,13 @@
  *  - Output goes to a caller-provided sink as bytes become safe; a feed may
  *    write nothing (pending detector candidates are held back) or more than
  *    it got (markers). Any split of the input gives the same output.
- *  - Memory per masker is fixed: a nesting stack of 512 levels, a hold-back
- *    buffer of at most ~16.5 KiB for undecided detector candidates (the
- *    longest is a JWT header+payload; a longer candidate is masked), a 16 KiB
- *    output buffer, and for last-applied a nested masker of the same size.
+ *  - Memory per masker is fixed: about 44 KiB for a JSON masker (a nesting
+ *    stack of 512 levels, a hold-back buffer of at most ~16.5 KiB for
+ *    undecided detector candidates - the longest is a JWT header+payload; a
+ *    longer candidate is masked -, a 16 KiB output buffer, a 4 KiB decode
+ *    batch), plus one nested masker of the same size once a last-applied
+ *    annotation is seen, plus ~18 KiB of compiled rules; ~35 KiB per text
+ *    masker; gzip adds zlib's inflate and deflate state (~300 KiB).
  *  - Valid JSON in gives valid JSON out. Malformed JSON (including invalid
  *    UTF-8 and lone surrogates), nesting beyond 512, or an unsafe ordering is
  *    an error; the caller must stop the stream. Strings are re-encoded the
@@ -119,7 +122,7 @@ enum mg_mask_det {
 };
 
 #define MG_MASK_MAX_CUSTOM 16
-#define MG_MASK_DET_MAX (MG_MASK_DET_BUILTIN + MG_MASK_MAX_CUSTOM)
+#define MG_MASK_DET_MAX	   (MG_MASK_DET_BUILTIN + MG_MASK_MAX_CUSTOM)
 
 /** A custom detector: a literal prefix, then min..max bytes of a charset. */
 struct mg_mask_custom {
@@ -132,7 +135,7 @@ struct mg_mask_custom {
 
 /** What to mask. Start from mg_mask_cfg_default(). */
 struct mg_mask_cfg {
-	bool secrets;			       /* Secret data/stringData (default true) */
+	bool secrets;			     /* Secret data/stringData (default true) */
 	bool detectors[MG_MASK_DET_BUILTIN]; /* each built-in detector (default all on) */
 	unsigned n_custom;
 	struct mg_mask_custom custom[MG_MASK_MAX_CUSTOM];
@@ -141,7 +144,8 @@ struct mg_mask_cfg {
 /** Why masking stopped; reason is a static string. */
 struct mg_mask_err {
 	const char *reason;
-	uint64_t pos; /* input offset of the offending byte (decompressed for gzip) */
+	uint64_t pos; /* input offset of the offending byte; for a gzip body, in the
+		       * compressed bytes for gzip errors, else in the inflated ones */
 };
 
 /** What was masked (counts only, never values), for the audit record. */
@@ -173,7 +177,8 @@ void mg_mask_cfg_default(struct mg_mask_cfg *cfg);
  * first or last is literal). Returns 0, or -EINVAL / -ENOSPC with <err>.
  */
 int mg_mask_cfg_add_custom(struct mg_mask_cfg *cfg, const char *name, const char *prefix,
-			   const char *charset, unsigned min, unsigned max, struct mg_mask_err *err);
+			   const char *charset, unsigned min, unsigned max,
+			   struct mg_mask_err *err);
 
 /**
  * Parses the JSON config <json>[0..<len>) (format in the comment at the top)
@@ -195,7 +200,7 @@ const char *mg_mask_det_name(const struct mg_mask_cfg *cfg, unsigned id);
 
 /** How a JSON body is read. */
 struct mg_mask_json_opts {
-	bool stream;	       /* a watch: a sequence of top-level values (NDJSON) */
+	bool stream;		/* a watch: a sequence of top-level values (NDJSON) */
 	struct mg_str resource; /* the request's resource ("secrets", "configmaps"); may be empty */
 };
 
@@ -283,9 +288,9 @@ void mg_mask_exec_free(struct mg_mask_exec *x);
 /* ---- whole response bodies (JSON, watch, text; optionally gzip) ---- */
 
 enum mg_mask_kind {
-	MG_MASK_KIND_JSON = 0,	 /* one JSON document */
+	MG_MASK_KIND_JSON = 0,	  /* one JSON document */
 	MG_MASK_KIND_JSON_STREAM, /* a watch: NDJSON events */
-	MG_MASK_KIND_TEXT,	 /* pods/log and other text/plain */
+	MG_MASK_KIND_TEXT,	  /* pods/log and other text/plain */
 };
 
 struct mg_mask_body_opts {
@@ -320,10 +325,10 @@ void mg_mask_body_free(struct mg_mask_body *b);
 
 /** What the proxy can do with a response Content-Type. */
 enum mg_mask_ctype {
-	MG_MASK_CT_JSON = 0,  /* application/json and +json types (any parameters) */
-	MG_MASK_CT_TEXT,      /* text/plain (logs) */
-	MG_MASK_CT_PROTOBUF,  /* application/vnd.kubernetes.protobuf: refuse */
-	MG_MASK_CT_REFUSE,    /* anything else (yaml, cbor, unknown): refuse */
+	MG_MASK_CT_JSON = 0, /* application/json and +json types (any parameters) */
+	MG_MASK_CT_TEXT,     /* text/plain (logs) */
+	MG_MASK_CT_PROTOBUF, /* application/vnd.kubernetes.protobuf: refuse */
+	MG_MASK_CT_REFUSE,   /* anything else (yaml, cbor, unknown): refuse */
 };
 
 /** Classifies the Content-Type value <ct> (media type case-insensitive). */

@@ -89,6 +89,15 @@ scan "kubectl logs: planted keys masked" "$(out 11)" "starting" "ready"
 in_pod agent /usr/bin/python3 "$CLIENTS/py_client.py" read-secret default s1 >"$(out 12)" 2>&1
 scan "python typed read_namespaced_secret decodes" "$(out 12)" '"decoded"' '***MASKED***'
 
+# exec output, over WebSocket (kubectl 1.33) and SPDY (kubectl 1.27)
+for v in 1.33 1.27; do
+	in_pod agent /usr/lib/google-cloud-sdk/bin/kubectl.$v exec p1 -- echo "key=$AKID" "tok:$GHTOKEN" done >"$(out exec-$v)" 2>&1
+	scan "kubectl $v exec output" "$(out exec-$v)" "key=" "done"
+	printf 'in %s out\n' "$GHTOKEN" | in_pod agent /usr/lib/google-cloud-sdk/bin/kubectl.$v exec -i p1 -- cat >"$(out execi-$v)" 2>&1
+	scan "kubectl $v exec -i echoing a planted token" "$(out execi-$v)" "in " " out"
+done
+check "exec tunnels counted their masked hits" grep -q '"maskedHits":[1-9]' "$RIG_DAEMON_LOG"
+
 # the MCP server, unmodified, with its own masking off (so we see ours)
 mcp() { in_pod agent env MASK_SECRETS=false /usr/bin/python3 "$CLIENTS/mcp_drive.py" --server-log "$RIG_DIR/mcp-server.log" "$@"; }
 mcp --call 'tools/call:{"name":"kubectl_get","arguments":{"resourceType":"secrets","name":"s1","namespace":"default"}}' >"$(out 13)" 2>&1
@@ -107,6 +116,8 @@ mcp --call 'tools/call:{"name":"kubectl_logs","arguments":{"resourceType":"pod",
 scan "mcp kubectl_logs" "$(out 19)" "starting"
 mcp --read 'k8s://default/pods' >"$(out 20)" 2>&1
 scan "mcp resource k8s://default/pods" "$(out 20)" "p1"
+mcp --call "tools/call:{\"name\":\"exec_in_pod\",\"arguments\":{\"name\":\"p1\",\"namespace\":\"default\",\"command\":[\"echo\",\"$AKID\",\"mcp-ok\"]}}" >"$(out 22)" 2>&1
+scan "mcp exec_in_pod" "$(out 22)" "mcp-ok"
 
 # what mcpgated recorded: counts, never values
 check "the request log counts masked secret fields" grep -q '"secretFields":[1-9]' "$RIG_DAEMON_LOG"

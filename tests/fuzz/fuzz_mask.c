@@ -63,9 +63,9 @@ static const char *last_reason;
 static int run_json(const char *doc, size_t len, size_t cut, bool stream, const char *res,
 		    struct sbuf *out, struct mg_mask_stats *st)
 {
-	struct mg_mask_json_opts o = { .stream = stream, .resource = mg_str_of(res) };
+	struct mg_mask_json_opts o = {.stream = stream, .resource = mg_str_of(res)};
 	struct mg_mask_json *m = mg_mask_json_new(NULL, &o);
-	struct mg_mask_sink s = { sbuf_write, out };
+	struct mg_mask_sink s = {sbuf_write, out};
 	char *a, *b;
 	int rc;
 
@@ -123,9 +123,9 @@ static int depth_of(const uint8_t *d, size_t n)
 
 static void mode_json(const uint8_t *d, size_t n, uint8_t k, bool stream)
 {
-	static const char *const hints[] = { "", "secrets", "configmaps" };
+	static const char *const hints[] = {"", "secrets", "configmaps"};
 	const char *res = hints[k % 3];
-	struct sbuf o1 = { 0 }, o2 = { 0 };
+	struct sbuf o1 = {0}, o2 = {0};
 	struct mg_mask_stats st;
 	int rc1 = run_json((const char *)d, n, n, stream, res, &o1, &st);
 	int rc2 = run_json((const char *)d, n, (size_t)k * n / 255, stream, res, &o2, NULL);
@@ -142,7 +142,8 @@ static void mode_json(const uint8_t *d, size_t n, uint8_t k, bool stream)
 	if (!stream) {
 		json_t *in = json_loadb((const char *)d, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &e);
 
-		if (in && depth_of(d, n) < MAX_DEPTH) {
+		/* jansson stops at a raw NUL (never valid JSON): no verdict to compare */
+		if (in && depth_of(d, n) < MAX_DEPTH && !memchr(d, 0, n)) {
 			json_t *out;
 
 			/* valid JSON is refused only for a Secret kind after unmasked data */
@@ -155,7 +156,7 @@ static void mode_json(const uint8_t *d, size_t n, uint8_t k, bool stream)
 				CHECK(json_equal(in, out));
 			json_decref(out);
 		}
-done:
+	done:
 		json_decref(in);
 	} else if (!rc1) {
 		/* every top-level value of the output is valid JSON */
@@ -204,21 +205,19 @@ static bool tree_has(json_t *j, const char *plant, int depth)
 		return hit;
 	}
 	if (json_is_object(j)) {
-		json_object_foreach(j, key, v)
-			if (strstr(key, plant) || tree_has(v, plant, depth))
-				return true;
+		json_object_foreach(j, key, v) if (strstr(key, plant) ||
+						   tree_has(v, plant, depth)) return true;
 	}
 	if (json_is_array(j)) {
-		json_array_foreach(j, i, v)
-			if (tree_has(v, plant, depth))
-				return true;
+		json_array_foreach(j, i, v) if (tree_has(v, plant, depth)) return true;
 	}
 	return false;
 }
 
 static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 {
-	static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+	static const char b64[] =
+		"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
 	char plant[33];
 	uint32_t h = 2166136261u;
 	json_error_t e;
@@ -226,7 +225,7 @@ static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 	const char *res = "";
 	bool stream = false;
 	char *text;
-	struct sbuf out = { 0 };
+	struct sbuf out = {0};
 	int rc;
 
 	/* a value that depends on the input, so no constant can match it */
@@ -262,12 +261,14 @@ static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 	case 2:
 		doc = json_pack("{s:s,s:[{s:O,s:o}]}", "kind", "SecretList", "items", "metadata", v,
 				"data", secret);
-		text = json_dumps(doc, JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
+		text = json_dumps(doc,
+				  JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
 		break;
 	case 3:
 		doc = json_pack("{s:s,s:[O,{s:s,s:O,s:o}]}", "kind", "List", "items", v, "kind",
 				"Secret", "x", v, "data", secret);
-		text = json_dumps(doc, JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
+		text = json_dumps(doc,
+				  JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
 		break;
 	case 4: {
 		char *a = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
@@ -293,9 +294,10 @@ static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 		break;
 	}
 	case 5:
-		doc = json_pack("{s:s,s:[{s:[O],s:{s:O,s:o}}]}", "kind", "Table", "rows", "cells", v,
-				"object", "metadata", v, "data", secret);
-		text = json_dumps(doc, JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
+		doc = json_pack("{s:s,s:[{s:[O],s:{s:O,s:o}}]}", "kind", "Table", "rows", "cells",
+				v, "object", "metadata", v, "data", secret);
+		text = json_dumps(doc,
+				  JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
 		res = "secrets";
 		break;
 	default: {
@@ -303,8 +305,9 @@ static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 				       "metadata", v, "data", secret);
 		char *las = json_dumps(la, JSON_COMPACT | JSON_SORT_KEYS);
 
-		doc = json_pack("{s:s,s:{s:{s:s}},s:O}", "kind", "Secret", "metadata", "annotations",
-				"kubectl.kubernetes.io/last-applied-configuration", las, "x", v);
+		doc = json_pack("{s:s,s:{s:{s:s}},s:O}", "kind", "Secret", "metadata",
+				"annotations", "kubectl.kubernetes.io/last-applied-configuration",
+				las, "x", v);
 		text = json_dumps(doc, JSON_COMPACT | JSON_PRESERVE_ORDER);
 		free(las);
 		json_decref(la);
@@ -331,13 +334,13 @@ static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 static const struct {
 	const char *before, *secret, *after;
 } plants[] = {
-	{ "key=", "ghp_", "Q1w2E3r4T5y6U7i8O9p0AaSsDdFfGgHhJjKk" },
-	{ "", "AKIA", "Z7VRSQ5TAVXHXYZQ" },
-	{ "-----BEGIN RSA PRIVATE KEY-----\n", "", "MIIEpAIBAAKCAQEAsecretbody\n" },
-	{ "Bearer ", "eyJ", "hbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4eXoifQ.Zm9vYmFyYmF6cXV4" },
-	{ "DB_PASSWORD=", "", "Hunter2Hunter2x" },
-	{ "glpat-", "", "Ab3De6Gh9Jk2Mn5Pq8St" },
-	{ "id AKIAZ7VRSQ5TAVXHXYZQ secret ", "", "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" },
+	{"key=", "ghp_", "Q1w2E3r4T5y6U7i8O9p0AaSsDdFfGgHhJjKk"},
+	{"", "AKIA", "Z7VRSQ5TAVXHXYZQ"},
+	{"-----BEGIN RSA PRIVATE KEY-----\n", "", "MIIEpAIBAAKCAQEAsecretbody\n"},
+	{"Bearer ", "eyJ", "hbGciOiJIUzI1NiJ9.eyJzdWIiOiJ4eXoifQ.Zm9vYmFyYmF6cXV4"},
+	{"DB_PASSWORD=", "", "Hunter2Hunter2x"},
+	{"glpat-", "", "Ab3De6Gh9Jk2Mn5Pq8St"},
+	{"id AKIAZ7VRSQ5TAVXHXYZQ secret ", "", "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"},
 };
 
 static size_t count(const char *h, size_t hl, const char *n, size_t nl)
@@ -352,12 +355,13 @@ static size_t count(const char *h, size_t hl, const char *n, size_t nl)
 static void mode_text(const uint8_t *d, size_t n, uint8_t k)
 {
 	unsigned which = k % (sizeof(plants) / sizeof(plants[0]));
-	const char *bf = plants[which].before, *sp = plants[which].secret, *af = plants[which].after;
+	const char *bf = plants[which].before, *sp = plants[which].secret,
+		   *af = plants[which].after;
 	size_t at = n ? (size_t)k * n / 255 : 0, bl = strlen(bf), sl = strlen(sp), al = strlen(af);
 	size_t len = n + bl + sl + al + (which == 2 ? 30 : 0);
 	char *in = malloc(len + 1), *a, *b;
-	struct sbuf o1 = { 0 }, o2 = { 0 };
-	struct mg_mask_sink s1 = { sbuf_write, &o1 }, s2 = { sbuf_write, &o2 };
+	struct sbuf o1 = {0}, o2 = {0};
+	struct mg_mask_sink s1 = {sbuf_write, &o1}, s2 = {sbuf_write, &o2};
 	struct mg_mask_text *t;
 	size_t cut, pos = 0;
 

@@ -71,10 +71,10 @@ struct run {
 static int mask_cuts(const struct run *r, const char *doc, size_t len, const size_t *cuts,
 		     size_t ncut, struct sbuf *out, struct mg_mask_stats *st)
 {
-	struct mg_mask_json_opts o = { .stream = r->stream,
-				       .resource = mg_str_of(r->resource ? r->resource : "") };
+	struct mg_mask_json_opts o = {.stream = r->stream,
+				      .resource = mg_str_of(r->resource ? r->resource : "")};
 	struct mg_mask_json *m = mg_mask_json_new(r->cfg, &o);
-	struct mg_mask_sink s = { sbuf_write, out };
+	struct mg_mask_sink s = {sbuf_write, out};
 	size_t at = 0;
 	int rc = 0;
 
@@ -129,7 +129,7 @@ static bool valid_json(const char *s, size_t n, bool stream)
 static char *mask_all_ways(const struct run *r, const char *doc, struct mg_mask_stats *st)
 {
 	size_t len = strlen(doc);
-	struct sbuf whole = { 0 };
+	struct sbuf whole = {0};
 	size_t *cuts;
 
 	assert_int_equal(mask_cuts(r, doc, len, NULL, 0, &whole, st), 0);
@@ -138,7 +138,7 @@ static char *mask_all_ways(const struct run *r, const char *doc, struct mg_mask_
 	if (!valid_json(whole.p, whole.len, r->stream))
 		fail_msg("invalid JSON out: %s", whole.p);
 	for (size_t k = 1; k < len; k++) {
-		struct sbuf b = { 0 };
+		struct sbuf b = {0};
 
 		assert_int_equal(mask_cuts(r, doc, len, &k, 1, &b, NULL), 0);
 		if (b.len != whole.len || memcmp(b.p, whole.p, b.len))
@@ -149,7 +149,7 @@ static char *mask_all_ways(const struct run *r, const char *doc, struct mg_mask_
 	for (size_t k = 0; k < len; k++)
 		cuts[k] = k + 1;
 	{
-		struct sbuf b = { 0 };
+		struct sbuf b = {0};
 
 		assert_int_equal(mask_cuts(r, doc, len, cuts, len ? len - 1 : 0, &b, NULL), 0);
 		assert_int_equal(b.len, whole.len);
@@ -162,7 +162,7 @@ static char *mask_all_ways(const struct run *r, const char *doc, struct mg_mask_
 
 static char *mask_once(const struct run *r, const char *doc, int *rc, struct mg_mask_stats *st)
 {
-	struct sbuf b = { 0 };
+	struct sbuf b = {0};
 
 	*rc = mask_cuts(r, doc, strlen(doc), NULL, 0, &b, st);
 	if (!b.p)
@@ -214,8 +214,8 @@ static void assert_present(const char *out, const char *s)
 static char *text_all_ways(const struct mg_mask_cfg *cfg, const char *in, struct mg_mask_stats *st)
 {
 	size_t len = strlen(in);
-	struct sbuf whole = { 0 };
-	struct mg_mask_sink s = { sbuf_write, &whole };
+	struct sbuf whole = {0};
+	struct mg_mask_sink s = {sbuf_write, &whole};
 	struct mg_mask_text *t = mg_mask_text_new(cfg);
 	char *copy = dup_exact(in, len);
 
@@ -228,8 +228,8 @@ static char *text_all_ways(const struct mg_mask_cfg *cfg, const char *in, struct
 	if (!whole.p)
 		whole.p = calloc(1, 1);
 	for (size_t k = 0; k <= len; k++) {
-		struct sbuf b = { 0 };
-		struct mg_mask_sink bs = { sbuf_write, &b };
+		struct sbuf b = {0};
+		struct mg_mask_sink bs = {sbuf_write, &b};
 		char *a = dup_exact(in, k), *c = dup_exact(in + k, len - k);
 
 		t = mg_mask_text_new(cfg);
@@ -244,8 +244,8 @@ static char *text_all_ways(const struct mg_mask_cfg *cfg, const char *in, struct
 		sbuf_reset(&b);
 	}
 	{
-		struct sbuf b = { 0 };
-		struct mg_mask_sink bs = { sbuf_write, &b };
+		struct sbuf b = {0};
+		struct mg_mask_sink bs = {sbuf_write, &b};
 
 		t = mg_mask_text_new(cfg);
 		for (size_t k = 0; k < len; k++) {
@@ -264,7 +264,7 @@ static char *text_all_ways(const struct mg_mask_cfg *cfg, const char *in, struct
 	return whole.p;
 }
 
-static const struct run plain = { 0 };
+static const struct run plain = {0};
 
 /* ---- Secrets in every form ---- */
 
@@ -308,8 +308,9 @@ static void test_secret_object(void **state)
 static void test_secret_kind_after_data(void **state)
 {
 	/* unstructured and last-applied documents sort keys: data before kind */
-	const char *doc = "{\"apiVersion\":\"v1\",\"data\":{\"k\":\"c2VjcmV0\"},\"kind\":\"Secret\","
-			  "\"metadata\":{\"name\":\"x\"},\"stringData\":{\"a\":\"b\"}}";
+	const char *doc =
+		"{\"apiVersion\":\"v1\",\"data\":{\"k\":\"c2VjcmV0\"},\"kind\":\"Secret\","
+		"\"metadata\":{\"name\":\"x\"},\"stringData\":{\"a\":\"b\"}}";
 	char *out = mask_all_ways(&plain, doc, NULL);
 
 	(void)state;
@@ -339,7 +340,8 @@ static void test_secret_list(void **state)
 {
 	const char *doc =
 		"{\"kind\":\"SecretList\",\"apiVersion\":\"v1\",\"metadata\":{\"resourceVersion\":"
-		"\"5\"},\"items\":[{\"metadata\":{\"name\":\"a\"},\"data\":{\"k\":\"c2VjcmV0QQ==\"}},"
+		"\"5\"},\"items\":[{\"metadata\":{\"name\":\"a\"},\"data\":{\"k\":\"c2VjcmV0QQ==\"}"
+		"},"
 		"{\"metadata\":{\"name\":\"b\"},\"data\":{\"k\":\"c2VjcmV0Qg==\"},\"stringData\":"
 		"{\"s\":\"raw\"}}]}";
 	struct mg_mask_stats st;
@@ -359,9 +361,10 @@ static void test_secret_list(void **state)
 
 static void test_configmap_intact(void **state)
 {
-	const char *cm = "{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":"
-			 "\"app\"},\"data\":{\"app.conf\":\"listen 80;\\nroot /srv;\\n\","
-			 "\"html\":\"\\u003cb\\u003ehi \\u0026 bye\\u003c/b\\u003e\",\"num\":\"42\"}}";
+	const char *cm =
+		"{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":"
+		"\"app\"},\"data\":{\"app.conf\":\"listen 80;\\nroot /srv;\\n\","
+		"\"html\":\"\\u003cb\\u003ehi \\u0026 bye\\u003c/b\\u003e\",\"num\":\"42\"}}";
 	const char *list = "{\"kind\":\"ConfigMapList\",\"apiVersion\":\"v1\",\"items\":[{"
 			   "\"metadata\":{\"name\":\"a\"},\"data\":{\"x\":\"plain value\"}},{"
 			   "\"metadata\":{\"name\":\"b\"},\"binaryData\":{\"y\":\"AAEC\"},"
@@ -384,8 +387,9 @@ static void test_configmap_intact(void **state)
 static void test_unknown_kind_is_masked(void **state)
 {
 	/* kind after data and no hint: it may be a Secret, so data is masked */
-	const char *doc = "{\"apiVersion\":\"v1\",\"data\":{\"x\":\"maybe\"},\"kind\":\"ConfigMap\"}";
-	struct run hinted = { .resource = "configmaps" };
+	const char *doc =
+		"{\"apiVersion\":\"v1\",\"data\":{\"x\":\"maybe\"},\"kind\":\"ConfigMap\"}";
+	struct run hinted = {.resource = "configmaps"};
 	char *out = mask_all_ways(&plain, doc, NULL);
 
 	(void)state;
@@ -404,7 +408,8 @@ static void test_generic_list_mixed(void **state)
 		"{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"data\":{\"c\":\"visible\"}},"
 		"{\"kind\":\"Secret\",\"apiVersion\":\"v1\",\"data\":{\"s\":\"aGlkZGVu\"}},"
 		"{\"apiVersion\":\"v1\",\"data\":{\"u\":\"dW5rbm93bg==\"}},"
-		"{\"kind\":\"Pod\",\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"nginx:1\"}]}}"
+		"{\"kind\":\"Pod\",\"spec\":{\"containers\":[{\"name\":\"c\",\"image\":\"nginx:1\"}"
+		"]}}"
 		"]}";
 	char *out = mask_all_ways(&plain, doc, NULL);
 	json_t *j = parse(out);
@@ -430,7 +435,7 @@ static void test_watch_stream(void **state)
 		"\"k\":\"bm9raW5k\"}}}\n"
 		"{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\",\"apiVersion\":\"v1\","
 		"\"status\":\"Failure\",\"message\":\"too old resource version\",\"code\":410}}\n";
-	struct run r = { .stream = true, .resource = "secrets" };
+	struct run r = {.stream = true, .resource = "secrets"};
 	char *out = mask_all_ways(&r, doc, NULL);
 	const char *bm = strstr(doc, "{\"type\":\"BOOKMARK\"");
 	const char *er = strstr(doc, "{\"type\":\"ERROR\"");
@@ -440,7 +445,8 @@ static void test_watch_stream(void **state)
 	assert_absent(out, "bm9raW5k");
 	/* BOOKMARK and ERROR pass byte for byte */
 	assert_non_null(strstr(out, "{\"type\":\"BOOKMARK\""));
-	assert_memory_equal(strstr(out, "{\"type\":\"BOOKMARK\""), bm, (size_t)(strchr(bm, '\n') - bm));
+	assert_memory_equal(strstr(out, "{\"type\":\"BOOKMARK\""), bm,
+			    (size_t)(strchr(bm, '\n') - bm));
 	assert_string_equal(strstr(out, "{\"type\":\"ERROR\""), er);
 	free(out);
 	/* a stream may be empty or only whitespace; a cut-off event is an error */
@@ -463,14 +469,18 @@ static void test_table(void **state)
 		"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{},"
 		"\"columnDefinitions\":[{\"name\":\"Name\",\"type\":\"string\"},{\"name\":\"Type\","
 		"\"type\":\"string\"},{\"name\":\"Data\",\"type\":\"string\"},{\"name\":\"Age\","
-		"\"type\":\"string\"}],\"rows\":[{\"cells\":[\"db\",\"Opaque\",2,\"5d\"],\"object\":{"
-		"\"metadata\":{\"name\":\"db\"},\"data\":{\"p\":\"dGFibGU=\"},\"type\":\"Opaque\"}},"
-		"{\"cells\":[\"m\",\"Opaque\",1,\"1d\"],\"object\":{\"kind\":\"PartialObjectMetadata\","
+		"\"type\":\"string\"}],\"rows\":[{\"cells\":[\"db\",\"Opaque\",2,\"5d\"],"
+		"\"object\":{"
+		"\"metadata\":{\"name\":\"db\"},\"data\":{\"p\":\"dGFibGU=\"},\"type\":\"Opaque\"}}"
+		","
+		"{\"cells\":[\"m\",\"Opaque\",1,\"1d\"],\"object\":{\"kind\":"
+		"\"PartialObjectMetadata\","
 		"\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{\"name\":\"m\"}}}]}";
 	const char *cm_table =
-		"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"rows\":[{\"cells\":[\"c\"],"
+		"{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/"
+		"v1\",\"rows\":[{\"cells\":[\"c\"],"
 		"\"object\":{\"metadata\":{\"name\":\"c\"},\"data\":{\"x\":\"readable\"}}}]}";
-	struct run secrets = { .resource = "secrets" }, cms = { .resource = "configmaps" };
+	struct run secrets = {.resource = "secrets"}, cms = {.resource = "configmaps"};
 	char *out = mask_all_ways(&secrets, doc, NULL);
 	json_t *j = parse(out);
 
@@ -530,7 +540,8 @@ static void test_last_applied_configmap_and_broken(void **state)
 		"{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"c\","
 		"\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":"
 		"\"{\\\"apiVersion\\\":\\\"v1\\\",\\\"data\\\":{\\\"k\\\":\\\"v \\\\u003c\\\"},"
-		"\\\"kind\\\":\\\"ConfigMap\\\",\\\"metadata\\\":{\\\"annotations\\\":{},\\\"name\\\":"
+		"\\\"kind\\\":\\\"ConfigMap\\\",\\\"metadata\\\":{\\\"annotations\\\":{},"
+		"\\\"name\\\":"
 		"\\\"c\\\"}}\\n\"}},\"data\":{\"k\":\"v \\u003c\"}}";
 	/* not JSON inside: the rest of the annotation goes */
 	const char *broken =
@@ -581,14 +592,14 @@ static void test_kind_secret_after_unmasked_data_fails(void **state)
 		/* items read as ConfigMaps, then the list says SecretList */
 		"{\"items\":[{\"data\":{\"a\":\"c2VjcmV0\"}}],\"kind\":\"SecretList\"}",
 	};
-	struct run hinted = { .resource = "configmaps" };
+	struct run hinted = {.resource = "configmaps"};
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(docs) / sizeof(docs[0]); i++) {
-		struct sbuf b = { 0 };
-		struct mg_mask_json_opts o = { .resource = mg_str_of("configmaps") };
+		struct sbuf b = {0};
+		struct mg_mask_json_opts o = {.resource = mg_str_of("configmaps")};
 		struct mg_mask_json *m = mg_mask_json_new(NULL, &o);
-		struct mg_mask_sink s = { sbuf_write, &b };
+		struct mg_mask_sink s = {sbuf_write, &b};
 
 		(void)hinted;
 		assert_int_equal(mg_mask_json_feed(m, docs[i], strlen(docs[i]), &s), -EINVAL);
@@ -613,15 +624,18 @@ static void test_pod_env_and_sensitive_keys(void **state)
 {
 	const char *pod =
 		"{\"kind\":\"Pod\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"p\"},\"spec\":{"
-		"\"containers\":[{\"name\":\"app\",\"image\":\"app:1\",\"args\":[\"--token=argtok\","
+		"\"containers\":[{\"name\":\"app\",\"image\":\"app:1\",\"args\":[\"--token="
+		"argtok\","
 		"\"--verbose\"],\"env\":[{\"name\":\"DB_PASSWORD\",\"value\":\"envpw\"},{\"name\":"
 		"\"LOG_LEVEL\",\"value\":\"debug\"},{\"name\":\"AWS_ACCESS_KEY_ID\",\"value\":"
-		"\"AKIAQWERTYUIOPASDFGH\"},{\"name\":\"API_TOKEN\",\"valueFrom\":{\"secretKeyRef\":{"
+		"\"AKIAQWERTYUIOPASDFGH\"},{\"name\":\"API_TOKEN\",\"valueFrom\":{\"secretKeyRef\":"
+		"{"
 		"\"name\":\"s\",\"key\":\"token\"}}}],\"volumeMounts\":[{\"name\":\"secret-vol\","
 		"\"mountPath\":\"/s\"}]}],\"volumes\":[{\"name\":\"secret-vol\",\"secret\":{"
 		"\"secretName\":\"db\"}}]}}";
-	const char *cm = "{\"kind\":\"ConfigMap\",\"data\":{\"password\":\"cmpw\",\"client_secret\":"
-			 "\"cs\",\"secretName\":\"keepme\",\"tokenTTL\":\"1h\"}}";
+	const char *cm =
+		"{\"kind\":\"ConfigMap\",\"data\":{\"password\":\"cmpw\",\"client_secret\":"
+		"\"cs\",\"secretName\":\"keepme\",\"tokenTTL\":\"1h\"}}";
 	char *out;
 	json_t *j;
 
@@ -632,8 +646,7 @@ static void test_pod_env_and_sensitive_keys(void **state)
 	assert_absent(out, "argtok");
 	assert_absent(out, "QWERTYUIOPASDFGH");
 	assert_string_equal(jstr(j, "spec.containers.0.env.1.value"), "debug");
-	assert_string_equal(jstr(j, "spec.containers.0.env.3.valueFrom.secretKeyRef.key"),
-			    "token");
+	assert_string_equal(jstr(j, "spec.containers.0.env.3.valueFrom.secretKeyRef.key"), "token");
 	assert_string_equal(jstr(j, "spec.volumes.0.secret.secretName"), "db");
 	assert_string_equal(jstr(j, "spec.containers.0.image"), "app:1");
 	json_decref(j);
@@ -651,7 +664,7 @@ static void test_pod_env_and_sensitive_keys(void **state)
 static void test_secrets_switch_off(void **state)
 {
 	struct mg_mask_cfg cfg;
-	struct run r = { .cfg = &cfg };
+	struct run r = {.cfg = &cfg};
 	char *out;
 
 	(void)state;
@@ -671,59 +684,59 @@ struct det_case {
 };
 
 static const struct det_case det_cases[] = {
-	{ "id AKIAZ7VRSQ5TAVXHXYZQ end", "Z7VRSQ5TAVXHXYZQ", MG_MASK_DET_AWS_ACCESS_KEY },
-	{ "sts ASIAY34FZKBOKMUTVV7A.", "Y34FZKBOKMUTVV7A", MG_MASK_DET_AWS_ACCESS_KEY },
-	{ "doc AKIAIOSFODNN7EXAMPLE here", NULL, -1 },
-	{ "short AKIAABCDEF end", NULL, -1 },
-	{ "lower akiaz7vrsq5tavxhxyzq end", NULL, -1 },
-	{ "aws_secret_access_key = tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ\n",
-	  "tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ", MG_MASK_DET_AWS_SECRET_KEY },
-	{ "\"SecretAccessKey\": \"tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ\"",
-	  "tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ", MG_MASK_DET_AWS_SECRET_KEY },
-	{ "AKIAZ7VRSQ5TAVXHXYZQ tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ",
-	  "tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv", MG_MASK_DET_AWS_SECRET_KEY },
-	{ "aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL, -1 },
-	{ "sha tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ far from any key id", NULL, -1 },
-	{ "-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\n"
-	  "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0\n-----END RSA PRIVATE KEY-----\nafter\n",
-	  "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo", MG_MASK_DET_PRIVATE_KEY },
-	{ "k: -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n"
-	  "-----END OPENSSH PRIVATE KEY-----",
-	  "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU", MG_MASK_DET_PRIVATE_KEY },
-	{ "-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF0pgpSECRET\n-----END PGP PRIVATE KEY "
-	  "BLOCK-----",
-	  "lQOYBF0pgpSECRET", MG_MASK_DET_PRIVATE_KEY },
-	{ "-----BEGIN CERTIFICATE-----\nMIIBpublic\n-----END CERTIFICATE-----\n", NULL, -1 },
-	{ "-----BEGIN PUBLIC KEY-----\nMIIBpublic\n-----END PUBLIC KEY-----\n", NULL, -1 },
-	{ "Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJpc3MiOiJrdWJlcm5ldGVzL3"
-	  "NlcnZpY2VhY2NvdW50Iiwic3ViIjoic3lzdGVtOnNhIn0.SIGNATUREsig_-abc\n",
-	  "eyJpc3MiOiJrdWJlcm5ldGVzL3", MG_MASK_DET_GENERIC_PASSWORD },
-	{ "tok eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJpc3MiOiJrdWJlcm5ldGVzL3NlcnZpY2VhY2NvdW50"
-	  "Iiwic3ViIjoic3lzdGVtOnNhIn0.SIGNATUREsig_-abc done",
-	  "SIGNATUREsig_-abc", MG_MASK_DET_JWT },
-	{ "not a jwt eyJhbGciOiJSUzI1NiJ9 alone", NULL, -1 },
-	{ "not a jwt eyJhbGciOiJSUzI1NiJ9.notey.x", NULL, -1 },
-	{ "gh ghp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6 x",
-	  "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6", MG_MASK_DET_GITHUB_TOKEN },
-	{ "gh ghs_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6",
-	  MG_MASK_DET_GITHUB_TOKEN },
-	{ "pat github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
-	  "11ABCDEFG0123456789_abcdefghijklmnop", MG_MASK_DET_GITHUB_TOKEN },
-	{ "gh ghp_short x", NULL, -1 },
-	{ "gl glpat-xY9z_Kq2-Lm4Np6Rs8Tu.", "xY9z_Kq2-Lm4Np6Rs8Tu", MG_MASK_DET_GITLAB_TOKEN },
-	{ "sl xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx ok",
-	  "123456789012-1234567890123", MG_MASK_DET_SLACK_TOKEN },
-	{ "sl xoxp-1234567890 ok", "1234567890", MG_MASK_DET_SLACK_TOKEN },
-	{ "eks k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9uPUdldENhbGxlcklkZW50aXR5 x",
-	  "aHR0cHM6Ly9zdHMuYW1hem9uYXdz", MG_MASK_DET_EKS_TOKEN },
-	{ "db password=hunter2 x", "hunter2", MG_MASK_DET_GENERIC_PASSWORD },
-	{ "DB_PASSWORD: 'hunter2'", "hunter2", MG_MASK_DET_GENERIC_PASSWORD },
-	{ "client-secret:hunter2", "hunter2", MG_MASK_DET_GENERIC_PASSWORD },
-	{ "url?token=abc123&x=1", "abc123", MG_MASK_DET_GENERIC_PASSWORD },
-	{ "{\"password\": \"hunter2\"}", "hunter2", MG_MASK_DET_GENERIC_PASSWORD },
-	{ "passwordFile: /etc/pw", NULL, -1 },
-	{ "password: \nnext", NULL, -1 },
-	{ "at 12:30:45 tokens: many", NULL, -1 },
+	{"id AKIAZ7VRSQ5TAVXHXYZQ end", "Z7VRSQ5TAVXHXYZQ", MG_MASK_DET_AWS_ACCESS_KEY},
+	{"sts ASIAY34FZKBOKMUTVV7A.", "Y34FZKBOKMUTVV7A", MG_MASK_DET_AWS_ACCESS_KEY},
+	{"doc AKIAIOSFODNN7EXAMPLE here", NULL, -1},
+	{"short AKIAABCDEF end", NULL, -1},
+	{"lower akiaz7vrsq5tavxhxyzq end", NULL, -1},
+	{"aws_secret_access_key = tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ\n",
+	 "tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ", MG_MASK_DET_AWS_SECRET_KEY},
+	{"\"SecretAccessKey\": \"tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ\"",
+	 "tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ", MG_MASK_DET_AWS_SECRET_KEY},
+	{"AKIAZ7VRSQ5TAVXHXYZQ tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ",
+	 "tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv", MG_MASK_DET_AWS_SECRET_KEY},
+	{"aws_secret_access_key=wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY", NULL, -1},
+	{"sha tFeBrqk8W6qSg1aK/7mF0bu9AqGzR3xUv+CzWLnQ far from any key id", NULL, -1},
+	{"-----BEGIN RSA PRIVATE KEY-----\nMIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo\n"
+	 "4lgOEePzNm0tRgeLezV6ffAt0gunVTLw7onLRnrq0\n-----END RSA PRIVATE KEY-----\nafter\n",
+	 "MIIEpAIBAAKCAQEAu1SU1LfVLPHCozMxH2Mo", MG_MASK_DET_PRIVATE_KEY},
+	{"k: -----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAAABG5vbmU\n"
+	 "-----END OPENSSH PRIVATE KEY-----",
+	 "b3BlbnNzaC1rZXktdjEAAAAABG5vbmU", MG_MASK_DET_PRIVATE_KEY},
+	{"-----BEGIN PGP PRIVATE KEY BLOCK-----\nlQOYBF0pgpSECRET\n-----END PGP PRIVATE KEY "
+	 "BLOCK-----",
+	 "lQOYBF0pgpSECRET", MG_MASK_DET_PRIVATE_KEY},
+	{"-----BEGIN CERTIFICATE-----\nMIIBpublic\n-----END CERTIFICATE-----\n", NULL, -1},
+	{"-----BEGIN PUBLIC KEY-----\nMIIBpublic\n-----END PUBLIC KEY-----\n", NULL, -1},
+	{"Authorization: Bearer eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJpc3MiOiJrdWJlcm5ldGVzL3"
+	 "NlcnZpY2VhY2NvdW50Iiwic3ViIjoic3lzdGVtOnNhIn0.SIGNATUREsig_-abc\n",
+	 "eyJpc3MiOiJrdWJlcm5ldGVzL3", MG_MASK_DET_GENERIC_PASSWORD},
+	{"tok eyJhbGciOiJSUzI1NiIsImtpZCI6IjEyMyJ9.eyJpc3MiOiJrdWJlcm5ldGVzL3NlcnZpY2VhY2NvdW50"
+	 "Iiwic3ViIjoic3lzdGVtOnNhIn0.SIGNATUREsig_-abc done",
+	 "SIGNATUREsig_-abc", MG_MASK_DET_JWT},
+	{"not a jwt eyJhbGciOiJSUzI1NiJ9 alone", NULL, -1},
+	{"not a jwt eyJhbGciOiJSUzI1NiJ9.notey.x", NULL, -1},
+	{"gh ghp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6 x", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6",
+	 MG_MASK_DET_GITHUB_TOKEN},
+	{"gh ghs_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6", "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6",
+	 MG_MASK_DET_GITHUB_TOKEN},
+	{"pat github_pat_11ABCDEFG0123456789_abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ",
+	 "11ABCDEFG0123456789_abcdefghijklmnop", MG_MASK_DET_GITHUB_TOKEN},
+	{"gh ghp_short x", NULL, -1},
+	{"gl glpat-xY9z_Kq2-Lm4Np6Rs8Tu.", "xY9z_Kq2-Lm4Np6Rs8Tu", MG_MASK_DET_GITLAB_TOKEN},
+	{"sl xoxb-123456789012-1234567890123-AbCdEfGhIjKlMnOpQrStUvWx ok",
+	 "123456789012-1234567890123", MG_MASK_DET_SLACK_TOKEN},
+	{"sl xoxp-1234567890 ok", "1234567890", MG_MASK_DET_SLACK_TOKEN},
+	{"eks k8s-aws-v1.aHR0cHM6Ly9zdHMuYW1hem9uYXdzLmNvbS8_QWN0aW9uPUdldENhbGxlcklkZW50aXR5 x",
+	 "aHR0cHM6Ly9zdHMuYW1hem9uYXdz", MG_MASK_DET_EKS_TOKEN},
+	{"db password=hunter2 x", "hunter2", MG_MASK_DET_GENERIC_PASSWORD},
+	{"DB_PASSWORD: 'hunter2'", "hunter2", MG_MASK_DET_GENERIC_PASSWORD},
+	{"client-secret:hunter2", "hunter2", MG_MASK_DET_GENERIC_PASSWORD},
+	{"url?token=abc123&x=1", "abc123", MG_MASK_DET_GENERIC_PASSWORD},
+	{"{\"password\": \"hunter2\"}", "hunter2", MG_MASK_DET_GENERIC_PASSWORD},
+	{"passwordFile: /etc/pw", NULL, -1},
+	{"password: \nnext", NULL, -1},
+	{"at 12:30:45 tokens: many", NULL, -1},
 };
 
 static void test_detectors_text(void **state)
@@ -788,10 +801,10 @@ static void test_pem_with_escaped_newlines(void **state)
 
 	(void)state;
 	assert_absent(out, "MHcCAQEEIBkg4LVWM9nuwNSk");
-	assert_string_equal(json_string_value(json_object_get(json_object_get(j, "data"),
-							      "tls.key")),
-			    "-----BEGIN EC PRIVATE KEY-----***MASKED:private-key***"
-			    "-----END EC PRIVATE KEY-----\n");
+	assert_string_equal(
+		json_string_value(json_object_get(json_object_get(j, "data"), "tls.key")),
+		"-----BEGIN EC PRIVATE KEY-----***MASKED:private-key***"
+		"-----END EC PRIVATE KEY-----\n");
 	assert_string_equal(jstr(j, "data.other"), "ok");
 	assert_int_equal(st.hits[MG_MASK_DET_PRIVATE_KEY], 1);
 	json_decref(j);
@@ -834,13 +847,16 @@ static void test_config_errors(void **state)
 		"{\"detectors\":{\"nope\":true}}",
 		"{\"detectors\":{\"jwt\":1}}",
 		"{\"secrets\":\"yes\"}",
-		"{\"custom\":[{\"name\":\"Bad Name\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":1}]}",
+		"{\"custom\":[{\"name\":\"Bad "
+		"Name\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":1}]}",
 		"{\"custom\":[{\"name\":\"k\",\"prefix\":\"\",\"charset\":\"a\",\"min\":1}]}",
 		"{\"custom\":[{\"name\":\"k\",\"prefix\":\"x\",\"charset\":\"z-a\",\"min\":1}]}",
 		"{\"custom\":[{\"name\":\"k\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":0}]}",
-		"{\"custom\":[{\"name\":\"k\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":5,\"max\":2}]}",
+		"{\"custom\":[{\"name\":\"k\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":5,\"max\":"
+		"2}]}",
 		"{\"custom\":[{\"name\":\"jwt\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":1}]}",
-		"{\"custom\":[{\"name\":\"k\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":1,\"x\":1}]}",
+		"{\"custom\":[{\"name\":\"k\",\"prefix\":\"x\",\"charset\":\"a\",\"min\":1,\"x\":1}"
+		"]}",
 	};
 	struct mg_mask_cfg cfg;
 	struct mg_mask_err err;
@@ -869,15 +885,14 @@ static void test_config_errors(void **state)
 
 static void test_text_split_everywhere(void **state)
 {
-	const char *log =
-		"2024-05-01T10:00:00Z starting\n"
-		"2024-05-01T10:00:01Z loaded key AKIAZ7VRSQ5TAVXHXYZQ secret "
-		"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\n"
-		"2024-05-01T10:00:02Z -----BEGIN PRIVATE KEY-----\n"
-		"2024-05-01T10:00:02Z MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
-		"2024-05-01T10:00:02Z -----END PRIVATE KEY-----\n"
-		"2024-05-01T10:00:03Z token=ghp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6 ok\n"
-		"2024-05-01T10:00:04Z done\n";
+	const char *log = "2024-05-01T10:00:00Z starting\n"
+			  "2024-05-01T10:00:01Z loaded key AKIAZ7VRSQ5TAVXHXYZQ secret "
+			  "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\n"
+			  "2024-05-01T10:00:02Z -----BEGIN PRIVATE KEY-----\n"
+			  "2024-05-01T10:00:02Z MIIEvQIBADANBgkqhkiG9w0BAQEFAASC\n"
+			  "2024-05-01T10:00:02Z -----END PRIVATE KEY-----\n"
+			  "2024-05-01T10:00:03Z token=ghp_aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6 ok\n"
+			  "2024-05-01T10:00:04Z done\n";
 	struct mg_mask_stats st;
 	char *out = text_all_ways(NULL, log, &st);
 
@@ -896,8 +911,8 @@ static void test_text_split_everywhere(void **state)
 
 static void test_text_live(void **state)
 {
-	struct sbuf b = { 0 };
-	struct mg_mask_sink s = { sbuf_write, &b };
+	struct sbuf b = {0};
+	struct mg_mask_sink s = {sbuf_write, &b};
 	struct mg_mask_text *t = mg_mask_text_new(NULL);
 
 	(void)state;
@@ -924,10 +939,10 @@ static void test_text_long_lines(void **state)
 	/* 1 MiB without a newline, hits planted at awkward offsets; fed in 4 KiB chunks */
 	size_t len = 1 << 20;
 	char *in = malloc(len + 1);
-	struct sbuf b = { 0 };
-	struct mg_mask_sink s = { sbuf_write, &b };
+	struct sbuf b = {0};
+	struct mg_mask_sink s = {sbuf_write, &b};
 	struct mg_mask_text *t = mg_mask_text_new(NULL);
-	static const size_t at[] = { 4090, 65530, 131070, 500000, 1000000 };
+	static const size_t at[] = {4090, 65530, 131070, 500000, 1000000};
 
 	(void)state;
 	for (size_t i = 0; i < len; i++)
@@ -950,8 +965,8 @@ static void test_long_jwt_candidate_bounded(void **state)
 	/* an eyJ run longer than the hold bound is masked, not buffered forever */
 	size_t n = JWT_MAX_HOLD * 3;
 	char *in = malloc(n + 16);
-	struct sbuf b = { 0 };
-	struct mg_mask_sink s = { sbuf_write, &b };
+	struct sbuf b = {0};
+	struct mg_mask_sink s = {sbuf_write, &b};
 	struct mg_mask_text *t = mg_mask_text_new(NULL);
 
 	(void)state;
@@ -975,8 +990,8 @@ static void test_long_jwt_candidate_bounded(void **state)
 
 static void test_exec_channels(void **state)
 {
-	struct sbuf o1 = { 0 }, o2 = { 0 };
-	struct mg_mask_sink s1 = { sbuf_write, &o1 }, s2 = { sbuf_write, &o2 };
+	struct sbuf o1 = {0}, o2 = {0};
+	struct mg_mask_sink s1 = {sbuf_write, &o1}, s2 = {sbuf_write, &o2};
 	struct mg_mask_exec *x = mg_mask_exec_new(NULL);
 	struct mg_mask_stats st;
 
@@ -1075,9 +1090,12 @@ static void test_valid_json_roundtrip(void **state)
 		"\"just a string\"",
 		"[true,false,null,1,2.5,-3E-2,\"\"]",
 		" { \"a\" : [ 1 , { } , [ ] ] } \n",
-		"{\"esc\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u0001 \\u00e9 \\ud83d\\ude00 \\u2028\"}",
+		"{\"esc\":\"q\\\" b\\\\ s\\/ \\b\\f\\n\\r\\t \\u0001 \\u00e9 \\ud83d\\ude00 "
+		"\\u2028\"}",
 		"{\"utf8\":\"h\xc3\xa9llo \xe2\x82\xac \xf0\x9f\x98\x80 \xe2\x80\xa8\"}",
 		"{\"k\xc3\xa9y\\n\":\"v\"}",
+		/* found by the fuzzer: an escape first, then a plain run, in one chunk */
+		"[\"\\\\ \xe2\x82\xa8\",\"\\n tail\",\"\\u00e9t\\u00e9\"]",
 	};
 
 	(void)state;
@@ -1132,10 +1150,9 @@ static void test_planted_secret_values(void **state)
 			json_t *v;
 
 			assert_int_equal(json_object_size(d), 4);
-			json_object_foreach(d, key, v)
-				assert_string_equal(json_string_value(v),
-						    round % 2 ? MG_MASK_STRING_MARKER :
-								MG_MASK_DATA_MARKER);
+			json_object_foreach(d, key, v) assert_string_equal(
+				json_string_value(v),
+				round % 2 ? MG_MASK_STRING_MARKER : MG_MASK_DATA_MARKER);
 			json_decref(j);
 		}
 		for (int k = 0; k < 4; k++) {
@@ -1156,8 +1173,8 @@ static void test_planted_secret_values(void **state)
 
 static void test_sink_error_propagates(void **state)
 {
-	struct sbuf b = { .fail_after = 1 };
-	struct mg_mask_sink s = { sbuf_write, &b };
+	struct sbuf b = {.fail_after = 1};
+	struct mg_mask_sink s = {sbuf_write, &b};
 	struct mg_mask_json *m = mg_mask_json_new(NULL, NULL);
 	size_t n = 200000;
 	char *doc = malloc(n + 16);
@@ -1177,7 +1194,7 @@ static void test_sink_error_propagates(void **state)
 
 static size_t gz(const char *in, size_t n, unsigned char *out, size_t cap)
 {
-	z_stream z = { 0 };
+	z_stream z = {0};
 
 	assert_int_equal(deflateInit2(&z, 6, Z_DEFLATED, 15 + 16, 8, Z_DEFAULT_STRATEGY), Z_OK);
 	z.next_in = (Bytef *)(uintptr_t)in;
@@ -1192,7 +1209,7 @@ static size_t gz(const char *in, size_t n, unsigned char *out, size_t cap)
 
 static char *gunzip(const unsigned char *in, size_t n, size_t *outlen)
 {
-	z_stream z = { 0 };
+	z_stream z = {0};
 	size_t cap = 1 << 20;
 	char *out = malloc(cap);
 
@@ -1212,13 +1229,13 @@ static void test_gzip_roundtrip(void **state)
 {
 	unsigned char z[8192];
 	size_t zn = gz(secret_doc, strlen(secret_doc), z, sizeof(z)), plainlen;
-	struct mg_mask_body_opts o = { .kind = MG_MASK_KIND_JSON, .gzip = true };
+	struct mg_mask_body_opts o = {.kind = MG_MASK_KIND_JSON, .gzip = true};
 
 	(void)state;
 	/* every chunk size from 1 byte to the whole body */
 	for (size_t step = 1; step <= zn; step = step < 16 ? step + 1 : step * 2) {
-		struct sbuf b = { 0 };
-		struct mg_mask_sink s = { sbuf_write, &b };
+		struct sbuf b = {0};
+		struct mg_mask_sink s = {sbuf_write, &b};
 		struct mg_mask_body *body = mg_mask_body_new(NULL, &o);
 		char *plainout;
 
@@ -1243,9 +1260,9 @@ static void test_gzip_bad(void **state)
 {
 	unsigned char z[8192];
 	size_t zn = gz(secret_doc, strlen(secret_doc), z, sizeof(z));
-	struct mg_mask_body_opts o = { .kind = MG_MASK_KIND_JSON, .gzip = true };
-	struct sbuf b = { 0 };
-	struct mg_mask_sink s = { sbuf_write, &b };
+	struct mg_mask_body_opts o = {.kind = MG_MASK_KIND_JSON, .gzip = true};
+	struct sbuf b = {0};
+	struct mg_mask_sink s = {sbuf_write, &b};
 	struct mg_mask_body *body;
 
 	(void)state;
@@ -1272,11 +1289,11 @@ static void test_gzip_bad(void **state)
 
 static void test_body_text_and_watch(void **state)
 {
-	struct mg_mask_body_opts ot = { .kind = MG_MASK_KIND_TEXT };
-	struct mg_mask_body_opts ow = { .kind = MG_MASK_KIND_JSON_STREAM,
-					.resource = MG_STR("secrets") };
-	struct sbuf b = { 0 };
-	struct mg_mask_sink s = { sbuf_write, &b };
+	struct mg_mask_body_opts ot = {.kind = MG_MASK_KIND_TEXT};
+	struct mg_mask_body_opts ow = {.kind = MG_MASK_KIND_JSON_STREAM,
+				       .resource = MG_STR("secrets")};
+	struct sbuf b = {0};
+	struct mg_mask_sink s = {sbuf_write, &b};
 	struct mg_mask_body *body = mg_mask_body_new(NULL, &ot);
 	const char *w = "{\"type\":\"ADDED\",\"object\":{\"data\":{\"a\":\"c2VjcmV0\"}}}\n";
 
@@ -1304,8 +1321,9 @@ static void test_content_type_and_protobuf(void **state)
 	assert_int_equal(mg_mask_content_type(MG_STR("application/json")), MG_MASK_CT_JSON);
 	assert_int_equal(mg_mask_content_type(MG_STR("Application/JSON; charset=utf-8")),
 			 MG_MASK_CT_JSON);
-	assert_int_equal(mg_mask_content_type(MG_STR("application/json;as=Table;v=v1;g=meta.k8s.io")),
-			 MG_MASK_CT_JSON);
+	assert_int_equal(
+		mg_mask_content_type(MG_STR("application/json;as=Table;v=v1;g=meta.k8s.io")),
+		MG_MASK_CT_JSON);
 	assert_int_equal(mg_mask_content_type(MG_STR("application/jwk-set+json")), MG_MASK_CT_JSON);
 	assert_int_equal(mg_mask_content_type(MG_STR("text/plain")), MG_MASK_CT_TEXT);
 	assert_int_equal(mg_mask_content_type(MG_STR("application/vnd.kubernetes.protobuf;"
@@ -1373,19 +1391,19 @@ static int run_cli(const char *const *args, const char *in, size_t inlen, struct
 
 static void test_cli(void **state)
 {
-	static const char *const get_secret[] = { "mask", "--path", "/api/v1/namespaces/a/secrets/db",
-						  "--stats", NULL };
-	static const char *const watch[] = { "mask", "--path",
-					     "/api/v1/namespaces/a/secrets?watch=true", NULL };
-	static const char *const logs[] = { "mask", "--path", "/api/v1/namespaces/a/pods/p/log",
-					    NULL };
-	static const char *const proto[] = { "mask", "--content-type",
-					     "application/vnd.kubernetes.protobuf", NULL };
-	static const char *const bad[] = { "mask", "--bogus", NULL };
-	static const char *const json[] = { "mask", NULL };
+	static const char *const get_secret[] = {
+		"mask", "--path", "/api/v1/namespaces/a/secrets/db", "--stats", NULL};
+	static const char *const watch[] = {"mask", "--path",
+					    "/api/v1/namespaces/a/secrets?watch=true", NULL};
+	static const char *const logs[] = {"mask", "--path", "/api/v1/namespaces/a/pods/p/log",
+					   NULL};
+	static const char *const proto[] = {"mask", "--content-type",
+					    "application/vnd.kubernetes.protobuf", NULL};
+	static const char *const bad[] = {"mask", "--bogus", NULL};
+	static const char *const json[] = {"mask", NULL};
 	const char *ev = "{\"type\":\"ADDED\",\"object\":{\"data\":{\"a\":\"c2VjcmV0\"}}}\n"
 			 "{\"type\":\"ADDED\",\"object\":{\"data\":{\"a\":\"c2VjcmV0\"}}}\n";
-	struct sbuf o = { 0 }, e = { 0 };
+	struct sbuf o = {0}, e = {0};
 
 	(void)state;
 	assert_int_equal(run_cli(get_secret, secret_doc, strlen(secret_doc), &o, &e), 0);
@@ -1429,7 +1447,8 @@ static void test_cli_path(void **state)
 	assert_string_equal(res, "pods");
 	assert_string_equal(sub, "log");
 	assert_false(w);
-	cli_path("https://k:6443/apis/apps/v1/watch/namespaces/x/deployments", res, 64, sub, 64, &w);
+	cli_path("https://k:6443/apis/apps/v1/watch/namespaces/x/deployments", res, 64, sub, 64,
+		 &w);
 	assert_string_equal(res, "deployments");
 	assert_true(w);
 	w = false;
