@@ -134,7 +134,7 @@ bench: deps
 # The masking benchmark includes the module it measures.
 $(O)/bench_mask: tests/bench/bench_mask.c userspace/mask.c include/mcpgate/mask.h
 	$(call msg,CC,$@)
-	$(Q)$(CC) -O2 -g -std=gnu11 -D_GNU_SOURCE -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
+	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
 
 # libFuzzer targets: clang, ASan+UBSan, each includes the module it fuzzes.
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) | build/fuzz

@@ -112,6 +112,12 @@ static const struct opt opts[] = {
 	  "system:serviceaccount:{namespace}:{serviceaccount})" },
 	{ "impersonate-groups", OPT_STR, offsetof(struct mg_config, impersonate_groups), 512,
 	  "impersonate: comma-separated group templates" },
+	{ "mask-config", OPT_STR, offsetof(struct mg_config, mask_config), 512,
+	  "JSON file: which detectors mask responses, custom patterns (see mcpgatectl mask; "
+	  "default: Secrets and every detector)" },
+	{ "token-review", OPT_BOOL, offsetof(struct mg_config, token_review), 0,
+	  "check each pod's own token with a TokenReview: it must belong to the pod's "
+	  "ServiceAccount, else 401 (default false)" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 

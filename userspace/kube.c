@@ -148,7 +148,7 @@ static int on_progress(void *userdata, curl_off_t dltotal, curl_off_t dlnow, cur
 }
 
 static int do_get(struct mg_kube *k, const char *path, struct body *b, bool stream, long *status,
-		  char *errbuf, size_t errlen)
+		  char *errbuf, size_t errlen, const char *post)
 {
 	char url[4096], cerr[CURL_ERROR_SIZE] = "";
 	struct curl_slist *hdrs = NULL;
@@ -168,6 +168,10 @@ static int do_get(struct mg_kube *k, const char *path, struct body *b, bool stre
 	if (auth)
 		hdrs = curl_slist_append(hdrs, auth);
 	hdrs = curl_slist_append(hdrs, "Accept: application/json");
+	if (post) {
+		hdrs = curl_slist_append(hdrs, "Content-Type: application/json");
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
+	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
 	curl_easy_setopt(c, CURLOPT_PROTOCOLS_STR, "https,http");
@@ -217,7 +221,7 @@ int mg_kube_get_json(struct mg_kube *k, const char *path, json_t **out, long *st
 	int rc;
 
 	*out = NULL;
-	rc = do_get(k, path, &b, false, status, errbuf, errlen);
+	rc = do_get(k, path, &b, false, status, errbuf, errlen, NULL);
 	if (!rc && (*status < 200 || *status > 299)) {
 		snprintf(errbuf, errlen, "GET %s: HTTP %ld", path, *status);
 		rc = -EPROTO;
@@ -239,10 +243,34 @@ int mg_kube_stream_lines(struct mg_kube *k, const char *path, mg_kube_line_cb *c
 	struct body b = { .max = MG_KUBE_MAX_LINE, .cb = cb, .data = data, .stop = stop };
 	int rc;
 
-	rc = do_get(k, path, &b, true, status, errbuf, errlen);
+	rc = do_get(k, path, &b, true, status, errbuf, errlen, NULL);
 	if (!rc && (*status < 200 || *status > 299)) {
 		snprintf(errbuf, errlen, "GET %s: HTTP %ld", path, *status);
 		rc = -EPROTO;
+	}
+	free(b.buf);
+	return rc;
+}
+
+int mg_kube_post_json(struct mg_kube *k, const char *path, const char *body, json_t **out,
+		      long *status, char *errbuf, size_t errlen)
+{
+	struct body b = { .max = MG_KUBE_MAX_BODY };
+	json_error_t jerr;
+	int rc;
+
+	*out = NULL;
+	rc = do_get(k, path, &b, false, status, errbuf, errlen, body);
+	if (!rc && (*status < 200 || *status > 299)) {
+		snprintf(errbuf, errlen, "POST %s: HTTP %ld", path, *status);
+		rc = -EPROTO;
+	}
+	if (!rc) {
+		*out = json_loadb(b.buf ? b.buf : "", b.len, 0, &jerr);
+		if (!*out) {
+			snprintf(errbuf, errlen, "POST %s: bad JSON: %s", path, jerr.text);
+			rc = -EPROTO;
+		}
 	}
 	free(b.buf);
 	return rc;

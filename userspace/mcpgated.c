@@ -30,6 +30,7 @@
 #include "mcpgate/loader.h"
 #include "mcpgate/log.h"
 #include "mcpgate/loop.h"
+#include "mcpgate/mask.h"
 #include "mcpgate/netaddr.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
@@ -52,6 +53,7 @@ struct daemon {
 	struct mg_abi_addr ep[MG_ENDPOINTS_MAX];	/* current api_endpoints (for SANs) */
 	bool ep_changed;	/* the leaf must be reissued with new IP SANs */
 	struct mg_creds *creds;
+	struct mg_mask_cfg mask_cfg;
 	struct mg_tls_ca *ca;
 	struct mg_tls_server *tls;
 	SSL_CTX *client_ctx;
@@ -391,6 +393,15 @@ static char *metrics_text(struct daemon *d)
 		"mcpgate_connections_total{result=\"rejected_no_origin\"} %llu\n"
 		"mcpgate_connections_total{result=\"upstream_failed\"} %llu\n"
 		"mcpgate_connections_total{result=\"tls_failed\"} %llu\n"
+		"# HELP mcpgate_refused_total Requests or responses mcpgate stopped, by why.\n"
+		"# TYPE mcpgate_refused_total counter\n"
+		"mcpgate_refused_total{reason=\"mask_failed\"} %llu\n"
+		"mcpgate_refused_total{reason=\"no_credential\"} %llu\n"
+		"mcpgate_refused_total{reason=\"bad_request\"} %llu\n"
+		"mcpgate_refused_total{reason=\"token_review\"} %llu\n"
+		"# HELP mcpgate_upgrades_total Exec/attach/port-forward tunnels opened.\n"
+		"# TYPE mcpgate_upgrades_total counter\n"
+		"mcpgate_upgrades_total %llu\n"
 		"# HELP mcpgate_open_connections Connections open now.\n"
 		"# TYPE mcpgate_open_connections gauge\n"
 		"mcpgate_open_connections %llu\n"
@@ -403,6 +414,9 @@ static char *metrics_text(struct daemon *d)
 		"mcpgate_intercepted_pods %zu\n",
 		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,
 		(unsigned long long)st.upstream_failed, (unsigned long long)st.tls_failed,
+		(unsigned long long)st.mask_failed, (unsigned long long)st.creds_failed,
+		(unsigned long long)st.rejected_requests, (unsigned long long)st.review_failed,
+		(unsigned long long)st.upgrades,
 		(unsigned long long)st.active,
 		(unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
 		mg_pods_intercepted(d->pods));
@@ -510,6 +524,14 @@ int main(int argc, char **argv)
 	if (mg_pods_selector_parse(&po.selector, d.cfg.select_labels, d.cfg.select_namespaces,
 				   err, sizeof(err)))
 		die("%s", err);
+	mg_mask_cfg_default(&d.mask_cfg);
+	if (d.cfg.mask_config[0]) {
+		struct mg_mask_err merr = { 0 };
+
+		if (mg_mask_cfg_load(&d.mask_cfg, d.cfg.mask_config, &merr))
+			die("--mask-config %s: %s", d.cfg.mask_config,
+			    merr.reason ? merr.reason : strerror(errno));
+	}
 	signal(SIGPIPE, SIG_IGN);
 	pthread_mutex_init(&d.ep_mu, NULL);
 
@@ -590,6 +612,8 @@ int main(int argc, char **argv)
 	pxo.token_file = d.cfg.api_token_file;
 	d.creds = build_creds(&d);
 	pxo.creds = d.creds;
+	pxo.mask_cfg = &d.mask_cfg;
+	pxo.review_kube = d.cfg.token_review ? d.kube : NULL;
 	if ((rc = mg_proxy_new(&d.proxy, &pxo)))
 		die("proxy: %s", strerror(-rc));
 	if (d.cfg.proxy_addr4[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy4)))

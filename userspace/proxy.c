@@ -27,11 +27,13 @@
 #include <sys/eventfd.h>
 
 #include <openssl/err.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 
 #include "mcpgate/buf.h"
 #include "mcpgate/config.h"
 #include "mcpgate/creds.h"
+#include "mcpgate/kube.h"
 #include "mcpgate/http.h"
 #include "mcpgate/loader.h"
 #include "mcpgate/log.h"
@@ -96,6 +98,7 @@ struct exch {
 	bool up_keep_alive;
 	bool pooled;		/* sent on a reused upstream connection */
 	bool creds_wait;	/* head built but for its credential, which a worker fetches */
+	bool review_wait;	/* the pod's token is being checked with a TokenReview */
 	/* request info, by the API server's rules (reqinfo) */
 	bool resource_req;
 	char verb[20];
@@ -151,8 +154,27 @@ struct met {
 
 /* A credential fetch handed to the worker thread: mg_creds_get() may make
  * network calls, which never happen on the event loop. */
+enum { JOB_CREDS = 0, JOB_REVIEW };
+
+/* TokenReview answers, by SHA-256 of the token (never the token itself),
+ * kept for a minute so a busy pod costs one review, not one per request. */
+#define REVIEW_CACHE 256
+#define REVIEW_TTL_MS 60000
+struct review_entry {
+	unsigned char hash[32];
+	char username[254];
+	bool authenticated;
+	uint64_t expires_ms;
+};
+
 struct cjob {
+	int kind;
 	uint64_t conn_id;
+	char *token;		/* JOB_REVIEW: wiped and freed with the job */
+	unsigned char hash[32];
+	bool authenticated;
+	char username[254];
+	char error[200];
 	char ns[64], pod[254], uid[40], sa[254];
 	struct mg_creds_result res;
 	int rc;
@@ -168,6 +190,8 @@ struct mg_proxy {
 	pthread_cond_t ccond;
 	struct cjob *cq, *cdone;
 	int cefd;
+	struct review_entry reviews[REVIEW_CACHE];
+	unsigned review_next;
 	int lfd[MAX_LISTENERS];
 	size_t nl;
 	struct conn *conns;
@@ -807,6 +831,33 @@ static int attach_upstream(struct conn *c)
 
 /* ---- credentials ---- */
 
+/* Worker side of a TokenReview: POSTs it with the daemon's credential. */
+static void do_review(struct mg_proxy *p, struct cjob *j)
+{
+	json_t *req = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "authentication.k8s.io/v1",
+				"kind", "TokenReview", "spec", "token", j->token);
+	char *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_t *resp = NULL, *st;
+	long status = 0;
+
+	json_decref(req); /* jansson keeps no copy past this; the body is wiped below */
+	j->rc = body ? mg_kube_post_json(p->o.review_kube, "/apis/authentication.k8s.io/v1/tokenreviews",
+					 body, &resp, &status, j->error, sizeof(j->error))
+		     : -ENOMEM;
+	if (body) {
+		explicit_bzero(body, strlen(body));
+		free(body);
+	}
+	if (!j->rc) {
+		st = json_object_get(resp, "status");
+		j->authenticated = json_is_true(json_object_get(st, "authenticated"));
+		snprintf(j->username, sizeof(j->username), "%s",
+			 json_string_value(json_object_get(json_object_get(st, "user"), "username"))
+				 ?: "");
+	}
+	json_decref(resp);
+}
+
 static void *creds_main(void *arg)
 {
 	struct mg_proxy *p = arg;
@@ -823,8 +874,12 @@ static void *creds_main(void *arg)
 		}
 		p->cq = j->next;
 		pthread_mutex_unlock(&p->cmu);
-		who = (struct mg_creds_subject){ j->ns, j->pod, j->uid, j->sa, NULL };
-		j->rc = mg_creds_get(p->o.creds, &who, &j->res);
+		if (j->kind == JOB_REVIEW) {
+			do_review(p, j);
+		} else {
+			who = (struct mg_creds_subject){ j->ns, j->pod, j->uid, j->sa, NULL };
+			j->rc = mg_creds_get(p->o.creds, &who, &j->res);
+		}
 		pthread_mutex_lock(&p->cmu);
 		j->next = p->cdone;
 		p->cdone = j;
@@ -836,14 +891,29 @@ static void *creds_main(void *arg)
 	return NULL;
 }
 
-/* Queues the credential fetch for <c>'s current request. 0 / -errno. */
-static int submit_creds(struct conn *c)
+static void job_free(struct cjob *j)
+{
+	if (j->token) {
+		explicit_bzero(j->token, strlen(j->token));
+		free(j->token);
+	}
+	mg_creds_result_free(&j->res);
+	free(j);
+}
+
+/* Queues a job for <c>'s current request: a credential fetch, or (with
+ * <token>, taken over) a TokenReview. 0 / -errno. */
+static int submit_job(struct conn *c, int kind, char *token, const unsigned char *hash)
 {
 	struct mg_proxy *p = c->p;
 	struct cjob *j = calloc(1, sizeof(*j)), **tail;
 
 	if (!j)
 		return -ENOMEM;
+	j->kind = kind;
+	j->token = token;
+	if (hash)
+		memcpy(j->hash, hash, 32);
 	j->conn_id = c->id;
 	snprintf(j->ns, sizeof(j->ns), "%s", c->ident.namespace);
 	snprintf(j->pod, sizeof(j->pod), "%s", c->ident.name);
@@ -859,6 +929,7 @@ static int submit_creds(struct conn *c)
 }
 
 static void pump(struct conn *c);
+static void review_arrived(struct conn *c, struct cjob *j);
 
 /* Completes the upstream head with the fetched credential and sends the
  * request on its way, or refuses it: never a fallback to another credential. */
@@ -924,11 +995,105 @@ static void on_creds_done(struct mg_loop *loop, int fd, uint32_t events, void *d
 		for (c = p->conns; c && c->id != j->conn_id; c = c->next)
 			;
 		/* The client may have gone meanwhile: then the result is dropped. */
-		if (c && c->x.active && c->x.creds_wait)
+		if (c && c->x.active && j->kind == JOB_CREDS && c->x.creds_wait)
 			creds_arrived(c, j);
-		mg_creds_result_free(&j->res);
-		free(j);
+		else if (c && c->x.active && j->kind == JOB_REVIEW && c->x.review_wait)
+			review_arrived(c, j);
+		job_free(j);
 	}
+}
+
+static bool after_review(struct conn *c);
+
+/* The pod's own token must belong to the pod's ServiceAccount: the kernel
+ * says which pod is talking, the token must agree. */
+static bool review_verdict(struct conn *c, bool authenticated, const char *username)
+{
+	char want[400], msg[600];
+
+	snprintf(want, sizeof(want), "system:serviceaccount:%s:%s", c->ident.namespace,
+		 c->ident.service_account);
+	if (authenticated && c->ident.known && !strcmp(username, want))
+		return true;
+	c->p->st.review_failed++;
+	mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:b,s:s,s:s}", "event", "token_review_failed",
+				      "conn", (json_int_t)c->id, "pod", pod_json(c), "authenticated",
+				      authenticated, "tokenUser", username, "expected", want));
+	snprintf(msg, sizeof(msg),
+		 "mcpgate: the bearer token does not belong to this pod's ServiceAccount (%s)", want);
+	c->c_eof = true;
+	reply_status(c, 401, msg);
+	return false;
+}
+
+static struct review_entry *review_find(struct mg_proxy *p, const unsigned char *hash)
+{
+	uint64_t now = now_ms();
+
+	for (size_t i = 0; i < REVIEW_CACHE; i++)
+		if (p->reviews[i].expires_ms > now && !memcmp(p->reviews[i].hash, hash, 32))
+			return &p->reviews[i];
+	return NULL;
+}
+
+/* Checks the request's bearer token (from <req>, before it is dropped)
+ * against the cache, or sends it to the worker for a TokenReview. */
+static bool review_gate(struct conn *c, const struct mg_http_req *req)
+{
+	struct mg_str auth = mg_http_header(req->headers, req->n_headers, MG_STR("authorization"));
+	unsigned char hash[32];
+	struct review_entry *e;
+	char *tok;
+
+	if (auth.len <= 7 || strncasecmp(auth.ptr, "bearer ", 7)) {
+		c->c_eof = true;
+		reply_status(c, 401, "mcpgate: a bearer token is required (token review is on)");
+		return true;
+	}
+	auth.ptr += 7;
+	auth.len -= 7;
+	while (auth.len && *auth.ptr == ' ') {
+		auth.ptr++;
+		auth.len--;
+	}
+	SHA256((const unsigned char *)auth.ptr, auth.len, hash);
+	e = review_find(c->p, hash);
+	if (e) {
+		if (review_verdict(c, e->authenticated, e->username))
+			return after_review(c);
+		return true;
+	}
+	tok = strndup(auth.ptr, auth.len);
+	if (!tok || submit_job(c, JOB_REVIEW, tok, hash)) {
+		free(tok);
+		reply_status(c, 503, "mcpgate: token review unavailable");
+		return true;
+	}
+	c->x.review_wait = true;
+	return true;
+}
+
+static void review_arrived(struct conn *c, struct cjob *j)
+{
+	struct mg_proxy *p = c->p;
+
+	c->x.review_wait = false;
+	if (j->rc) {
+		mg_log_json("warn", json_pack("{s:s,s:I,s:s}", "event", "token_review_error", "conn",
+					      (json_int_t)c->id, "error", j->error));
+		c->c_eof = true;
+		reply_status(c, 503, "mcpgate: token review failed; refusing the request");
+	} else {
+		struct review_entry *e = &p->reviews[p->review_next++ % REVIEW_CACHE];
+
+		memcpy(e->hash, j->hash, 32);
+		snprintf(e->username, sizeof(e->username), "%s", j->username);
+		e->authenticated = j->authenticated;
+		e->expires_ms = now_ms() + REVIEW_TTL_MS;
+		if (review_verdict(c, j->authenticated, j->username))
+			after_review(c);
+	}
+	pump(c);
 }
 
 /* Tries to parse a request head from cin and start its exchange. */
@@ -1019,12 +1184,21 @@ static bool start_exchange(struct conn *c)
 		reply_status(c, 431, "mcpgate: request head too large");
 		return true;
 	}
+	if (c->p->o.review_kube)
+		return review_gate(c, &req);
+	return after_review(c);
+}
+
+/* Once the pod's token is known good (or not checked): fetch the
+ * credential, or go upstream with the daemon's. */
+static bool after_review(struct conn *c)
+{
 	if (c->p->o.creds) {
-		if (submit_creds(c)) {
+		if (submit_job(c, JOB_CREDS, NULL, NULL)) {
 			reply_status(c, 503, "mcpgate: credential worker unavailable");
 			return true;
 		}
-		x->creds_wait = true;
+		c->x.creds_wait = true;
 		return true;
 	}
 	if (!c->up && attach_upstream(c)) {
@@ -1042,7 +1216,7 @@ static bool forward_request_body(struct conn *c)
 	struct exch *x = &c->x;
 	bool progress = false;
 
-	while (!x->req_done && !x->creds_wait && mg_buf_size(&c->cin) &&
+	while (!x->req_done && !x->creds_wait && !x->review_wait && mg_buf_size(&c->cin) &&
 	       mg_buf_room(&c->uout) > 64) {
 		size_t room = mg_buf_room(&c->uout) - 32;
 
@@ -2031,7 +2205,7 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 		free(p);
 		return rc;
 	}
-	if (p->o.creds) {
+	if (p->o.creds || p->o.review_kube) {
 		int rc;
 
 		p->cefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -2078,9 +2252,9 @@ void mg_proxy_free(struct mg_proxy *p)
 	for (struct cjob *lists[2] = { p->cq, p->cdone }, *j, **l = lists; l < lists + 2; l++)
 		while ((j = *l)) {
 			*l = j->next;
-			mg_creds_result_free(&j->res);
-			free(j);
+			job_free(j);
 		}
+	explicit_bzero(p->reviews, sizeof(p->reviews));
 	if (p->cefd >= 0) {
 		mg_loop_del_fd(p->o.loop, p->cefd);
 		close(p->cefd);

@@ -56,6 +56,8 @@ struct mg_config {
 	unsigned sa_expiration;
 	char impersonate_user[256];
 	char impersonate_groups[512];	/* comma-separated */
+	char mask_config[512];		/* masking configuration (JSON); "" = defaults */
+	bool token_review;		/* check the pod's own token with TokenReview */
 };
 
 /**

@@ -34,6 +34,14 @@ void mg_kube_free(struct mg_kube *k);
 int mg_kube_get_json(struct mg_kube *k, const char *path, json_t **out, long *status,
 		     char *errbuf, size_t errlen);
 
+/**
+ * POSTs the JSON <body> to <path> and parses the answer like
+ * mg_kube_get_json() (2xx only). The body may hold a secret (a TokenReview
+ * carries a token): it is never logged.
+ */
+int mg_kube_post_json(struct mg_kube *k, const char *path, const char *body, json_t **out,
+		      long *status, char *errbuf, size_t errlen);
+
 /** Called for each complete line of a streamed body; nonzero stops. */
 typedef int mg_kube_line_cb(void *data, const char *line, size_t len);
 

@@ -19,6 +19,7 @@
 #include "mcpgate/abi.h"
 
 struct mg_creds;
+struct mg_kube;
 struct mg_mask_cfg;
 struct mg_loop;
 struct mg_loader;
@@ -39,6 +40,7 @@ struct mg_proxy_opts {
 	const char *token_file;			/* the daemon's credential (re-read on change) */
 	struct mg_creds *creds;			/* upstream credential provider; NULL: token_file */
 	const struct mg_mask_cfg *mask_cfg;	/* what responses mask; NULL: defaults */
+	struct mg_kube *review_kube;		/* TokenReview of the pod's own token; NULL: off */
 	unsigned connect_timeout_ms;		/* upstream connect + TLS; default 5000 */
 	unsigned header_timeout_ms;		/* a request head must arrive in; default 30000 */
 	unsigned idle_timeout_ms;		/* keep-alive idle; default 90000 */
@@ -58,6 +60,7 @@ struct mg_proxy_stats {
 	uint64_t pool_reused;		/* requests sent on a pooled connection */
 	uint64_t creds_failed;		/* requests refused: no upstream credential */
 	uint64_t mask_failed;		/* responses stopped: could not be masked safely */
+	uint64_t review_failed;		/* requests refused: the pod's token is not its own */
 	uint64_t bytes_up, bytes_down;
 };
 

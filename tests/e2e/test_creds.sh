@@ -25,7 +25,12 @@ cat >"$RIG_DIR/extra-state.json" <<'JSON'
 {"namespaces": [{"metadata": {"name": "mcpgate"}}],
  "serviceaccounts": [{"metadata": {"name": "executor", "namespace": "mcpgate"}}]}
 JSON
-rig_fakeapi --eks-cluster e2e-cluster --eks-sts-host 10.97.0.10
+# The fake API knows the pods' own tokens: agent's belongs to its own
+# ServiceAccount, agent2's (for the token review case) to agent's.
+TOKEN2=$(cat "$RIG_DIR/pods/agent2/run/secrets/kubernetes.io/serviceaccount/token")
+rig_fakeapi --eks-cluster e2e-cluster --eks-sts-host 10.97.0.10 \
+	--token "$TOKEN=system:serviceaccount:default:mcp-agent" \
+	--token "$TOKEN2=system:serviceaccount:default:mcp-agent"
 last_user() { grep "$1" "$REQLOG" | tail -1 | $RIG_PY -c 'import json,sys; print(json.loads(sys.stdin.readline()).get("user"))'; }
 
 # ---- eks: AssumeRole into the rule's role, token signed with the session ----
@@ -84,5 +89,17 @@ check "impersonate: Impersonate-User is the pod's ServiceAccount, not what the p
 	grep -qi '"impersonate-user", "system:serviceaccount:default:mcp-agent"' <<<"$line"
 check "impersonate: the group from the config" grep -qi '"impersonate-group", "mcpgate:agents"' <<<"$line"
 check "impersonate: the pod uid as an extra" grep -qi "impersonate-extra-mcpgate.io%2fpod-uid\", \"$(pod_var agent UID)" <<<"$line"
-check "the pod's token reached nothing, in any mode" test -z "$(grep -F "$TOKEN" "$REQLOG" "$RIG_DIR"/mcpgated.*.log)"
+# ---- the pod's own token, checked with a TokenReview ----
+rig_kill_pid "$RIG_DAEMON_PID"
+rig_daemon --token-review true || fail "mcpgated (token review) starts"
+out=$(in_pod agent "$K" get pods -l marker=tr1 2>&1)
+check "token review: the pod's own ServiceAccount token passes" grep -q 'No resources found' <<<"$out"
+check "token review: a TokenReview was sent" grep -q '/apis/authentication.k8s.io/v1/tokenreviews' "$REQLOG"
+out=$(in_pod agent2 "$K" get pods -l marker=tr2 2>&1)
+check "token review: another ServiceAccount's token -> 401 ($(tail -n1 <<<"$out"))" grep -qiE 'Unauthorized|logged in|401' <<<"$out"
+check "token review: recorded" grep -q '"event":"token_review_failed".*"expected":"system:serviceaccount:default:mcp-agent2"' "$RIG_DAEMON_LOG"
+check "token review: nothing forwarded for the refused pod" test -z "$(grep 'marker%3Dtr2' "$REQLOG")"
+# (the TokenReview body carries the token by design: exclude that one request)
+check "the pod's token reached nothing, in any mode" \
+	test -z "$(grep -v '/tokenreviews' "$REQLOG" | grep -F "$TOKEN"; grep -F "$TOKEN" "$RIG_DIR"/mcpgated.*.log)"
 summary
