@@ -373,15 +373,19 @@ void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
 	fprintf(f, "# HELP mcpgate_requests_total Requests, by verb, resource, code and decision.\n"
 		   "# TYPE mcpgate_requests_total counter\n");
 	for (size_t i = 0; i < MET_SLOTS; i++) {
-		char k[160], *verb, *res, *code, *dec, *save = NULL;
+		char k[160], *f_[4] = { NULL, NULL, NULL, NULL }, *q;
+		int nf = 0;
 
 		if (!p->met[i].key[0])
 			continue;
+		/* verb|resource|code|decision; any field may be empty */
 		snprintf(k, sizeof(k), "%s", p->met[i].key);
-		verb = strtok_r(k, "|", &save);
-		res = strtok_r(NULL, "|", &save);
-		code = strtok_r(NULL, "|", &save);
-		dec = strtok_r(NULL, "|", &save);
+		for (q = k, f_[nf++] = k; *q && nf < 4; q++)
+			if (*q == '|') {
+				*q = '\0';
+				f_[nf++] = q + 1;
+			}
+		char *verb = f_[0], *res = f_[1], *code = f_[2], *dec = f_[3];
 		fprintf(f,
 			"mcpgate_requests_total{verb=\"%s\",resource=\"%s\",code=\"%s\","
 			"decision=\"%s\"} %llu\n",

@@ -58,7 +58,11 @@ for line in open(sys.argv[1]):
         p = e["pod"]
         print("  connect  pod %s/%s (uid %s, sa %s) pid %s -> %s" % (p["namespace"], p["name"], p["uid"][:8], p["serviceAccount"], e["pid"], e["orig_dst"]))
     elif ev == "request":
-        print("  request  %-6s %-60.60s %s %6.2f ms  audit %s" % (e["method"], e["path"], e["status"], e["latencyMs"], e["auditID"][:8]))
+        r = e.get("request", {})
+        print("  request  %-6s %-55.55s %s %6.2f ms  %s %s" % (e["method"], e["path"], e["status"], e["latencyMs"], r.get("verb", ""), r.get("resource", "")))
+        m = e.get("masked") or {}
+        if m.get("secretFields") or m.get("detectors"):
+            print("           masked: %d secret value(s) in %d Secret(s); detector hits %s" % (m.get("secretFields", 0), m.get("secrets", 0), m.get("detectors") or {}))
     elif ev in ("intercept", "api_endpoints", "attached"):
         print("  %-8s %s" % (ev, {k: v for k, v in e.items() if k not in ("ts", "level", "event")}))
 PY
