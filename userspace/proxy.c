@@ -1418,8 +1418,8 @@ static int choose_mask(struct conn *c, const struct mg_http_resp *resp)
 	    (x->resp_body == MG_HTTP_BODY_LENGTH && x->resp_left == 0))
 		return 0;
 	ct = resp->has_content_type ? mg_mask_content_type(resp->content_type) : MG_MASK_CT_REFUSE;
-	if (ct == MG_MASK_CT_REFUSE && !resource)
-		return 0; /* /openapi, /metrics, ...: no API objects in there */
+	if (!resource && (ct == MG_MASK_CT_REFUSE || ct == MG_MASK_CT_PROTOBUF))
+		return 0; /* /openapi/v2 (protobuf), /metrics, ...: no API objects in there */
 	if (ct == MG_MASK_CT_PROTOBUF || ct == MG_MASK_CT_REFUSE) {
 		snprintf(why, sizeof(why), "content type %.*s", (int)resp->content_type.len,
 			 resp->content_type.ptr ? resp->content_type.ptr : "");

@@ -1,16 +1,57 @@
 #!/usr/bin/python3
 """fakeapi.py: a small fake Kubernetes API server for mcpgate's e2e tests and demo.
 
-  fakeapi.py --listen ADDR:PORT [--listen [V6]:PORT ...] --cert F --key F --state state.json
-             --log requests.jsonl --token TOK[=user] ... [--version 1.33] [--ready-file F]
-             [--control-token TOK] [--bookmark-interval S] [--gzip-min BYTES]
+  fakeapi.py --listen ADDR:PORT [--listen [V6]:PORT ...] [--cert F --key F] --state state.json
+             --log requests.jsonl --token TOK[=USER] ... [--version 1.33] [--ready-file F]
+             [--control-token TOK] [--discovery aggregated|legacy] [--bookmark-interval S]
+             [--log-tick S] [--gzip-min BYTES] [--eks-cluster ID --eks-sts-host H ...]
 
 Real, unmodified clients (kubectl 1.27..1.33, the Python and JavaScript clients,
 mcp-server-kubernetes) talk to it, so it follows the API server's wire behaviour: HTTP/1.1
-keep-alive, discovery (legacy and aggregated v2/v2beta1), lists with a global
-resourceVersion, watches (chunked, one event per chunk, bookmarks, timeoutSeconds), Tables,
-Status errors, pods/log (follow), pods/exec over WebSocket (v4/v5.channel.k8s.io) and SPDY/3.1,
-TokenReview and TokenRequest. Every request is logged as one JSON line before its body is sent.
+keep-alive (ALPN http/1.1), discovery (legacy, and aggregated v2beta1 from 1.26 / v2 from 1.30
+as --version says), OpenAPI v3 (and v2 in protobuf) enough for kubectl's server-side field
+validation, lists with one global resourceVersion (limit/continue), watches (chunked, one event
+per chunk, resourceVersion replay, 410 Expired, bookmarks, sendInitialEvents, timeoutSeconds),
+field/label selectors, Tables (columns on the first watch event only), PartialObjectMetadata,
+create/update/patch (merge, strategic, JSON, apply)/delete/deletecollection, Status errors
+whose code is the HTTP status, Audit-Id (echoes Audit-ID), gzip of bodies >= --gzip-min,
+protobuf request bodies for the kinds kubectl 1.33's typed clients send (fakeapi_proto.py),
+pods/log (follow: the lines, then "tick N" every --log-tick s), pods/exec and attach over
+WebSocket (v5/v4/... channel.k8s.io) and SPDY/3.1 with a builtin command interpreter
+(fakeapi_exec.py), TokenReview, TokenRequest (the token is then accepted), self-subject
+reviews (everything is allowed), CRDs (served once created). Responses are JSON even when
+protobuf is acceptable (clients fall back). Impersonate-* headers are ignored.
+
+Auth: "Authorization: Bearer TOK" (any case of the scheme) with a --token, a TokenRequest
+token (until it expires) or, with --eks-cluster, a valid EKS token; /version, /healthz, /livez,
+/readyz answer without credentials; anything else, or a credential that does not verify
+(on any path), is a 401 Status.
+
+Every request is logged to --log as one JSON line (flushed) when its response starts: ts,
+method, path (raw target), headers ([name, value] as received, names lowercased), user,
+authorization (the raw header), body (first 4 KiB, UTF-8 with replacement; body_base64 too
+when it is binary), status (101 for upgrades, 499 when the client left before an answer),
+remote. --ready-file is written once listening: {"pid", "listen": ["ADDR:PORT"...]} (port 0
+picks a free port).
+
+State (JSON; every list optional): {"nodeName": "node1", "namespaces": [...], "nodes": [...],
+"pods": [...], "secrets": [...], "configmaps": [...], "services": [...],
+"serviceaccounts": [...], "events": [...], "endpoints": [...], "endpointslices": [...],
+"deployments": [...], "replicasets": [...], "leases": [...], "customresourcedefinitions": [...],
+"logs": {"ns/pod" or "ns/pod/container": ["line", ...]},
+"exec": {"files": {PATH: TEXT}, "pods": {"ns/pod": {PATH: TEXT}}}}. Objects get what the API
+server fills (kind, apiVersion, uid, creationTimestamp 5 minutes ago, resourceVersion, pod
+status...); the uids and timestamps given are kept. Namespaces the objects use, default and
+kube-* namespaces, a node per nodeName, a "default" ServiceAccount per namespace, the pods'
+ServiceAccounts and the default/kubernetes Service are created when missing.
+
+Control endpoint for tests (only with "Authorization: Bearer <--control-token>"):
+  POST /_fake/pods or /_fake/objects   an object, a list, or {"items": [...]} (kind defaults to
+                                       Pod; uids kept) -> 201 {"items": [created...]}
+  POST /_fake/logs       {"ns/pod": ["line", ...]}: appended, followers get them at once
+  POST /_fake/logs/end   {"pods": ["ns/pod"]}: ends the followers of those pods' logs
+  POST /_fake/tokens     {"TOKEN": "user"}: one more accepted token
+  GET  /_fake/log        the request log;  GET /_fake/state  every object and the current RV
 
 Python 3 standard library only; one thread per connection."""
 import argparse
@@ -18,10 +59,8 @@ import base64
 import copy
 import datetime
 import gzip
-import hashlib
 import json
 import os
-import random
 import select
 import socket
 import ssl
@@ -37,7 +76,6 @@ if __name__ == "__main__":
     # The helper modules import "fakeapi": make that name this very module, not a second copy.
     sys.modules.setdefault("fakeapi", sys.modules[__name__])
 import fakeapi_store as fs  # noqa: E402
-import fakeapi_tables as ft  # noqa: E402
 
 MAX_LINE = 64 * 1024
 MAX_HEADERS = 256
@@ -333,9 +371,9 @@ class Server:
             ns = obj["metadata"].get("namespace", "default") if rt.namespaced else ""
             if rt.namespaced and ns not in st._ns_names():
                 st.create(st.types[("", "namespaces")], {"metadata": {
-                    "name": ns, "creationTimestamp": created}}, "")
+                    "name": ns, "creationTimestamp": created}}, "", keep_system=True)
             try:
-                st.create(rt, obj, ns)
+                st.create(rt, obj, ns, keep_system=True)
             except fs.Conflict:
                 pass
 
@@ -413,12 +451,22 @@ class Server:
         req.logged = True
         if not self.logf:
             return
-        rec = {"ts": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="milliseconds"),
+        now = datetime.datetime.now(datetime.timezone.utc)
+        rec = {"ts": now.isoformat(timespec="milliseconds"),
                "method": req.method, "path": req.target,
                "headers": [[k, v] for k, v in req.headers], "user": req.user,
                "authorization": req.authorization,
                "body": req.body[:4096].decode("utf-8", "replace"), "status": status,
                "remote": conn.remote}
+        head = req.body[:4096]
+        try:
+            head.decode("utf-8")
+            binary = any(c < 0x20 and c not in (9, 10, 13) for c in head)
+        except UnicodeDecodeError:
+            binary = True
+        if binary:
+            # Binary (protobuf) bodies: the exact bytes too, so tests can decode them.
+            rec["body_base64"] = base64.b64encode(head).decode()
         line = json.dumps(rec) + "\n"
         with self.log_lock:
             self.logf.write(line)
@@ -511,6 +559,7 @@ class Conn:
         self.server, self.sock, self.remote = server, sock, remote
         self.reader = Reader(sock)
         self.keep_alive = True
+        self.head_only = False
         self.wlock = threading.Lock()
 
     def send(self, data):
@@ -594,13 +643,17 @@ class Conn:
         self.server.log_request(self, req, code)
         head = "HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, "Status")) + "".join(
             "%s: %s\r\n" % kv for kv in h) + "\r\n"
+        self.head_only = req.method == "HEAD"
         self.send(head.encode("latin-1"))
 
     def chunk(self, data):
-        if data:
+        if data and not self.head_only:
             self.send(b"%x\r\n" % len(data) + data + b"\r\n")
 
     def end_stream(self):
+        if self.head_only:
+            self.head_only = False
+            return
         self.send(b"0\r\n\r\n")
 
 

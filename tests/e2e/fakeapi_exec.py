@@ -19,7 +19,6 @@ import struct
 import time
 import zlib
 
-import fakeapi_store as fs
 from fakeapi import HTTPError, ClientGone, parse_bool
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -203,9 +202,35 @@ def run_argv(p, argv):
     raise LookupError(argv[0])
 
 
+def expand(script, env):
+    """$NAME and ${NAME} from the environment, outside single quotes (no other expansion)."""
+    out, i, quote = [], 0, None
+    while i < len(script):
+        ch = script[i]
+        if ch == "'" and quote != '"':
+            quote = None if quote == "'" else "'"
+        elif ch == '"' and quote != "'":
+            quote = None if quote == '"' else '"'
+        elif ch == "\\" and quote != "'" and i + 1 < len(script):
+            out.append(script[i:i + 2])
+            i += 2
+            continue
+        elif ch == "$" and quote != "'":
+            m = re.match(r"\$(?:\{([A-Za-z_][A-Za-z0-9_]*)\}|([A-Za-z_][A-Za-z0-9_]*))",
+                         script[i:])
+            if m:
+                out.append(env.get(m.group(1) or m.group(2), ""))
+                i += m.end()
+                continue
+        out.append(ch)
+        i += 1
+    return "".join(out)
+
+
 def run_script(p, script, top=True):
     """A tiny subset of sh: commands split by ; && || and |, with shlex quoting, and the
-    redirections N>&M and N>/dev/null."""
+    redirections N>&M and N>/dev/null, and $VAR expansion."""
+    script = expand(script, p.env)
     script = re.sub(r"(?<![\w>&])([12]?)>&([12])\b", lambda m: " __redir_%s_%s " % (
         m.group(1) or "1", m.group(2)), script)
     script = re.sub(r"(?<![\w>&])([12]?)>\s*/dev/null\b", lambda m: " __null_%s " % (

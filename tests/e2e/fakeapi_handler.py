@@ -30,8 +30,8 @@ PUBLIC_PATHS = ("/version", "/version/", "/healthz", "/livez", "/readyz",
                 "/.well-known/openid-configuration", "/openid/v1/jwks")
 
 BUILTIN_GROUPS = ("", "apps", "batch", "discovery.k8s.io", "coordination.k8s.io",
-                  "rbac.authorization.k8s.io", "apiextensions.k8s.io", "authentication.k8s.io",
-                  "authorization.k8s.io")
+                  "rbac.authorization.k8s.io", "apiextensions.k8s.io", "networking.k8s.io",
+                  "authentication.k8s.io", "authorization.k8s.io")
 
 _TICKS = {"n": 0}
 _tick_lock = threading.Lock()
@@ -146,12 +146,21 @@ class Handler:
     def discovery_root(self, core):
         req = self.req
         agg = None
+        # Aggregated discovery: v2beta1 from 1.26 (on by default from 1.27), v2 from 1.30;
+        # --discovery legacy serves only the per-group-version documents, as older servers do.
+        minor = int(self.srv.minor)
+        served = set()
+        if self.srv.args.discovery != "legacy":
+            if minor >= 26:
+                served.add("v2beta1")
+            if minor >= 30:
+                served.add("v2")
         for typ, params in parse_accept(req.header("accept")):
             if typ in ("application/json", "*/*", "application/*") and params.get("as") is None:
                 break
             if (typ == "application/json" and params.get("g") == "apidiscovery.k8s.io" and
                     params.get("as") == "APIGroupDiscoveryList" and
-                    params.get("v") in ("v2", "v2beta1")):
+                    params.get("v") in served):
                 agg = params["v"]
                 break
         if agg:
@@ -254,9 +263,99 @@ class Handler:
                 "metadata": {}, "items": items}
 
     def openapi(self, parts):
-        # No schemas are served; clients fall back (kubectl validation: --validate=false is not
-        # needed for the commands the tests run, which do not validate against OpenAPI).
-        raise self.page_not_found()
+        """OpenAPI v3 as far as kubectl needs it: the root lists the group versions, and each
+        group version's document has, per resource, the paths with their operations, the
+        x-kubernetes-group-version-kind extension and the fieldValidation query parameter, so
+        `kubectl apply/create -f` uses server-side field validation. No schemas. /openapi/v2
+        is the same in gnostic protobuf, the only form kubectl asks it in."""
+        if parts == ["v2"]:
+            return self.openapi_v2()
+        if not parts or parts[0] != "v3":
+            raise self.page_not_found()
+        gvs = {}
+        for g, vs in self.groups().items():
+            for v in vs:
+                gvs[("api/" + v) if not g else "apis/%s/%s" % (g, v)] = (g, v)
+        if len(parts) == 1:
+            paths = {}
+            for key, (g, v) in gvs.items():
+                h = hashlib.sha512(json.dumps(self.openapi_gv(g, v), sort_keys=True).encode())
+                paths[key] = {"serverRelativeURL": "/openapi/v3/%s?hash=%s" % (
+                    key, h.hexdigest().upper()[:128])}
+            return self.conn.send_json(self.req, 200, {"paths": paths})
+        key = "/".join(parts[1:])
+        if key not in gvs:
+            raise self.page_not_found()
+        body = jdump(self.openapi_gv(*gvs[key]))
+        hdrs = [("Etag", '"%s"' % hashlib.sha512(body).hexdigest().upper()[:128])]
+        if self.req.q("hash"):
+            hdrs.append(("Cache-Control", "public, immutable"))
+            hdrs.append(("Expires", "Fri, 01 Jan 2100 00:00:00 GMT"))
+        return self.conn.respond(self.req, 200, body, "application/json", hdrs)
+
+    def openapi_v2(self):
+        import fakeapi_proto
+        ops = []
+        for g, vs in self.groups().items():
+            for v in vs:
+                prefix = "/api/" + v if not g else "/apis/%s/%s" % (g, v)
+                for rt in self.types_of(g, v):
+                    if rt.storable:
+                        ns = "/namespaces/{namespace}" if rt.namespaced else ""
+                        ops.append((prefix + ns + "/" + rt.plural + "/{name}", g, v, rt.kind))
+        accept = self.req.header("accept") or ""
+        if "protobuf" in accept:
+            body = fakeapi_proto.openapi_v2(self.srv.git_version, ops)
+            # kube-openapi answers this media type with "." for "@" (Go's mime parser
+            # rejects "@").
+            ctype = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+        else:
+            body = jdump({"swagger": "2.0", "info": {"title": "Kubernetes",
+                                                     "version": self.srv.git_version},
+                          "paths": {p: {"patch": {
+                              "description": "partially update the specified " + k,
+                              "operationId": "patch" + k, "parameters": [{
+                                  "uniqueItems": True, "type": "string",
+                                  "name": "fieldValidation", "in": "query"}],
+                              "responses": {"200": {"description": "OK"}},
+                              "x-kubernetes-action": "patch",
+                              "x-kubernetes-group-version-kind": {"group": g, "kind": k,
+                                                                  "version": v}}}
+                              for p, g, v, k in ops}})
+            ctype = "application/json"
+        return self.conn.respond(self.req, 200, body, ctype, [("Etag", '"%s"' % hashlib.sha512(
+            body).hexdigest().upper()[:128]), ("Vary", "Accept")])
+
+    def openapi_gv(self, g, v):
+        fv = {"name": "fieldValidation", "in": "query", "description": "fieldValidation "
+              "instructs the server on how to handle objects in the request containing unknown "
+              "or duplicate fields.", "schema": {"type": "string", "uniqueItems": True}}
+        paths = {}
+        prefix = "/api/" + v if not g else "/apis/%s/%s" % (g, v)
+        for rt in self.types_of(g, v):
+            gvk = {"group": g, "version": v, "kind": rt.kind}
+            ns = "/namespaces/{namespace}" if rt.namespaced else ""
+
+            def op(action, params=()):
+                return {"description": "%s %s" % (action, rt.kind), "operationId": action +
+                        rt.kind, "parameters": list(params), "responses": {
+                            "200": {"description": "OK"}, "401": {"description": "Unauthorized"}},
+                        "x-kubernetes-action": action, "x-kubernetes-group-version-kind": gvk}
+            coll = {}
+            if "list" in rt.verbs:
+                coll["get"] = op("list")
+            if "create" in rt.verbs:
+                coll["post"] = op("post", [fv])
+            if "deletecollection" in rt.verbs:
+                coll["delete"] = op("deletecollection")
+            paths[prefix + ns + "/" + rt.plural] = coll
+            if rt.storable:
+                paths[prefix + ns + "/" + rt.plural + "/{name}"] = {
+                    "get": op("get"), "put": op("put", [fv]), "patch": op("patch", [fv]),
+                    "delete": op("delete")}
+        return {"openapi": "3.0.0", "info": {"title": "Kubernetes", "version":
+                                             self.srv.git_version},
+                "paths": paths, "components": {"schemas": {}}}
 
     # ---- resource requests ----
     def resource_request(self, group, version, parts):
@@ -323,11 +422,30 @@ class Handler:
         raise HTTPError(405, "MethodNotAllowed", "the server does not allow this method on the "
                         "requested resource")
 
+    def qint(self, name):
+        """An integer query parameter (None when absent); 400 when it is not one."""
+        v = self.req.q(name)
+        if v is None or v == "":
+            return None
+        try:
+            return int(v)
+        except ValueError:
+            raise HTTPError(400, "BadRequest", 'strconv.ParseInt: parsing "%s": invalid syntax'
+                            % v)
+
     def err(self, c):
         return HTTPError(c.code, c.reason, c.message, c.details)
 
     def body_json(self, any_type=False):
         ctype = (self.req.header("content-type") or "application/json").split(";")[0].strip()
+        if ctype == "application/vnd.kubernetes.protobuf" and not any_type:
+            import fakeapi_proto
+            try:
+                return fakeapi_proto.decode(self.req.body)
+            except fakeapi_proto.ProtoError as e:
+                raise HTTPError(415, "UnsupportedMediaType", "the body of the request was in an "
+                                "unknown format: %s (the fake decodes protobuf for a few kinds "
+                                "only; send application/json)" % e)
         if not any_type and ctype not in ("application/json", "application/merge-patch+json",
                          "application/strategic-merge-patch+json", "application/json-patch+json",
                          "application/apply-patch+yaml", "application/yaml", "*/*", ""):
@@ -343,6 +461,12 @@ class Handler:
     def check_kind(self, rt, obj):
         if not isinstance(obj, dict):
             raise HTTPError(400, "BadRequest", "the object provided is not a JSON object")
+        meta = obj.get("metadata")
+        if meta is not None and (not isinstance(meta, dict) or not all(
+                isinstance(meta.get(f, ""), str) for f in ("name", "namespace",
+                                                           "generateName"))):
+            raise HTTPError(400, "BadRequest", "json: cannot unmarshal metadata into Go struct "
+                            "field %s.metadata of type v1.ObjectMeta" % rt.kind)
         k, av = obj.get("kind"), obj.get("apiVersion")
         if (k and k != rt.kind) or (av and av != rt.gv):
             raise HTTPError(400, "BadRequest", "the API version in the data (%s) does not match "
@@ -375,7 +499,7 @@ class Handler:
         as_, gv = negotiate(req, ("Table", "PartialObjectMetadataList"))
         items, rv = self.store.list(rt, ns, lsel, fsel)
         meta = {"resourceVersion": rv}
-        limit = int(req.q("limit", "0") or 0)
+        limit = self.qint("limit") or 0
         start = 0
         cont = req.q("continue")
         if cont:
@@ -520,15 +644,11 @@ class Handler:
     def delete_options(self):
         opts = {}
         if self.req.body.strip():
-            try:
-                opts = json.loads(self.req.body)
-            except ValueError as e:
-                raise HTTPError(400, "BadRequest", "the body of the request could not be decoded:"
-                                " %s" % e)
+            opts = self.body_json()
         if not isinstance(opts, dict):
             opts = {}
         if self.req.q("gracePeriodSeconds") is not None:
-            opts["gracePeriodSeconds"] = int(self.req.q("gracePeriodSeconds"))
+            opts["gracePeriodSeconds"] = self.qint("gracePeriodSeconds")
         if self.req.q("propagationPolicy"):
             opts["propagationPolicy"] = self.req.q("propagationPolicy")
         if self.req.qall("dryRun") or opts.get("dryRun"):
@@ -571,8 +691,8 @@ class Handler:
                         "spec", {}).get("names", {}).get("plural"):
                     self.store.remove_type(key)
         return self.conn.send_json(self.req, 200, status_obj(
-            200, "", "", {"name": name, "group": rt.group, "kind": rt.plural,
-                          "uid": gone["metadata"].get("uid")}, status="Success"))
+            200, "", "", dict(fs._details(rt, name), uid=gone["metadata"].get("uid")),
+            status="Success"))
 
     def delete_collection(self, rt, ns):
         if "deletecollection" not in rt.verbs:
@@ -611,7 +731,7 @@ class Handler:
                             "sendInitialEvents: Forbidden: sendInitialEvents is forbidden for "
                             "watch unless the WatchList feature gate is enabled")
         t = req.q("timeoutSeconds")
-        timeout = int(t) if t else int(1800 * (1 + random.random()))
+        timeout = self.qint("timeoutSeconds") if t else int(1800 * (1 + random.random()))
         deadline = time.monotonic() + timeout
         with st.cond:
             if send_initial:
@@ -628,11 +748,16 @@ class Handler:
                 too_old = pos < st.compacted
         self.conn.start_stream(req, "application/json")
 
+        first_table = [True]
+
         def emit(typ, obj):
             if typ in ("BOOKMARK", "ERROR") or as_ == "":
                 o = obj
             elif as_ == "Table":
-                o = ft.table(rt, [obj], include, None, gv)
+                # As the API server does: column definitions on the first event only (then
+                # TableOptions.NoHeaders, which leaves them null).
+                o = ft.table(rt, [obj], include, None, gv, columns=first_table[0])
+                first_table[0] = False
             else:
                 o = ft.partial(obj, gv)
             self.conn.chunk(jdump({"type": typ, "object": o}))
@@ -798,13 +923,13 @@ class Handler:
         stamps = parse_bool(req.q("timestamps", ""))
         tail = req.q("tailLines")
         limit = req.q("limitBytes")
-        limit = int(limit) if limit else None
+        limit = self.qint("limitBytes")
         key = self.log_lines(ns, name, c)
         with srv.log_cond:
             lines = list(srv.logs.get(key, []))
         idx = len(lines)
         if tail is not None:
-            n = int(tail)
+            n = self.qint("tailLines")
             lines = lines[-n:] if n > 0 else []
         self.conn.start_stream(req, "text/plain")
         sent = [0]
@@ -918,15 +1043,18 @@ class Handler:
                       "name": sa, "uid": sa_obj["metadata"]["uid"]}},
                   "nbf": now, "sub": user}
         bref = spec.get("boundObjectRef")
+        extra = {"authentication.kubernetes.io/credential-id": ["JTI=" + claims["jti"]]}
         if bref and bref.get("kind") == "Pod":
             claims["kubernetes.io"]["pod"] = {"name": bref.get("name"), "uid": bref.get("uid")}
+            extra["authentication.kubernetes.io/pod-name"] = [bref.get("name") or ""]
+            extra["authentication.kubernetes.io/pod-uid"] = [bref.get("uid") or ""]
 
         def b64u(b):
             return base64.urlsafe_b64encode(b).rstrip(b"=").decode()
         tok = "%s.%s.%s" % (b64u(json.dumps({"alg": "RS256", "kid": "fakeapi"}).encode()),
                             b64u(json.dumps(claims, separators=(",", ":")).encode()),
                             b64u(os.urandom(256)))
-        self.srv.add_token(tok, user, now + exp, uid=sa_obj["metadata"]["uid"])
+        self.srv.add_token(tok, user, now + exp, uid=sa_obj["metadata"]["uid"], extra=extra)
         spec["audiences"] = auds
         spec["expirationSeconds"] = exp
         spec.setdefault("boundObjectRef", None)
@@ -971,7 +1099,7 @@ class Handler:
                     self.store.create(self.store.types[("", "namespaces")],
                                       {"metadata": {"name": ns}}, "")
                 try:
-                    out.append(self.store.create(rt, o, ns))
+                    out.append(self.store.create(rt, o, ns, keep_system=True))
                 except fs.Conflict as c:
                     raise self.err(c)
             return self.conn.send_json(req, 201, {"items": out})

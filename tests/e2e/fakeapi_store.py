@@ -10,13 +10,15 @@ import re
 import threading
 import time
 import uuid
+import zlib
 
 ALL_VERBS = ["create", "delete", "deletecollection", "get", "list", "patch", "update", "watch"]
 
 
 def now_rfc3339(t=None):
     t = time.time() if t is None else t
-    return datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.datetime.fromtimestamp(int(t), datetime.timezone.utc).strftime(
+        "%Y-%m-%dT%H:%M:%SZ")
 
 
 def parse_rfc3339(s):
@@ -89,7 +91,8 @@ def builtin_types():
             "status": ("Node", ["get", "patch", "update"])}),
         ResourceType("", "v1", "endpoints", "Endpoints", True, ["ep"], singular="endpoints"),
         ResourceType("", "v1", "persistentvolumeclaims", "PersistentVolumeClaim", True, ["pvc"],
-                     subresources={"status": ("PersistentVolumeClaim", ["get", "patch", "update"])}),
+                     subresources={"status": ("PersistentVolumeClaim",
+                                              ["get", "patch", "update"])}),
     ]
     apps = [
         ResourceType("apps", "v1", "deployments", "Deployment", True, ["deploy"], ["all"],
@@ -115,6 +118,10 @@ def builtin_types():
     ]
     other = [
         ResourceType("discovery.k8s.io", "v1", "endpointslices", "EndpointSlice", True),
+        ResourceType("networking.k8s.io", "v1", "ingresses", "Ingress", True, ["ing"],
+                     subresources={"status": ("Ingress", ["get", "patch", "update"])}),
+        ResourceType("networking.k8s.io", "v1", "networkpolicies", "NetworkPolicy", True,
+                     ["netpol"]),
         ResourceType("coordination.k8s.io", "v1", "leases", "Lease", True),
         ResourceType("authentication.k8s.io", "v1", "tokenreviews", "TokenReview", False,
                      verbs=["create"], storable=False),
@@ -147,7 +154,8 @@ class SelectorError(ValueError):
     pass
 
 
-_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
+_LABEL_KEY = re.compile(r"^([a-z0-9]([-a-z0-9.]*[a-z0-9])?/)?"
+                        r"[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$")
 _LABEL_VAL = re.compile(r"^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)?$")
 
 
@@ -283,6 +291,14 @@ def fields_match(reqs, obj):
 
 # ---- the store ----
 
+def _details(rt, name):
+    d = {"name": name}
+    if rt.group:
+        d["group"] = rt.group
+    d["kind"] = rt.plural
+    return d
+
+
 class Conflict(Exception):
     def __init__(self, reason, message, code, details=None):
         Exception.__init__(self, message)
@@ -356,10 +372,19 @@ class Store:
             del self.event_rvs[:drop]
         self.cond.notify_all()
 
-    def defaults(self, rt, obj, ns):
-        """Fills what the API server fills on create."""
+    def defaults(self, rt, obj, ns, keep_system=False):
+        """Fills what the API server fills on create. Over the API it always sets uid and
+        creationTimestamp itself (FillObjectMetaSystemFields); objects of the state file keep
+        theirs (keep_system)."""
         obj = copy.deepcopy(obj)
         meta = obj.setdefault("metadata", {})
+        if not keep_system:
+            for f in ("uid", "creationTimestamp", "deletionTimestamp", "generation",
+                      "deletionGracePeriodSeconds", "selfLink"):
+                meta.pop(f, None)
+        for f in ("uid", "creationTimestamp"):
+            if meta.get(f) is None:
+                meta.pop(f, None)
         if rt.namespaced:
             meta["namespace"] = ns or meta.get("namespace") or "default"
         else:
@@ -371,7 +396,7 @@ class Store:
         if rt.plural in ("deployments", "replicasets", "statefulsets", "daemonsets", "jobs",
                          "cronjobs", "customresourcedefinitions") or rt.group not in (
                 "", "apps", "batch", "discovery.k8s.io", "coordination.k8s.io",
-                "rbac.authorization.k8s.io", "apiextensions.k8s.io"):
+                "rbac.authorization.k8s.io", "apiextensions.k8s.io", "networking.k8s.io"):
             meta.setdefault("generation", 1)
         fill = KIND_DEFAULTS.get(rt.key)
         if fill:
@@ -379,9 +404,9 @@ class Store:
         return order_obj(obj, rt)
 
     # Every mutator runs under self.cond and returns a deep copy.
-    def create(self, rt, obj, ns, dry_run=False):
+    def create(self, rt, obj, ns, dry_run=False, keep_system=False):
         with self.cond:
-            obj = self.defaults(rt, obj, ns)
+            obj = self.defaults(rt, obj, ns, keep_system)
             name = obj["metadata"].get("name")
             if not name:
                 raise Conflict("Invalid", "%s in version \"%s\" cannot be handled as a %s: "
@@ -391,7 +416,7 @@ class Store:
             if k in self.objs[rt.key]:
                 raise Conflict("AlreadyExists", '%s "%s" already exists' % (
                     self.qualified(rt), name), 409,
-                    {"name": name, "group": rt.group, "kind": rt.plural})
+                    _details(rt, name))
             if rt.namespaced and not dry_run and k[0] not in self._ns_names():
                 raise Conflict("NotFound", 'namespaces "%s" not found' % k[0], 404,
                                {"name": k[0], "kind": "namespaces"})
@@ -413,7 +438,7 @@ class Store:
 
     def not_found(self, rt, name):
         return Conflict("NotFound", '%s "%s" not found' % (self.qualified(rt), name), 404,
-                        {"name": name, "group": rt.group, "kind": rt.plural})
+                        _details(rt, name))
 
     def get(self, rt, ns, name):
         with self.cond:
@@ -450,7 +475,7 @@ class Store:
                 raise Conflict("Conflict", 'Operation cannot be fulfilled on %s "%s": the object '
                                'has been modified; please apply your changes to the latest '
                                'version and try again' % (self.qualified(rt), name), 409,
-                               {"name": name, "group": rt.group, "kind": rt.plural})
+                               _details(rt, name))
             new = copy.deepcopy(obj)
             meta = new.setdefault("metadata", {})
             for f in ("uid", "creationTimestamp", "namespace", "name"):
@@ -466,6 +491,13 @@ class Store:
                 changed = {x: y for x, y in new.items() if x not in ("metadata", "status")} != {
                     x: y for x, y in old.items() if x not in ("metadata", "status")}
                 meta["generation"] = old["metadata"]["generation"] + (1 if changed else 0)
+            if rt.key == ("apps", "deployments") and subresource != "status":
+                # No controllers run here: a deployment is rolled out as soon as it changes, so
+                # `kubectl rollout status` and `scale` see a finished rollout.
+                r = (new.get("spec") or {}).get("replicas", 1)
+                st = new.setdefault("status", {})
+                st.update({"observedGeneration": meta.get("generation", 1), "replicas": r,
+                           "updatedReplicas": r, "readyReplicas": r, "availableReplicas": r})
             new = order_obj(new, rt)
             if dry_run:
                 return copy.deepcopy(new), False
@@ -486,13 +518,13 @@ class Store:
                                ' failed: UID in precondition: %s, UID in object meta: %s' % (
                                    self.qualified(rt), name, precond_uid,
                                    old["metadata"].get("uid")), 409,
-                               {"name": name, "group": rt.group, "kind": rt.plural})
+                               _details(rt, name))
             if precond_rv and precond_rv != old["metadata"].get("resourceVersion"):
                 raise Conflict("Conflict", 'Operation cannot be fulfilled on %s "%s": Precondition'
                                ' failed: ResourceVersion in precondition: %s, ResourceVersion in '
                                'object meta: %s' % (self.qualified(rt), name, precond_rv,
                                                     old["metadata"].get("resourceVersion")), 409,
-                               {"name": name, "group": rt.group, "kind": rt.plural})
+                               _details(rt, name))
             if dry_run:
                 return copy.deepcopy(old)
             del self.objs[rt.key][k]
@@ -598,8 +630,9 @@ def _svc_defaults(s):
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
     if "clusterIP" not in spec:
-        spec["clusterIP"] = "10.96.%d.%d" % (hash(s["metadata"].get("name")) % 200 + 1,
-                                              hash(s["metadata"].get("namespace")) % 250 + 2)
+        h = zlib.crc32(("%s/%s" % (s["metadata"].get("namespace"), s["metadata"].get(
+            "name"))).encode())
+        spec["clusterIP"] = "10.96.%d.%d" % (h % 200 + 1, (h >> 8) % 250 + 2)
     spec.setdefault("clusterIPs", [spec["clusterIP"]])
     spec.setdefault("ipFamilies", ["IPv4"])
     spec.setdefault("ipFamilyPolicy", "SingleStack" if len(spec["ipFamilies"]) == 1 else
@@ -641,7 +674,11 @@ def _deploy_defaults(d):
     spec.setdefault("progressDeadlineSeconds", 600)
     r = spec["replicas"]
     d.setdefault("status", {"observedGeneration": 1, "replicas": r, "updatedReplicas": r,
-                            "readyReplicas": r, "availableReplicas": r})
+                            "readyReplicas": r, "availableReplicas": r, "conditions": [
+                                {"type": "Available", "status": "True",
+                                 "reason": "MinimumReplicasAvailable"},
+                                {"type": "Progressing", "status": "True",
+                                 "reason": "NewReplicaSetAvailable"}]})
 
 
 def _sa_defaults(sa):

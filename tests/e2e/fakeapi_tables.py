@@ -155,7 +155,7 @@ def printer(rt):
     if p:
         return p
     if rt.group in ("", "apps", "batch", "discovery.k8s.io", "coordination.k8s.io",
-                    "rbac.authorization.k8s.io", "apiextensions.k8s.io"):
+                    "rbac.authorization.k8s.io", "apiextensions.k8s.io", "networking.k8s.io"):
         return [col("Name"), col("Age")], lambda o: [o["metadata"]["name"], age(o)]
     # A custom resource without additionalPrinterColumns: the default "Created At" column.
     return ([col("Name"), {"name": "Created At", "type": "date", "format": "",
