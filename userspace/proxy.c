@@ -84,6 +84,7 @@ struct exch {
 	bool head_req;		/* HEAD: no response body */
 	bool upgrade;		/* request asked for an upgrade */
 	bool client_keep_alive;
+	bool client_http11;
 	enum mg_http_body req_body;
 	uint64_t req_left;
 	struct mg_http_chunked req_ch;
@@ -726,7 +727,8 @@ static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 			continue;
 		/* Responses are masked, so they must come as identity-encoded JSON
 		 * (or text): ask for no compression, no protobuf. */
-		if (mg_str_caseeq(req->headers[i].name, MG_STR("accept-encoding")))
+		if (mg_str_caseeq(req->headers[i].name, MG_STR("accept-encoding")) ||
+		    mg_str_caseeq(req->headers[i].name, MG_STR("sec-websocket-extensions")))
 			continue;
 		if (mg_str_caseeq(req->headers[i].name, MG_STR("accept"))) {
 			rc |= put_accept(b, req->headers[i].value);
@@ -1175,6 +1177,7 @@ static bool start_exchange(struct conn *c)
 	x->head_req = mg_str_eq(req.method, MG_STR("HEAD"));
 	x->upgrade = req.upgrade;
 	x->client_keep_alive = req.keep_alive;
+	x->client_http11 = req.minor == 1;
 	x->req_body = req.body;
 	x->req_left = req.content_length;
 	x->req_done = req.body == MG_HTTP_BODY_NONE ||
@@ -1418,8 +1421,9 @@ static int choose_mask(struct conn *c, const struct mg_http_resp *resp)
 	    (x->resp_body == MG_HTTP_BODY_LENGTH && x->resp_left == 0))
 		return 0;
 	ct = resp->has_content_type ? mg_mask_content_type(resp->content_type) : MG_MASK_CT_REFUSE;
-	if (!resource && (ct == MG_MASK_CT_REFUSE || ct == MG_MASK_CT_PROTOBUF))
-		return 0; /* /openapi/v2 (protobuf), /metrics, ...: no API objects in there */
+	if (!resource && (ct == MG_MASK_CT_REFUSE || ct == MG_MASK_CT_PROTOBUF) &&
+	    (!strncmp(x->path, "/openapi/", 9) || !strcmp(x->path, "/metrics")))
+		return 0; /* API schemas and metrics: no API objects in there */
 	if (ct == MG_MASK_CT_PROTOBUF || ct == MG_MASK_CT_REFUSE) {
 		snprintf(why, sizeof(why), "content type %.*s", (int)resp->content_type.len,
 			 resp->content_type.ptr ? resp->content_type.ptr : "");
@@ -1510,13 +1514,19 @@ static bool take_response_head(struct conn *c)
 		return true;
 	/* A body delimited by close, or a masked one (its length changes),
 	 * reaches an HTTP/1.1 client chunked, so the connection survives it. */
-	x->resp_chunk_out = x->resp_body == MG_HTTP_BODY_CHUNKED ||
-			    ((x->resp_body == MG_HTTP_BODY_CLOSE || x->mask) &&
-			     x->client_keep_alive);
+	x->resp_chunk_out = x->client_http11 &&
+			    (x->resp_body == MG_HTTP_BODY_CHUNKED ||
+			     ((x->resp_body == MG_HTTP_BODY_CLOSE || x->mask) && x->client_keep_alive));
+	if (!x->client_http11 && x->resp_body != MG_HTTP_BODY_NONE &&
+	    (x->resp_body == MG_HTTP_BODY_CHUNKED || x->mask))
+		x->client_keep_alive = false; /* HTTP/1.0: the body ends with the connection */
 	close_client = !x->client_keep_alive ||
 		       ((x->resp_body == MG_HTTP_BODY_CLOSE || x->mask) && !x->resp_chunk_out);
 
-	mg_buf_init(&head, 64 * 1024);
+	size_t cout_before = c->cout.len;
+	int hrc = 0;
+
+	mg_buf_init(&head, 80 * 1024);
 	snprintf(line, sizeof(line), "HTTP/1.1 %d %.*s\r\n", resp.status,
 		 (int)(resp.reason.len < 60 ? resp.reason.len : 60), resp.reason.ptr);
 	put(&head, line);
@@ -1524,10 +1534,10 @@ static bool take_response_head(struct conn *c)
 		if (drop_response_header(resp.headers[i].name, resp.status == 101))
 			continue;
 		/* A masked gzip body leaves re-compressed: the encoding stays. */
-		mg_buf_append_str(&head, resp.headers[i].name);
-		put(&head, ": ");
-		mg_buf_append_str(&head, resp.headers[i].value);
-		put(&head, "\r\n");
+		hrc |= mg_buf_append_str(&head, resp.headers[i].name);
+		hrc |= put(&head, ": ");
+		hrc |= mg_buf_append_str(&head, resp.headers[i].value);
+		hrc |= put(&head, "\r\n");
 	}
 	if (resp.status != 101) {
 		if (x->resp_chunk_out)
@@ -1541,15 +1551,28 @@ static bool take_response_head(struct conn *c)
 		if (close_client)
 			put(&head, "Connection: close\r\n");
 	}
-	put(&head, "\r\n");
+	hrc |= put(&head, "\r\n");
 	mg_buf_consume(&c->uin, (size_t)n);
+	if (hrc) {
+		mg_buf_free(&head);
+		upstream_free(c->p, c->up);
+		c->up = NULL;
+		reply_status(c, 502, "mcpgate: response head too large");
+		return true;
+	}
 	if (x->mask) {
 		/* Held: if masking fails before any byte is out, the client
 		 * gets a Status instead of half a response. */
 		x->held_len = mg_buf_size(&head);
 		x->held_head = malloc(x->held_len);
-		if (x->held_head)
-			memcpy(x->held_head, mg_buf_head(&head), x->held_len);
+		if (!x->held_head) {
+			mg_buf_free(&head);
+			upstream_free(c->p, c->up);
+			c->up = NULL;
+			reply_status(c, 503, "mcpgate: out of memory");
+			return true;
+		}
+		memcpy(x->held_head, mg_buf_head(&head), x->held_len);
 	} else {
 		mg_buf_append(&c->cout, mg_buf_head(&head), mg_buf_size(&head));
 	}
@@ -1567,13 +1590,27 @@ static bool take_response_head(struct conn *c)
 			tp = MG_TUNMASK_SPDY;
 		c->tmask = tp ? mg_tunmask_new(tp, c->p->o.mask_cfg) : NULL;
 		if (!c->tmask) {
-			c->cout.off = c->cout.len = 0; /* the 101 head must not go out */
+			c->cout.len = cout_before; /* the 101 head must not go out */
+			if (c->cout.off > c->cout.len)
+				c->cout.off = c->cout.len;
 			upstream_free(c->p, c->up);
 			c->up = NULL;
 			reply_status(c, 502, "mcpgate: exec/attach over an upgrade protocol that "
 					     "cannot be masked");
 			return true;
 		}
+	}
+	if (resp.status == 101 && !c->tmask && strcmp(x->resource, "pods/portforward")) {
+		/* pods/proxy, services/proxy, nodes/proxy (which reaches the
+		 * kubelet's own exec) would be tunnels nothing could mask. */
+		c->cout.len = cout_before;
+		if (c->cout.off > c->cout.len)
+			c->cout.off = c->cout.len;
+		upstream_free(c->p, c->up);
+		c->up = NULL;
+		reply_status(c, 403, "mcpgate: protocol upgrades are allowed for exec, attach and "
+				     "port-forward only");
+		return true;
 	}
 	if (resp.status == 101) {
 		c->tunnel = true;
@@ -1871,7 +1908,10 @@ static bool pump_once(struct conn *c)
 				r = ssl_read_into(c->up->ssl, &c->uin);
 				if (r > 0)
 					progress = true;
-				else if (r < 0) {
+				else if (r == -2 && c->x.active && c->x.resp_head) {
+					c->dead = true; /* a cut body must not look complete */
+					return true;
+				} else if (r < 0) {
 					c->u_eof = true;
 					progress = true;
 				}
@@ -1898,7 +1938,10 @@ static bool pump_once(struct conn *c)
 			progress = true;
 		}
 		if (c->u_eof && !mg_buf_size(&c->uin) && !c->tmask_drained) {
-			mg_tunmask_flush(c->tmask, &c->cout);
+			if (mg_tunmask_flush(c->tmask, &c->cout)) {
+				c->dead = true;
+				return true;
+			}
 			c->tmask_drained = true;
 			progress = true;
 		}
@@ -1923,6 +1966,13 @@ static bool pump_once(struct conn *c)
 			c->u_eof = false;
 			reply_status(c, 502, "mcpgate: the API server closed the connection");
 			progress = true;
+		}
+		if (c->x.active && c->x.resp_head && !c->x.resp_done && c->u_eof &&
+		    !mg_buf_size(&c->uin) && c->x.resp_body != MG_HTTP_BODY_CLOSE) {
+			mg_log_json("warn", json_pack("{s:s,s:I}", "event", "upstream_cut_body", "conn",
+						      (json_int_t)c->id));
+			c->dead = true;
+			return true;
 		}
 		if (c->x.active && c->x.resp_done && c->x.req_done) {
 			complete_exchange(c);
@@ -1994,6 +2044,9 @@ static void pump(struct conn *c)
 			c->dead = true;
 		if (!c->tunnel && !c->x.active && c->c_eof && !mg_buf_size(&c->cout))
 			c->dead = true;
+		/* Kubernetes clients never half-close: EOF mid-exchange is an abort. */
+		if (!c->tunnel && c->x.active && c->c_eof && !c->close_after_flush)
+			c->dead = true;
 	}
 	if (c->dead) {
 		if (c->x.active) {
@@ -2016,9 +2069,17 @@ static void on_event(struct mg_loop *loop, int fd, uint32_t events, void *data)
 
 	(void)loop;
 	(void)fd;
-	(void)events;
-	if (s->c)
-		pump(s->c);
+	if (!s->c)
+		return;
+	/* Reported whatever the interest: without this a reset peer whose fd
+	 * we are not reading would wake us in a loop. */
+	if (events & (EPOLLERR | EPOLLHUP)) {
+		if (s->upstream)
+			s->c->u_eof = true;
+		else
+			s->c->c_eof = true;
+	}
+	pump(s->c);
 }
 
 /* ---- accept ---- */
@@ -2139,8 +2200,9 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 		if (c->tmask && now - c->last_ms >= 1000) {
 			size_t before = mg_buf_size(&c->cout);
 
-			mg_tunmask_flush(c->tmask, &c->cout);
-			if (mg_buf_size(&c->cout) != before) {
+			if (mg_tunmask_flush(c->tmask, &c->cout))
+				c->dead = true;
+			if (c->dead || mg_buf_size(&c->cout) != before) {
 				pump(c);
 				continue;
 			}

@@ -37,6 +37,7 @@ struct mg_tunmask {
 	unsigned channel;	/* masker channel of the current frame (0: none yet) */
 	uint32_t slots[MAX_SLOTS + 1];	/* SPDY stream id per masker channel 1.. */
 	unsigned ws_last_channel;	/* WebSocket: channel a continuation frame continues */
+	unsigned fed;		/* bit per masker channel that has seen data */
 	struct mg_buf scratch;	/* masked output of one feed, before framing */
 };
 
@@ -84,7 +85,6 @@ static int emit(struct mg_tunmask *t, unsigned channel, const char *data, size_t
 {
 	unsigned char h[16];
 	size_t hl = 0;
-	int rc;
 
 	if (t->proto == MG_TUNMASK_WEBSOCKET) {
 		uint64_t plen = (uint64_t)len + 1;
@@ -118,10 +118,14 @@ static int emit(struct mg_tunmask *t, unsigned channel, const char *data, size_t
 		h[hl++] = (unsigned char)(len >> 8);
 		h[hl++] = (unsigned char)len;
 	}
-	rc = mg_buf_append(out, h, hl);
-	if (!rc && len)
-		rc = mg_buf_append(out, data, len);
-	return rc ? -ENOMEM : 0;
+	/* Header and payload together or not at all: half a frame would
+	 * desynchronise the client. */
+	if (mg_buf_reserve(out, hl + len))
+		return -ENOBUFS;
+	mg_buf_append(out, h, hl);
+	if (len)
+		mg_buf_append(out, data, len);
+	return 0;
 }
 
 /* Masks <data> for the current channel and frames what comes out. */
@@ -131,6 +135,7 @@ static int mask_piece(struct mg_tunmask *t, const char *data, size_t len, struct
 	int rc;
 
 	t->scratch.off = t->scratch.len = 0;
+	t->fed |= 1u << t->channel;
 	rc = mg_mask_exec_feed(t->mx, t->channel, data, len, &sink);
 	if (!rc)
 		rc = emit(t, t->channel, mg_buf_head(&t->scratch), mg_buf_size(&t->scratch), false,
@@ -145,6 +150,8 @@ static int drain_channel(struct mg_tunmask *t, unsigned ch, bool finish, struct 
 	struct mg_mask_sink sink = { scratch_write, &t->scratch };
 	int rc;
 
+	if (!(t->fed & (1u << ch)))
+		return 0; /* nothing held: no masker to wake */
 	t->scratch.off = t->scratch.len = 0;
 	rc = finish ? mg_mask_exec_finish(t->mx, ch, &sink) : mg_mask_exec_flush(t->mx, ch, &sink);
 	if (!rc)
@@ -154,6 +161,10 @@ static int drain_channel(struct mg_tunmask *t, unsigned ch, bool finish, struct 
 
 int mg_tunmask_flush(struct mg_tunmask *t, struct mg_buf *out)
 {
+	/* Never in the middle of a frame being copied through, and only with
+	 * room for what may come out. */
+	if (t->state != ST_HEAD || mg_buf_room(out) <= OUT_RESERVE)
+		return 0;
 	for (unsigned ch = 1; ch <= MAX_SLOTS; ch++) {
 		int rc;
 
@@ -192,6 +203,13 @@ static int start_frame(struct mg_tunmask *t, struct mg_buf *out)
 
 		if (h[1] & 0x80)
 			return -EPROTO; /* servers never mask (RFC 6455 §5.1) */
+		/* RSV bits mean an extension (compression) we did not offer;
+		 * only the opcodes RFC 6455 §5.2 defines; control frames are
+		 * short and final (§5.5). */
+		if ((h[0] & 0x70) || (op > WS_OP_BIN && op < 0x8) || op > 0xA)
+			return -EPROTO;
+		if (op >= 0x8 && (!(h[0] & 0x80) || n > 125))
+			return -EPROTO;
 		if (n == 126)
 			n = ((uint64_t)h[2] << 8) | h[3], i = 4;
 		else if (n == 127)
