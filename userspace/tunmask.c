@@ -314,6 +314,10 @@ ssize_t mg_tunmask_feed(struct mg_tunmask *t, const char *in, size_t len, struct
 					break;
 				t->hdr[t->hlen++] = *p;
 				used++;
+				/* A masked server frame is refused as soon as it shows. */
+				if (t->proto == MG_TUNMASK_WEBSOCKET && t->hlen == 2 &&
+				    (t->hdr[1] & 0x80))
+					return -EPROTO;
 				continue;
 			}
 			rc = start_frame(t, out);
