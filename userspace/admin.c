@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "mcpgate/admin.h"
+#include "mcpgate/config.h"
 #include "mcpgate/loop.h"
 
 #define ADMIN_REQ_MAX 8192
@@ -138,27 +139,12 @@ static void on_accept(struct mg_loop *loop, int lfd, uint32_t events, void *data
 int mg_admin_new(struct mg_admin **out, struct mg_loop *loop, const struct mg_abi_addr *addr,
 		 mg_admin_handler *h, void *data)
 {
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-	struct sockaddr_storage ss = { 0 };
+	struct sockaddr_storage ss;
 	struct mg_admin *a;
 	socklen_t sl;
 	int rc;
 
-	if (!memcmp(addr->addr, mapped, 12)) {
-		struct sockaddr_in *s = (void *)&ss;
-
-		s->sin_family = AF_INET;
-		memcpy(&s->sin_addr, addr->addr + 12, 4);
-		s->sin_port = addr->port;
-		sl = sizeof(*s);
-	} else {
-		struct sockaddr_in6 *s = (void *)&ss;
-
-		s->sin6_family = AF_INET6;
-		memcpy(&s->sin6_addr, addr->addr, 16);
-		s->sin6_port = addr->port;
-		sl = sizeof(*s);
-	}
+	sl = (socklen_t)mg_config_sockaddr(addr, &ss);
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;

@@ -2,6 +2,8 @@
  * config: defaults < environment < --config file < flags. See config.h.
  */
 #include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <errno.h>
 #include <getopt.h>
 #include <stdarg.h>
@@ -184,6 +186,28 @@ int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out)
 	if (errno || *end || colon[1] == '\0' || port == 0 || port > 65535)
 		return -EINVAL;
 	return mg_config_parse_addr(host, (unsigned)port, out);
+}
+
+unsigned mg_config_sockaddr(const struct mg_abi_addr *a, struct sockaddr_storage *ss)
+{
+	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+
+	memset(ss, 0, sizeof(*ss));
+	if (!memcmp(a->addr, mapped, 12)) {
+		struct sockaddr_in *s = (void *)ss;
+
+		s->sin_family = AF_INET;
+		memcpy(&s->sin_addr, a->addr + 12, 4);
+		s->sin_port = a->port;
+		return sizeof(*s);
+	} else {
+		struct sockaddr_in6 *s = (void *)ss;
+
+		s->sin6_family = AF_INET6;
+		memcpy(&s->sin6_addr, a->addr, 16);
+		s->sin6_port = a->port;
+		return sizeof(*s);
+	}
 }
 
 const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len)

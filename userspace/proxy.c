@@ -263,22 +263,7 @@ static bool is_mapped(const struct mg_abi_addr *a)
 
 static socklen_t from_abi(const struct mg_abi_addr *a, struct sockaddr_storage *ss)
 {
-	memset(ss, 0, sizeof(*ss));
-	if (is_mapped(a)) {
-		struct sockaddr_in *s = (void *)ss;
-
-		s->sin_family = AF_INET;
-		memcpy(&s->sin_addr, a->addr + 12, 4);
-		s->sin_port = a->port;
-		return sizeof(*s);
-	} else {
-		struct sockaddr_in6 *s = (void *)ss;
-
-		s->sin6_family = AF_INET6;
-		memcpy(&s->sin6_addr, a->addr, 16);
-		s->sin6_port = a->port;
-		return sizeof(*s);
-	}
+	return (socklen_t)mg_config_sockaddr(a, ss);
 }
 
 /* The bare IP of <a>, for upstream certificate IP verification. */
@@ -642,9 +627,10 @@ static int put(struct mg_buf *b, const char *s)
 }
 
 /* Writes header <name> with the elements of list <value> that do not
- * contain <drop>; nothing at all when none is left. */
+ * contain <drop>; if none is left, <name>: <fallback>, or nothing when
+ * <fallback> is NULL. */
 static int put_list_without(struct mg_buf *b, struct mg_str name, struct mg_str value,
-			    const char *drop)
+			    const char *drop, const char *fallback)
 {
 	const char *p = value.ptr, *end = value.ptr + value.len;
 	bool first = true;
@@ -673,40 +659,14 @@ static int put_list_without(struct mg_buf *b, struct mg_str name, struct mg_str 
 		}
 		p = comma ? comma + 1 : end;
 	}
+	if (first && fallback) {
+		rc |= mg_buf_append_str(b, name);
+		rc |= put(b, ": ");
+		rc |= put(b, fallback);
+		first = false;
+	}
 	if (!first)
 		rc |= put(b, "\r\n");
-	return rc;
-}
-
-/* Writes an Accept header for <value> without its protobuf media ranges
- * (keeping JSON ones with their Table parameters); "application/json" if
- * nothing is left. */
-static int put_accept(struct mg_buf *b, struct mg_str value)
-{
-	const char *p = value.ptr, *end = value.ptr + value.len;
-	bool first = true;
-	int rc = put(b, "Accept: ");
-
-	while (p < end) {
-		const char *comma = memchr(p, ',', (size_t)(end - p));
-		const char *e = comma ? comma : end;
-		struct mg_str item = { p, (size_t)(e - p) };
-
-		while (item.len && (*item.ptr == ' ' || *item.ptr == '\t')) {
-			item.ptr++;
-			item.len--;
-		}
-		if (item.len && !memmem(item.ptr, item.len, "protobuf", 8)) {
-			if (!first)
-				rc |= put(b, ", ");
-			rc |= mg_buf_append_str(b, item);
-			first = false;
-		}
-		p = comma ? comma + 1 : end;
-	}
-	if (first)
-		rc |= put(b, "application/json");
-	rc |= put(b, "\r\n");
 	return rc;
 }
 
@@ -731,14 +691,16 @@ static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 		    mg_str_caseeq(req->headers[i].name, MG_STR("sec-websocket-extensions")))
 			continue;
 		if (mg_str_caseeq(req->headers[i].name, MG_STR("accept"))) {
-			rc |= put_accept(b, req->headers[i].value);
+			/* JSON (Table parameters kept), never protobuf */
+			rc |= put_list_without(b, req->headers[i].name, req->headers[i].value,
+					       "protobuf", "application/json");
 			continue;
 		}
 		/* base64.channel.k8s.io carries the terminal as text frames the
 		 * tunnel masker does not parse: never offered upstream. */
 		if (mg_str_caseeq(req->headers[i].name, MG_STR("sec-websocket-protocol"))) {
 			rc |= put_list_without(b, req->headers[i].name, req->headers[i].value,
-					       "base64");
+					       "base64", NULL);
 			continue;
 		}
 		rc |= mg_buf_append_str(b, req->headers[i].name);

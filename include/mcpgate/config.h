@@ -77,6 +77,11 @@ int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out);
 /** Parses a bare IPv4/IPv6 address with <port> into <out>. 0 / -EINVAL. */
 int mg_config_parse_addr(const char *s, unsigned port, struct mg_abi_addr *out);
 
+struct sockaddr_storage;
+
+/** Fills <ss> from <a> (AF_INET for IPv4-mapped, else AF_INET6); returns its length. */
+unsigned mg_config_sockaddr(const struct mg_abi_addr *a, struct sockaddr_storage *ss);
+
 /** Formats <a> as "1.2.3.4:443" or "[::1]:443" into <buf>. */
 const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len);
 
