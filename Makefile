@@ -137,7 +137,7 @@ $(O)/bench_mask: tests/bench/bench_mask.c userspace/mask.c include/mcpgate/mask.
 	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
 
 # libFuzzer targets: clang, ASan+UBSan, each includes the module it fuzzes.
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) | build/fuzz
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild \
 		-fsanitize=fuzzer,address,undefined $< -lssl -lcrypto -ljansson -lz -lcurl -lpthread -o $@

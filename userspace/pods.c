@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "mcpgate/kube.h"
+#include "mcpgate/log.h"
 #include "mcpgate/pods.h"
 
 #define SCAN_MAX_DEPTH 5	/* kubepods/<qos>/pod/<container>/<nested> */
@@ -491,12 +492,9 @@ static void reconcile(struct mg_pods *p)
 			continue;
 		if (grow((void **)&p->on, &p->cap_on, p->n_on + 1, sizeof(*p->on)))
 			return;
-		if (p->intercept && p->intercept(p->intercept_data, e->ino, true)) {
-			fprintf(stderr, "{\"level\":\"error\",\"msg\":\"intercept add failed\","
-					"\"cgroup_id\":%llu}\n",
-				(unsigned long long)e->ino);
+		/* The callback logs its own failure; the id is retried next time. */
+		if (p->intercept && p->intercept(p->intercept_data, e->ino, true))
 			continue;
-		}
 		p->on[p->n_on++] = e->ino;
 	}
 	if (!p->synced)
@@ -810,9 +808,8 @@ static void *watch_main(void *arg)
 		snprintf(path, sizeof(path), "/api/v1/pods?fieldSelector=spec.nodeName%%3D%s",
 			 node);
 		if (mg_kube_get_json(p->kube, path, &list, &status, err, sizeof(err))) {
-			fprintf(stderr, "{\"level\":\"warn\",\"msg\":\"pod list failed\","
-					"\"error\":\"%s\"}\n",
-				err);
+			mg_log_json("warn", json_pack("{s:s,s:s}", "event", "pod_list_failed",
+						      "error", err));
 			sleep_ms(p, backoff);
 			backoff = backoff < 30000 ? backoff * 2 : 30000;
 			continue;
@@ -836,10 +833,9 @@ static void *watch_main(void *arg)
 						 &status, err, sizeof(err)) ||
 			    w.gone) {
 				if (!p->stop && !w.gone)
-					fprintf(stderr,
-						"{\"level\":\"warn\",\"msg\":\"pod watch ended\","
-						"\"error\":\"%s\"}\n",
-						err);
+					mg_log_json("warn",
+						    json_pack("{s:s,s:s}", "event", "pod_watch_ended",
+							      "error", err));
 				break;
 			}
 		}

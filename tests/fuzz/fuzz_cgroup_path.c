@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "../../userspace/kube.c"
+#include "../../userspace/log.c"
 #include "../../userspace/pods.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
