@@ -146,16 +146,18 @@ static const struct {
 	uint16_t min, max;
 	bool example;
 } builtin_toks[] = {
-	/* AWS IAM unique-id prefixes of credentials (access keys, STS, roles, …) */
-	{"AKIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"ASIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"AGPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"AIDA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"AROA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"AIPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"ANPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"ANVA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
-	{"APKA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 16, true},
+	/* AWS IAM unique-id prefixes of credentials (access keys, STS, roles, …);
+	 * no upper bound: a key id glued to more [A-Z0-9] is masked to the end of
+	 * the run, or its tail would survive a neighbour's hit (fuzz regression) */
+	{"AKIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"ASIA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"AGPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"AIDA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"AROA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"AIPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"ANPA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"ANVA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
+	{"APKA", MG_MASK_DET_AWS_ACCESS_KEY, "A-Z0-9", 16, 0, true},
 	{"ghp_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
 	{"gho_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
 	{"ghu_", MG_MASK_DET_GITHUB_TOKEN, "A-Za-z0-9", 36, 255, false},
@@ -2497,6 +2499,29 @@ static inline bool is_ws(char c)
 	return c == ' ' || c == '\n' || c == '\r' || c == '\t';
 }
 
+/* Reads a member name whose opening quote is at <p> and, in the usual
+ * compact shape "key":value, the colon and the start of the value too,
+ * without going back through the dispatch loop (the hot path). Returns
+ * the new position; the caller returns it when m->state >= S_STR (input
+ * ran out inside the name or the value). */
+static inline const char *take_key(struct mg_mask_json *m, const char *p, const char *end)
+{
+	m->vmode = V_KEY;
+	m->caplen = 0;
+	m->capover = false;
+	out_byte(&m->o, '"');
+	m->state = S_STR;
+	p = do_string(m, p + 1, end);
+	if (m->state >= S_STR)
+		return p;
+	if (end - p >= 2 && *p == ':' && !is_ws(p[1]) && !m->rc) {
+		out_ref(&m->o, p, 1);
+		m->state = S_VALUE;
+		p = begin_value(m, p + 1, end);
+	}
+	return p;
+}
+
 static const char *do_struct(struct mg_mask_json *m, const char *p, const char *end)
 {
 	while (p < end && !m->rc) {
@@ -2541,22 +2566,9 @@ static const char *do_struct(struct mg_mask_json *m, const char *p, const char *
 				json_fail(m, p, "expected a member name");
 				return p;
 			}
-			m->vmode = V_KEY;
-			m->caplen = 0;
-			m->capover = false;
-			out_byte(&m->o, '"');
-			m->state = S_STR;
-			p = do_string(m, p + 1, end);
+			p = take_key(m, p, end);
 			if (m->state >= S_STR)
 				return p;
-			/* the usual compact shape "key":value, without the dispatch */
-			if (end - p >= 2 && *p == ':' && !is_ws(p[1]) && !m->rc) {
-				out_ref(&m->o, p, 1);
-				m->state = S_VALUE;
-				p = begin_value(m, p + 1, end);
-				if (m->state >= S_STR)
-					return p;
-			}
 			continue;
 		case S_COLON:
 			if (c != ':') {
@@ -2580,21 +2592,9 @@ static const char *do_struct(struct mg_mask_json *m, const char *p, const char *
 				if (p == end || *p != '"')
 					continue;
 				/* the usual ,"key" without the dispatch */
-				m->vmode = V_KEY;
-				m->caplen = 0;
-				m->capover = false;
-				out_byte(&m->o, '"');
-				m->state = S_STR;
-				p = do_string(m, p + 1, end);
+				p = take_key(m, p, end);
 				if (m->state >= S_STR)
 					return p;
-				if (end - p >= 2 && *p == ':' && !is_ws(p[1]) && !m->rc) {
-					out_ref(&m->o, p, 1);
-					m->state = S_VALUE;
-					p = begin_value(m, p + 1, end);
-					if (m->state >= S_STR)
-						return p;
-				}
 				continue;
 			}
 			if (c == (f->is_obj ? '}' : ']')) {

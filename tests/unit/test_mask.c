@@ -1463,6 +1463,27 @@ static void test_cli_path(void **state)
 	assert_false(w);
 }
 
+/* Fuzz regression (tests/fuzz/corpus/mask/regress_akid_glued_run): a key
+ * id glued to another id-like run used to be masked for 16 characters only,
+ * and the tail of the second id survived. */
+static void test_akid_glued_run(void **state)
+{
+	const char *in = "x AKIAZ7VRSQ5TAYQHAKIAZ7VRSQ5TAVXHXYZQVZXX y\n";
+	struct mg_mask_text *t = mg_mask_text_new(NULL);
+	struct sbuf o = { 0 };
+	struct mg_mask_sink sink = { sbuf_write, &o };
+
+	(void)state;
+	assert_int_equal(mg_mask_text_feed(t, in, strlen(in), &sink), 0);
+	assert_int_equal(mg_mask_text_finish(t, &sink), 0);
+	assert_null(strstr(o.p, "Z7VRSQ5TAVXHXYZQ"));
+	assert_null(strstr(o.p, "Z7VRSQ5TAYQH"));
+	assert_non_null(strstr(o.p, "x AKIA***MASKED:aws-access-key***"));
+	assert_non_null(strstr(o.p, " y\n"));
+	mg_mask_text_free(t);
+	free(o.p);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1502,6 +1523,7 @@ int main(void)
 		cmocka_unit_test(test_content_type_and_protobuf),
 		cmocka_unit_test(test_cli),
 		cmocka_unit_test(test_cli_path),
+		cmocka_unit_test(test_akid_glued_run),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
