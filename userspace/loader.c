@@ -48,6 +48,8 @@ const char *const mg_loader_counter_names[MG_CNT_MAX] = {
 	[MG_CNT_ORIGIN_MISSING] = "origin_missing",
 	[MG_CNT_MAP_FULL] = "map_full",
 	[MG_CNT_NO_PROXY] = "no_proxy",
+	[MG_CNT_REFUSED_UNKNOWN] = "refused_unknown",
+	[MG_CNT_EGRESS_DROPPED] = "egress_dropped",
 };
 
 struct mg_loader {
@@ -423,27 +425,41 @@ bool mg_loader_attached(struct mg_loader *l)
 	return true;
 }
 
-int mg_loader_set_intercept(struct mg_loader *l, uint64_t pod_cgroup_id, bool on)
+int mg_loader_set_pod(struct mg_loader *l, uint64_t pod_cgroup_id, const struct mg_abi_pod *v)
 {
-	struct mg_abi_pod v = { 0 };
 	__u64 key = pod_cgroup_id;
 
-	if (on)
-		return bpf_map_update_elem(l->map_fd[MAP_INTERCEPT], &key, &v, BPF_ANY) ? -errno
-											  : 0;
+	return bpf_map_update_elem(l->map_fd[MAP_INTERCEPT], &key, v, BPF_ANY) ? -errno : 0;
+}
+
+int mg_loader_del_pod(struct mg_loader *l, uint64_t pod_cgroup_id)
+{
+	__u64 key = pod_cgroup_id;
+
 	if (bpf_map_delete_elem(l->map_fd[MAP_INTERCEPT], &key) && errno != ENOENT)
 		return -errno;
 	return 0;
 }
 
-ssize_t mg_loader_list_intercept(struct mg_loader *l, uint64_t *ids, size_t max)
+ssize_t mg_loader_list_pods(struct mg_loader *l, uint64_t *ids, struct mg_abi_pod *vals,
+			    size_t max)
 {
+	int fd = l->map_fd[MAP_INTERCEPT];
 	__u64 key, next;
 	void *prev = NULL;
 	size_t n = 0;
 
-	while (n < max && bpf_map_get_next_key(l->map_fd[MAP_INTERCEPT], prev, &next) == 0) {
-		ids[n++] = next;
+	while (n < max && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		struct mg_abi_pod v;
+
+		/* An entry deleted between the two calls is skipped, not an error. */
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0) {
+			if (ids)
+				ids[n] = next;
+			if (vals)
+				vals[n] = v;
+			n++;
+		}
 		key = next;
 		prev = &key;
 	}

@@ -78,7 +78,8 @@ static int die(const char *fmt, ...)
 static int set_intercept(void *data, uint64_t id, bool on)
 {
 	struct daemon *d = data;
-	int rc = mg_loader_set_intercept(d->loader, id, on);
+	struct mg_abi_pod v = { .state = MG_POD_SELECTED };
+	int rc = on ? mg_loader_set_pod(d->loader, id, &v) : mg_loader_del_pod(d->loader, id);
 
 	mg_log_json(rc ? "error" : "info",
 		    json_pack("{s:s,s:I,s:b,s:i}", "event", on ? "intercept" : "release",
@@ -582,7 +583,7 @@ int main(int argc, char **argv)
 	po.intercept_data = &d;
 	if ((rc = mg_pods_new(&d.pods, &po)))
 		die("pods: %s", strerror(-rc));
-	npreset = mg_loader_list_intercept(d.loader, preset, MG_INTERCEPT_MAX);
+	npreset = mg_loader_list_pods(d.loader, preset, NULL, MG_INTERCEPT_MAX);
 	if (npreset > 0)
 		mg_pods_preset(d.pods, preset, (size_t)npreset);
 	mg_pods_scan(d.pods);

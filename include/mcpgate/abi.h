@@ -14,7 +14,7 @@
 
 #include <linux/types.h>
 
-#define MG_ABI_VERSION 1
+#define MG_ABI_VERSION 2
 
 /* Where the loader pins maps and links; a restarted daemon reuses them. */
 #define MG_PIN_DIR "/sys/fs/bpf/mcpgate"
@@ -52,10 +52,26 @@ struct mg_abi_origin {
 	__u32 pad;
 };
 
-/** Value of `intercept` (key: pod-level cgroup id, the directory's inode). */
+/** What the kernel does with API connects from one pod cgroup. */
+enum mg_abi_pod_state {
+	MG_POD_PASS = 0,	/* known, not selected: API connects untouched */
+	MG_POD_SELECTED = 1,	/* API connects redirected to the proxy; any other
+				 * packet to an API endpoint dropped (egress) */
+	MG_POD_PENDING = 2,	/* cgroup seen, pod metadata not known yet: API
+				 * connects refused, packets to API endpoints dropped */
+};
+
+/**
+ * Value of `intercept` (key: pod-level cgroup id, the directory's inode).
+ * The daemon keeps one entry per pod cgroup it knows under the attach point,
+ * selected or not, so that with MG_SET_REFUSE_UNKNOWN a cgroup with no
+ * entry on its ancestor path is known to be new and unknown.
+ */
 struct mg_abi_pod {
-	__u32 flags;	/* reserved, 0 */
-	__u32 pad;
+	__u32 state;	/* enum mg_abi_pod_state */
+	__u32 sel_gen;	/* selector generation that selected it (0 if never):
+			 * a restarted daemon with the same selector keeps a
+			 * selection sticky even if the pod's labels changed */
 };
 
 /** Single entry of the `settings` array map. */
@@ -63,8 +79,14 @@ struct mg_abi_settings {
 	struct mg_abi_addr proxy4;	/* IPv4-mapped; port 0 = no IPv4 proxy */
 	struct mg_abi_addr proxy6;	/* port 0 = no IPv6 proxy */
 	__u32 abi_version;		/* MG_ABI_VERSION of the loader that wrote it */
-	__u32 pad;
+	__u32 flags;			/* MG_SET_* */
 };
+
+/* settings.flags: an API connect (or an egress packet to an API endpoint)
+ * from a cgroup under the attach point with no `intercept` entry on its
+ * ancestor path is refused (dropped), not passed: a pod the daemon has not
+ * classified yet never reaches the API server directly. */
+#define MG_SET_REFUSE_UNKNOWN 0x1u
 
 /** Indexes of the per-CPU `counters` array. */
 enum mg_abi_counter {
@@ -73,7 +95,27 @@ enum mg_abi_counter {
 	MG_CNT_ORIGIN_MISSING,	/* a socket dialled the proxy directly, with no origin */
 	MG_CNT_MAP_FULL,	/* a record could not be stored: connect refused */
 	MG_CNT_NO_PROXY,	/* API endpoint of a family with no proxy address: refused */
+	MG_CNT_REFUSED_UNKNOWN,	/* API connect from a pending or unknown pod cgroup: refused */
+	MG_CNT_EGRESS_DROPPED,	/* packet from a selected/pending/unknown pod straight to an
+				 * API endpoint (raw socket, ...): dropped by cgroup_skb/egress */
 	MG_CNT_MAX,
+};
+
+/** Kinds of `events` ring-buffer records. */
+enum mg_abi_event_type {
+	MG_EV_EGRESS_DROPPED = 1,	/* cgroup_skb/egress dropped a packet to an API endpoint */
+	MG_EV_REFUSED_UNKNOWN = 2,	/* connect refused: pod cgroup pending or unknown */
+};
+
+/** One record of the `events` ring buffer, read by the daemon to log the pod.
+ * The kernel may rate-limit them; the counters are exact. */
+struct mg_abi_event {
+	__u32 type;		/* enum mg_abi_event_type */
+	__u32 tgid;		/* 0 when not known (softirq context) */
+	__u64 pod_cgroup_id;	/* the matched ancestor, 0 when unknown */
+	__u64 cgroup_id;	/* the socket's own cgroup */
+	__u64 ktime_ns;
+	struct mg_abi_addr dst;	/* the API endpoint address:port */
 };
 
 #endif /* MCPGATE_ABI_H */

@@ -47,12 +47,41 @@ bool mg_loader_reused(const struct mg_loader *l);
 /** True while every program is still attached (for /readyz). */
 bool mg_loader_attached(struct mg_loader *l);
 
-/** Adds (<on>) or removes a pod-level cgroup id in `intercept`. 0 / -errno. */
-int mg_loader_set_intercept(struct mg_loader *l, uint64_t pod_cgroup_id, bool on);
+/** Sets the `intercept` entry of pod-level cgroup id <pod_cgroup_id> to <v>
+ * (insert or replace). 0 / -errno. */
+int mg_loader_set_pod(struct mg_loader *l, uint64_t pod_cgroup_id, const struct mg_abi_pod *v);
 
-/** Copies up to <max> ids now in `intercept` into <ids>; returns the count
- * or -errno. Lets a restarted daemon keep what its predecessor set. */
-ssize_t mg_loader_list_intercept(struct mg_loader *l, uint64_t *ids, size_t max);
+/** Removes the `intercept` entry of <pod_cgroup_id>; 0 also when absent. */
+int mg_loader_del_pod(struct mg_loader *l, uint64_t pod_cgroup_id);
+
+/** Copies up to <max> entries now in `intercept` into <ids> and <vals>
+ * (either may be NULL); returns the count or -errno. Lets a restarted daemon
+ * keep what its predecessor set. */
+ssize_t mg_loader_list_pods(struct mg_loader *l, uint64_t *ids, struct mg_abi_pod *vals,
+			    size_t max);
+
+/**
+ * Cuts every established TCP connection that a task of pod cgroup
+ * <pod_cgroup_id> (directory <pod_cgroup_dir>, ancestors included) holds to
+ * an address in `api_endpoints`, so a pod that has just become selected keeps
+ * no unmediated connection. Uses the bpf_sock_destroy kfunc from a TCP
+ * iterator where the kernel has it, else netlink SOCK_DESTROY in each
+ * network namespace of the pod's tasks. Returns the number of sockets cut,
+ * or -EOPNOTSUPP when the kernel offers neither way (the caller logs it and
+ * counts it), or another -errno.
+ */
+int mg_loader_destroy_pod_sockets(struct mg_loader *l, uint64_t pod_cgroup_id,
+				  const char *pod_cgroup_dir);
+
+/** The fd of the `events` ring buffer, to add to an epoll loop (readable
+ * when records wait), or -1. */
+int mg_loader_events_fd(struct mg_loader *l);
+
+typedef void mg_loader_event_cb(void *data, const struct mg_abi_event *ev);
+
+/** Consumes every waiting `events` record, calling <cb> for each. Returns
+ * the number consumed or -errno. Never blocks. */
+int mg_loader_read_events(struct mg_loader *l, mg_loader_event_cb *cb, void *data);
 
 /** Makes `api_endpoints` hold exactly <addrs>[0..<n>). 0 / -errno. */
 int mg_loader_set_endpoints(struct mg_loader *l, const struct mg_abi_addr *addrs, size_t n);
