@@ -97,7 +97,10 @@ struct exch {
 	bool resp_chunk_out;	/* we chunk the body to the client */
 	bool resp_done;
 	bool up_keep_alive;
+	bool close_client;	/* the client connection ends with this response */
 	bool pooled;		/* sent on a reused upstream connection */
+	char *replay;		/* the whole request, kept while it may be resent */
+	size_t replay_len;
 	bool creds_wait;	/* head built but for its credential, which a worker fetches */
 	bool review_wait;	/* the pod's token is being checked with a TokenReview */
 	/* request info, by the API server's rules (reqinfo) */
@@ -466,6 +469,7 @@ static void conn_free(struct conn *c)
 	mg_pod_ident_release(&c->ident);
 	mg_mask_body_free(c->x.mask);
 	free(c->x.held_head);
+	free(c->x.replay);
 	mg_tunmask_free(c->tmask);
 	if (c->prev)
 		c->prev->next = c->next;
@@ -572,6 +576,8 @@ static void finish_exchange(struct conn *c, const char *decision)
 	}
 	free(x->held_head);
 	x->held_head = NULL;
+	free(x->replay);
+	x->replay = NULL;
 	mg_log_json(x->status >= 500 ? "warn" : "info", ev);
 	met_add(p, x->verb, x->resource, x->status, decision, secs);
 	x->active = false;
@@ -1584,8 +1590,10 @@ static bool take_response_head(struct conn *c)
 	if (x->resp_body == MG_HTTP_BODY_NONE ||
 	    (x->resp_body == MG_HTTP_BODY_LENGTH && x->resp_left == 0))
 		end_body(c);
-	if (close_client)
-		c->close_after_flush = true;
+	/* Not close_after_flush yet: the head of a masked body is held and
+	 * the body may still be on its way, so cout can be empty long before
+	 * the response is out. complete_exchange() closes. */
+	x->close_client = close_client;
 	return true;
 }
 
@@ -1660,6 +1668,8 @@ static void complete_exchange(struct conn *c)
 	bool reuse = x->up_keep_alive && !mg_buf_size(&c->uin) && !mg_buf_size(&c->uout) &&
 		     c->up && !c->u_eof;
 
+	if (x->close_client)
+		c->close_after_flush = true;
 	finish_exchange(c, "allow");
 	if (c->up) {
 		if (reuse) {
@@ -2006,8 +2016,11 @@ static void pump(struct conn *c)
 			c->dead = true;
 		if (!c->tunnel && !c->x.active && c->c_eof && !mg_buf_size(&c->cout))
 			c->dead = true;
-		/* Kubernetes clients never half-close: EOF mid-exchange is an abort. */
-		if (!c->tunnel && c->x.active && c->c_eof && !c->close_after_flush)
+		/* EOF mid-exchange is an abort, unless the client already sent
+		 * its whole request and said it would send no other: then it
+		 * is a half-close, and the answer still goes out. */
+		if (!c->tunnel && c->x.active && c->c_eof && !c->close_after_flush &&
+		    !(c->x.req_done && !c->x.client_keep_alive))
 			c->dead = true;
 	}
 	if (c->dead) {

@@ -4,7 +4,7 @@
   fakeapi.py --listen ADDR:PORT [--listen [V6]:PORT ...] [--cert F --key F] --state state.json
              --log requests.jsonl --token TOK[=USER] ... [--version 1.33] [--ready-file F]
              [--control-token TOK] [--discovery aggregated|legacy] [--bookmark-interval S]
-             [--log-tick S] [--gzip-min BYTES] [--eks-cluster ID --eks-sts-host H ...]
+             [--log-tick S] [--gzip-min BYTES] [--split-head-ms MS] [--eks-cluster ID --eks-sts-host H ...]
 
 Real, unmodified clients (kubectl 1.27..1.33, the Python and JavaScript clients,
 mcp-server-kubernetes) talk to it, so it follows the API server's wire behaviour: HTTP/1.1
@@ -623,7 +623,17 @@ class Conn:
         self.server.log_request(self, req, code)
         head = "HTTP/1.1 %d %s\r\n" % (code, REASONS.get(code, "Status")) + "".join(
             "%s: %s\r\n" % kv for kv in h) + "\r\n"
-        self.send(head.encode("latin-1") + (b"" if req.method == "HEAD" else body))
+        if req.method == "HEAD":
+            body = b""
+        gap = self.server.args.split_head_ms
+        if gap is not None and body:
+            # As the Go API server does for a body larger than its write buffer: the head
+            # goes out in its own write (its own TLS record), the body later.
+            self.send(head.encode("latin-1"))
+            time.sleep(gap / 1000.0)
+            self.send(body)
+        else:
+            self.send(head.encode("latin-1") + body)
 
     def send_json(self, req, code, obj, headers=()):
         self.respond(req, code, jdump(obj), "application/json", headers)
@@ -733,6 +743,8 @@ def main(argv):
     ap.add_argument("--bookmark-interval", type=float, default=5.0)
     ap.add_argument("--log-tick", type=float, default=0.5,
                     help="seconds between the extra 'tick N' lines of a followed log")
+    ap.add_argument("--split-head-ms", type=float, default=None,
+                    help="send a response head in its own write, the body MS later")
     ap.add_argument("--gzip-min", type=int, default=128 * 1024,
                     help="gzip responses at least this large when the client accepts gzip")
     args = ap.parse_args(argv[1:])

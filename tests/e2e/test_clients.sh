@@ -1,0 +1,62 @@
+#!/usr/bin/env bash
+# Real clients' connection shapes through the real redirect: every request
+# of a long sequential loop is answered, for `Connection: close`, HTTP/1.0
+# and keep-alive clients, on fresh and on pooled upstream connections; and
+# a connection whose origin names a pod the daemon does not know is refused.
+set -u
+. "$(dirname "$0")/lib/rig.sh"
+rig_init
+rig_certs
+
+REQLOG="$RIG_DIR/api-requests.jsonl"
+N=${MG_LOOP_N:-200}
+SA=/var/run/secrets/kubernetes.io/serviceaccount
+URL=https://10.96.0.1/api/v1/namespaces/default/pods
+
+rig_pod agent 1 burstable default mcp-agent
+rig_fakeapi --split-head-ms 5
+rig_daemon || { fail "mcpgated starts"; summary; exit 1; }
+
+# api_count MARK: requests the fake API received carrying X-Loop: MARK
+api_count() { grep -c "\"x-loop\", \"$1\"" "$REQLOG"; }
+
+# loop NAME MARK CURL-ARGS...: N sequential GETs of a masked list (a PodList:
+# its response head is held until the masker emits), one curl per request
+# (a new client connection each), inside the selected pod. Every status must
+# be 200 and the API must have received exactly N of them.
+loop() {
+	local name=$1 mark=$2 out bad; shift 2
+	out=$(in_pod agent sh -c 'n=$1; shift; i=0; while [ $i -lt $n ]; do
+		curl -s -o /dev/null -m 10 -w "%{http_code}\n" --cacert '"$SA"'/ca.crt \
+			-H "Authorization: Bearer $(cat '"$SA"'/token)" "$@"; i=$((i + 1)); done' \
+		sh "$N" -H "X-Loop: $mark" "$@" "$URL")
+	sleep 0.3
+	bad=$(grep -vc '^200$' <<<"$out")
+	if [ "$(grep -c '^200$' <<<"$out")" = "$N" ] && [ "$(api_count "$mark")" = "$N" ]; then
+		pass "$name: $N of $N answered 200, API received $N"
+	else
+		fail "$name: $((N - bad)) of $N answered 200 (others: $(grep -v '^200$' <<<"$out" | sort | uniq -c | tr '\n' ' ')), API received $(api_count "$mark")"
+	fi
+}
+
+# keepalive NAME MARK: N GETs on one client connection (curl reuses it).
+keepalive() {
+	local name=$1 mark=$2 out args=() i
+	for i in $(seq 1 "$N"); do args+=("$URL"); done
+	out=$(in_pod agent sh -c 'curl -s --http1.1 -o /dev/null -m 60 -w "%{http_code} %{num_connects}\n" --cacert '"$SA"'/ca.crt \
+		-H "Authorization: Bearer $(cat '"$SA"'/token)" "$@"' sh -H "X-Loop: $mark" "${args[@]}")
+	sleep 0.3
+	if [ "$(grep -c '^200 ' <<<"$out")" = "$N" ] && [ "$(awk '{s += $2} END {print s}' <<<"$out")" = 1 ] &&
+		[ "$(api_count "$mark")" = "$N" ]; then
+		pass "$name: $N of $N answered 200 on one connection, API received $N"
+	else
+		fail "$name: $(grep -c '^200 ' <<<"$out") of $N answered 200, connects $(awk '{s += $2} END {print s}' <<<"$out"), API received $(api_count "$mark")"
+	fi
+}
+
+# ---- pooled upstream connections (the API keeps them open) ----
+loop "Connection: close, pooled upstream" close-pooled --http1.1 -H 'Connection: close'
+loop "HTTP/1.0, pooled upstream" http10-pooled --http1.0
+keepalive "keep-alive, pooled upstream" ka-pooled
+pooled=$(grep -c '"pooled":true' "$RIG_DAEMON_LOG")
+check "those requests really went over pooled upstream connections ($pooled)" test "$pooled" -ge $((N * 2))
