@@ -743,9 +743,73 @@ static int build_upstream_head(struct conn *c, const struct mg_http_req *req)
 
 static void on_event(struct mg_loop *loop, int fd, uint32_t events, void *data);
 
-/* Starts a TLS connection to the pod's original destination, unless an
- * idle pooled one exists. */
+/* A request that may be sent again if a reused connection turns out to
+ * have been closed by the API server before it answered: no body and a
+ * safe method (RFC 9110 §9.2.1), the rule Go's transport follows. */
+static bool replayable(const struct conn *c)
+{
+	const struct exch *x = &c->x;
+
+	return x->req_body == MG_HTTP_BODY_NONE && !x->upgrade &&
+	       (!strcmp(x->method, "GET") || !strcmp(x->method, "HEAD") ||
+		!strcmp(x->method, "OPTIONS"));
+}
+
+static int connect_upstream(struct conn *c);
+
+/* Gives <c> an upstream connection to the pod's original destination: an
+ * idle pooled one if there is one, else a new one. On a pooled one, a
+ * replayable request (all of it is in uout now) is kept for a resend. */
 static int attach_upstream(struct conn *c)
+{
+	struct mg_proxy *p = c->p;
+	struct upstream *u;
+
+	u = pool_take(p, &c->o.orig_dst);
+	if (!u)
+		return connect_upstream(c);
+	c->x.pooled = true;
+	p->st.pool_reused++;
+	if (replayable(c) && !c->x.replay) {
+		c->x.replay_len = mg_buf_size(&c->uout);
+		c->x.replay = malloc(c->x.replay_len ?: 1);
+		if (c->x.replay)
+			memcpy(c->x.replay, mg_buf_head(&c->uout), c->x.replay_len);
+	}
+	u->side = (struct side){ c, u, true };
+	c->up = u;
+	return mg_loop_add_fd(p->o.loop, u->fd, EPOLLOUT | EPOLLIN, on_event, &u->side);
+}
+
+/* The reused upstream connection of <c> failed (closed, reset, write
+ * error) before a byte of the response came: the API server closed it
+ * idle as we reused it. A replayable request is sent once more, on a new
+ * connection. Returns true if it was; false leaves everything as it was. */
+static bool resend_on_new_upstream(struct conn *c)
+{
+	struct exch *x = &c->x;
+
+	if (!x->active || !x->replay || x->resp_head || mg_buf_size(&c->uin) || c->tunnel)
+		return false;
+	upstream_free(c->p, c->up);
+	c->up = NULL;
+	c->u_eof = false;
+	mg_buf_free(&c->uout);
+	if (mg_buf_append(&c->uout, x->replay, x->replay_len) || connect_upstream(c)) {
+		free(x->replay);
+		x->replay = NULL;
+		return false;
+	}
+	c->p->st.pool_resent++;
+	mg_log_json("info", json_pack("{s:s,s:I,s:s}", "event", "upstream_resend", "conn",
+				      (json_int_t)c->id, "auditID", x->audit_id));
+	free(x->replay); /* once only */
+	x->replay = NULL;
+	return true;
+}
+
+/* Starts a new TLS connection to the pod's original destination. */
+static int connect_upstream(struct conn *c)
 {
 	struct mg_proxy *p = c->p;
 	struct sockaddr_storage ss;
@@ -753,14 +817,6 @@ static int attach_upstream(struct conn *c)
 	socklen_t sl;
 	char ip[INET6_ADDRSTRLEN];
 
-	u = pool_take(p, &c->o.orig_dst);
-	if (u) {
-		c->x.pooled = true;
-		p->st.pool_reused++;
-		u->side = (struct side){ c, u, true };
-		c->up = u;
-		return mg_loop_add_fd(p->o.loop, u->fd, EPOLLOUT | EPOLLIN, on_event, &u->side);
-	}
 	u = calloc(1, sizeof(*u));
 	if (!u)
 		return -ENOMEM;
@@ -1867,6 +1923,14 @@ static bool pump_once(struct conn *c)
 
 			if (mg_buf_size(&c->uout)) {
 				r = ssl_write_from(c->up->ssl, &c->uout, &dummy);
+				if (r < 0 && resend_on_new_upstream(c))
+					return true;
+				if (r < 0 && c->x.active && !c->x.resp_head && !c->tunnel) {
+					upstream_free(p, c->up);
+					c->up = NULL;
+					reply_status(c, 502, "mcpgate: the API server closed the connection");
+					return true;
+				}
 				if (r < 0) {
 					c->dead = true;
 					return true;
@@ -1932,6 +1996,9 @@ static bool pump_once(struct conn *c)
 			progress |= take_response_head(c);
 		if (c->x.active && c->x.resp_head && !c->x.resp_done)
 			progress |= forward_response_body(c);
+		if (c->x.active && !c->x.resp_head && c->u_eof && !mg_buf_size(&c->uin) &&
+		    resend_on_new_upstream(c))
+			return true;
 		if (c->x.active && !c->x.resp_head && c->u_eof && !mg_buf_size(&c->uin)) {
 			upstream_free(p, c->up);
 			c->up = NULL;

@@ -58,6 +58,7 @@ struct mg_proxy_stats {
 	uint64_t rejected_requests;	/* answered by the proxy itself (4xx/5xx) */
 	uint64_t upgrades;		/* tunnels after 101 */
 	uint64_t pool_reused;		/* requests sent on a pooled connection */
+	uint64_t pool_resent;		/* resent: the API closed a reused connection unanswered */
 	uint64_t creds_failed;		/* requests refused: no upstream credential */
 	uint64_t mask_failed;		/* responses stopped: could not be masked safely */
 	uint64_t review_failed;		/* requests refused: the pod's token is not its own */

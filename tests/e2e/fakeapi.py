@@ -4,7 +4,8 @@
   fakeapi.py --listen ADDR:PORT [--listen [V6]:PORT ...] [--cert F --key F] --state state.json
              --log requests.jsonl --token TOK[=USER] ... [--version 1.33] [--ready-file F]
              [--control-token TOK] [--discovery aggregated|legacy] [--bookmark-interval S]
-             [--log-tick S] [--gzip-min BYTES] [--split-head-ms MS] [--eks-cluster ID --eks-sts-host H ...]
+             [--log-tick S] [--gzip-min BYTES] [--split-head-ms MS]
+             [--max-requests-per-conn N] [--drop-request-every N] [--eks-cluster ID --eks-sts-host H ...]
 
 Real, unmodified clients (kubectl 1.27..1.33, the Python and JavaScript clients,
 mcp-server-kubernetes) talk to it, so it follows the API server's wire behaviour: HTTP/1.1
@@ -559,6 +560,7 @@ class Conn:
         self.server, self.sock, self.remote = server, sock, remote
         self.reader = Reader(sock)
         self.keep_alive = True
+        self.served = 0
         self.head_only = False
         self.wlock = threading.Lock()
 
@@ -576,6 +578,15 @@ class Conn:
                 req = read_request(self)
                 if req is None:
                     return
+                self.served += 1
+                drop = self.server.args.drop_request_every
+                if drop and self.served % drop == 0:
+                    # An idle-timeout race as a pooled client sees it: the request was
+                    # sent, the connection closes unanswered (and unlogged).
+                    return
+                if self.server.args.max_requests_per_conn and \
+                        self.served >= self.server.args.max_requests_per_conn:
+                    self.keep_alive = False
                 conn_hdr = (req.header("connection") or "").lower()
                 if req.version == "HTTP/1.0":
                     self.keep_alive = "keep-alive" in conn_hdr
@@ -743,6 +754,10 @@ def main(argv):
     ap.add_argument("--bookmark-interval", type=float, default=5.0)
     ap.add_argument("--log-tick", type=float, default=0.5,
                     help="seconds between the extra 'tick N' lines of a followed log")
+    ap.add_argument("--max-requests-per-conn", type=int, default=0,
+                    help="answer the Nth request of a connection with Connection: close")
+    ap.add_argument("--drop-request-every", type=int, default=0,
+                    help="close a connection unanswered on its Nth request")
     ap.add_argument("--split-head-ms", type=float, default=None,
                     help="send a response head in its own write, the body MS later")
     ap.add_argument("--gzip-min", type=int, default=128 * 1024,

@@ -60,3 +60,29 @@ loop "HTTP/1.0, pooled upstream" http10-pooled --http1.0
 keepalive "keep-alive, pooled upstream" ka-pooled
 pooled=$(grep -c '"pooled":true' "$RIG_DAEMON_LOG")
 check "those requests really went over pooled upstream connections ($pooled)" test "$pooled" -ge $((N * 2))
+
+# restart_api ARGS...: the fake API again, with other connection habits.
+restart_api() {
+	rig_kill_pid "$RIG_FAKEAPI_PID"
+	rm -f "$RIG_DIR/fakeapi.ready"
+	rig_fakeapi --split-head-ms 5 "$@"
+}
+
+# ---- a fresh upstream connection per request (the API closes each) ----
+restart_api --max-requests-per-conn 1
+before=$(grep -c '"pooled":true' "$RIG_DAEMON_LOG")
+loop "Connection: close, fresh upstream" close-fresh --http1.1 -H 'Connection: close'
+loop "HTTP/1.0, fresh upstream" http10-fresh --http1.0
+keepalive "keep-alive, fresh upstream" ka-fresh
+check "those requests went over fresh upstream connections" \
+	test "$(grep -c '"pooled":true' "$RIG_DAEMON_LOG")" = "$before"
+
+# ---- the API closes a reused connection as a request arrives on it ----
+# (its idle timeout racing the proxy's reuse): a GET is sent again on a new
+# connection, and the client never sees the race.
+restart_api --drop-request-every 3
+loop "Connection: close, API closes reused upstream unanswered" close-drop --http1.1 -H 'Connection: close'
+loop "HTTP/1.0, API closes reused upstream unanswered" http10-drop --http1.0
+keepalive "keep-alive, API closes reused upstream unanswered" ka-drop
+resent=$(grep -c '"event":"upstream_resend"' "$RIG_DAEMON_LOG")
+check "those races happened and were resent ($resent)" test "$resent" -ge "$N"
