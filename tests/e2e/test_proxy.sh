@@ -27,7 +27,9 @@ cat >"$RIG_DIR/extra-state.json" <<JSON
  "configmaps": [{"metadata": {"name": "cm1", "namespace": "default"}, "data": {"mode": "demo"}}],
  "logs": {"default/p1": ["hello from p1", "second line"]}}
 JSON
-rig_fakeapi
+# Response heads in their own write, bodies a moment later, as the Go API
+# server sends a body larger than its write buffer.
+rig_fakeapi --split-head-ms 2
 rig_daemon || { fail "mcpgated starts"; summary; exit 1; }
 TOKEN=$(cat "$RIG_DIR/pods/agent/run/secrets/kubernetes.io/serviceaccount/token")
 
@@ -103,6 +105,15 @@ rig_kill_pid "$wpid"
 if [ -d "$CLIENTS/node_modules/@kubernetes/client-node" ]; then
 	out=$(in_pod agent /usr/bin/node "$CLIENTS/node_list_pods.js" default 2>&1)
 	check "node client-node: list pods" grep -q '"p1"' <<<"$out"
+	# One connection per request, each `Connection: close`: every one of
+	# a loop is answered (not one in two), and reached the API once.
+	lists() { grep -c '"path": "/api/v1/namespaces/default/pods"' "$REQLOG"; }
+	before=$(lists)
+	out=$(in_pod agent /usr/bin/node "$CLIENTS/node_list_pods.js" --repeat 50 default 2>&1)
+	sleep 0.3
+	check "node client-node: 50 sequential lists, every one answered ($out)" grep -q '"answered":50' <<<"$out"
+	check "node client-node: the API received exactly 50 lists ($(( $(lists) - before )))" \
+		test "$(( $(lists) - before ))" = 50
 else
 	fail "node client-node installed (run tests/e2e/clients/install.sh)"
 fi
