@@ -392,6 +392,7 @@ static char *metrics_text(struct daemon *d)
 		"# TYPE mcpgate_connections_total counter\n"
 		"mcpgate_connections_total{result=\"accepted\"} %llu\n"
 		"mcpgate_connections_total{result=\"rejected_no_origin\"} %llu\n"
+		"mcpgate_connections_total{result=\"rejected_unknown_pod\"} %llu\n"
 		"mcpgate_connections_total{result=\"upstream_failed\"} %llu\n"
 		"mcpgate_connections_total{result=\"tls_failed\"} %llu\n"
 		"# HELP mcpgate_refused_total Requests or responses mcpgate stopped, by why.\n"
@@ -414,6 +415,7 @@ static char *metrics_text(struct daemon *d)
 		"# TYPE mcpgate_intercepted_pods gauge\n"
 		"mcpgate_intercepted_pods %zu\n",
 		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,
+		(unsigned long long)st.rejected_unknown_pod,
 		(unsigned long long)st.upstream_failed, (unsigned long long)st.tls_failed,
 		(unsigned long long)st.mask_failed, (unsigned long long)st.creds_failed,
 		(unsigned long long)st.rejected_requests, (unsigned long long)st.review_failed,

@@ -185,8 +185,14 @@ struct cjob {
 	struct cjob *next;
 };
 
+/* Pod cgroup ids whose refusal was logged lately: a pod that keeps
+ * reconnecting is counted every time but logged once. */
+#define UNKNOWN_LOGGED_MAX 64
+
 struct mg_proxy {
 	struct mg_proxy_opts o;
+	uint64_t unknown_logged[UNKNOWN_LOGGED_MAX];
+	unsigned unknown_logged_next;
 	/* credential worker */
 	pthread_t cthread;
 	bool cthread_started, cstop;
@@ -2126,6 +2132,13 @@ static void on_event(struct mg_loop *loop, int fd, uint32_t events, void *data)
 
 /* ---- accept ---- */
 
+/* RST rather than FIN: the peer learns at once it was turned away. */
+static void reset_close(int fd)
+{
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 }, sizeof(struct linger));
+	close(fd);
+}
+
 static void reject(struct mg_proxy *p, int fd, const struct mg_abi_addr *client, const char *why)
 {
 	char cli[64];
@@ -2133,9 +2146,35 @@ static void reject(struct mg_proxy *p, int fd, const struct mg_abi_addr *client,
 	p->st.rejected_no_origin++;
 	mg_log_json("warn", json_pack("{s:s,s:s,s:s}", "event", "reject", "client",
 				      mg_config_fmt_addr(client, cli, sizeof(cli)), "reason", why));
-	/* RST rather than FIN: the peer learns at once it was turned away. */
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 }, sizeof(struct linger));
-	close(fd);
+	reset_close(fd);
+}
+
+/* The kernel recorded an origin, but the pods module has no identity for
+ * its pod cgroup (unknown cgroup, or a pod whose metadata is not known:
+ * deleted, or not listed yet). Without an identity there is no credential
+ * to choose and nothing to audit against, and the daemon's own credential
+ * must never serve an unknown caller: reset, whatever the provider. Logged
+ * once per pod cgroup id (recent ones), counted every time. */
+static void reject_unknown_pod(struct mg_proxy *p, int fd, const struct mg_abi_addr *client,
+			       const struct mg_abi_origin *o)
+{
+	char cli[64];
+	unsigned i;
+
+	p->st.rejected_unknown_pod++;
+	for (i = 0; i < UNKNOWN_LOGGED_MAX && p->unknown_logged[i] != o->pod_cgroup_id; i++)
+		;
+	if (i == UNKNOWN_LOGGED_MAX) {
+		p->unknown_logged[p->unknown_logged_next++ % UNKNOWN_LOGGED_MAX] = o->pod_cgroup_id;
+		mg_log_json("warn",
+			    json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "event", "reject", "reason",
+				      "unknown pod", "client",
+				      mg_config_fmt_addr(client, cli, sizeof(cli)), "pod_cgroup_id",
+				      (json_int_t)o->pod_cgroup_id, "cgroup_id",
+				      (json_int_t)o->cgroup_id, "pid", (json_int_t)o->tgid, "note",
+				      "later refusals of this cgroup are counted, not logged"));
+	}
+	reset_close(fd);
 }
 
 static void accept_one(struct mg_proxy *p, int fd)
@@ -2143,6 +2182,7 @@ static void accept_one(struct mg_proxy *p, int fd)
 	struct sockaddr_storage peer, local;
 	socklen_t pl = sizeof(peer), ll = sizeof(local);
 	struct mg_abi_tuple t = { 0 };
+	struct mg_pod_ident ident = { 0 };
 	struct mg_abi_origin o;
 	SSL_CTX *ctx;
 	struct conn *c;
@@ -2159,11 +2199,19 @@ static void accept_one(struct mg_proxy *p, int fd)
 		reject(p, fd, &t.client, "no origin recorded by the kernel");
 		return;
 	}
+	found = mg_pods_lookup(p->o.pods, o.pod_cgroup_id, o.cgroup_id, &ident);
+	if (found || !ident.known) {
+		mg_pod_ident_release(&ident);
+		reject_unknown_pod(p, fd, &t.client, &o);
+		return;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
+		mg_pod_ident_release(&ident);
 		close(fd);
 		return;
 	}
+	c->ident = ident;
 	c->p = p;
 	c->id = ++p->next_id;
 	c->fd = fd;
@@ -2175,7 +2223,6 @@ static void accept_one(struct mg_proxy *p, int fd)
 	mg_buf_init(&c->uin, IN_MAX);
 	mg_buf_init(&c->uout, OUT_MAX);
 	mg_config_fmt_addr(&t.client, c->client, sizeof(c->client));
-	found = mg_pods_lookup(p->o.pods, o.pod_cgroup_id, o.cgroup_id, &c->ident);
 
 	mg_log_json("info",
 		    json_pack("{s:s,s:I,s:o,s:I,s:I,s:I,s:I,s:s,s:s,s:b}", "event", "connect",

@@ -51,6 +51,7 @@ struct mg_proxy_opts {
 struct mg_proxy_stats {
 	uint64_t accepted;		/* connections with an origin */
 	uint64_t rejected_no_origin;	/* reset: the kernel recorded no origin */
+	uint64_t rejected_unknown_pod;	/* reset: the origin's pod has no identity here */
 	uint64_t upstream_failed;	/* connect or TLS to the API server failed */
 	uint64_t tls_failed;		/* downstream handshakes that failed */
 	uint64_t active;		/* open client connections now */

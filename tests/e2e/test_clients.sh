@@ -14,6 +14,12 @@ SA=/var/run/secrets/kubernetes.io/serviceaccount
 URL=https://10.96.0.1/api/v1/namespaces/default/pods
 
 rig_pod agent 1 burstable default mcp-agent
+# "ghost": a pod cgroup on this node whose pod the API does not list (deleted,
+# or not listed yet); "notapod": a cgroup under kubepods that is no pod at all.
+rig_pod ghost 1 burstable default mcp-agent
+sed -i '/"name":"ghost"/d' "$RIG_DIR/pods.jsonl"
+NOTAPOD="$RIG_KUBEPODS/burstable/notapod"
+mkdir -p "$NOTAPOD/c1"
 rig_fakeapi --split-head-ms 5
 rig_daemon || { fail "mcpgated starts"; summary; exit 1; }
 
@@ -86,3 +92,45 @@ loop "HTTP/1.0, API closes reused upstream unanswered" http10-drop --http1.0
 keepalive "keep-alive, API closes reused upstream unanswered" ka-drop
 resent=$(grep -c '"event":"upstream_resend"' "$RIG_DAEMON_LOG")
 check "those races happened and were resent ($resent)" test "$resent" -ge "$N"
+
+# ---- a connection whose origin names a pod the daemon does not know ----
+# The cgroup is put in the intercept map by hand (a stale entry, a pod deleted
+# since, a pod the watch has not delivered yet): the kernel redirects, and the
+# proxy must reset the connection instead of serving it with the daemon's
+# credential (no --creds-provider here). Logged once per cgroup, counted always.
+# intercept_add DIR: puts DIR's cgroup id in the intercept map as selected.
+intercept_add() {
+	local key
+	key=$($RIG_PY -c 'import os,struct,sys; print(" ".join("%02x" % b for b in struct.pack("<Q", os.stat(sys.argv[1]).st_ino)))' "$1")
+	# shellcheck disable=SC2086
+	bpftool map update pinned "$RIG_PIN/intercept" key hex $key value hex 01 00 00 00 00 00 00 00
+}
+# refused NAME MARK [in_pod args...]: three GETs, none answered, none reached the API.
+refused() {
+	local name=$1 mark=$2 out; shift 2
+	out=$(in_pod "$@" sh -c 'for i in 1 2 3; do curl -s -o /dev/null -m 5 -w "%{http_code} %{exitcode}
+" 		--cacert '"$SA"'/ca.crt -H "X-Loop: $0" '"$URL"'; done' "$mark")
+	sleep 0.3
+	if [ "$(grep -c '^000 ' <<<"$out")" = 3 ] && [ "$(api_count "$mark")" = 0 ]; then
+		pass "$name: 3 connections refused, none reached the API"
+	else
+		fail "$name: $(tr '\n' ' ' <<<"$out"), API received $(api_count "$mark")"
+	fi
+}
+before=$(rig_metric 'mcpgate_connections_total{result="rejected_unknown_pod"}'); before=${before:-0}
+intercept_add "$(pod_var ghost CG)"
+refused "a pod cgroup whose pod the API does not list" ghost-unknown ghost
+intercept_add "$NOTAPOD"
+refused "a cgroup under kubepods that is no pod" notapod-unknown ghost --cgroup "$NOTAPOD/c1"
+after=$(rig_metric 'mcpgate_connections_total{result="rejected_unknown_pod"}')
+check "refusals counted under rejected_unknown_pod ($before -> $after)" test "$((after - before))" = 6
+for d in "$(pod_var ghost CG)" "$NOTAPOD"; do
+	id=$(stat -c %i "$d")
+	check "refusal logged once for cgroup $id" \
+		test "$(grep '"reason":"unknown pod"' "$RIG_DAEMON_LOG" | grep -c "\"pod_cgroup_id\":$id,")" = 1
+done
+check "no request from an unknown pod was logged as served" \
+	test -z "$(grep '"event":"request"' "$RIG_DAEMON_LOG" | grep '"pod":{"namespace":""')"
+# and a known pod on the same node is still served
+loop "a known pod is still served" known-after --http1.1
+summary
