@@ -31,6 +31,7 @@
 #include "mcpgate/log.h"
 #include "mcpgate/loop.h"
 #include "mcpgate/mask.h"
+#include "mcpgate/metrics.h"
 #include "mcpgate/netaddr.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
@@ -385,8 +386,9 @@ static char *metrics_text(struct daemon *d)
 	fprintf(f, "# HELP mcpgate_bpf_events_total Events counted by the eBPF programs.\n"
 		   "# TYPE mcpgate_bpf_events_total counter\n");
 	for (int i = 0; i < MG_CNT_MAX; i++)
-		fprintf(f, "mcpgate_bpf_events_total{event=\"%s\"} %llu\n",
-			mg_loader_counter_names[i], (unsigned long long)cnt[i]);
+		mg_metrics_put_u64(f, "mcpgate_bpf_events_total",
+				   &(struct mg_metrics_label){ "event", mg_loader_counter_names[i] }, 1,
+				   cnt[i]);
 	fprintf(f,
 		"# HELP mcpgate_connections_total Connections accepted on the proxy port.\n"
 		"# TYPE mcpgate_connections_total counter\n"

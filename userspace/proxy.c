@@ -39,6 +39,7 @@
 #include "mcpgate/log.h"
 #include "mcpgate/loop.h"
 #include "mcpgate/mask.h"
+#include "mcpgate/metrics.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
 #include "mcpgate/reqinfo.h"
@@ -152,7 +153,11 @@ struct conn {
 static const double lat_bounds[LAT_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
 						 0.05,	 0.1,	0.25,	0.5,   1,    5 };
 struct met {
-	char key[160];	/* verb\0resource\0code\0decision packed as text */
+	bool used;
+	char verb[20];		/* as in struct exch */
+	char resource[96];
+	char decision[16];
+	int code;
 	uint64_t count;
 };
 
@@ -333,22 +338,34 @@ static struct mg_str daemon_token(struct mg_proxy *p)
 
 /* ---- metrics ---- */
 
+static unsigned met_hash(unsigned h, const char *s)
+{
+	for (; *s; s++)
+		h = h * 33 + (unsigned char)*s;
+	return h * 33 + 0xff; /* a separator no string holds */
+}
+
+/* Each label kept as its own string: the resource name is the pod's text,
+ * and no byte of it may move a boundary between labels. */
 static void met_add(struct mg_proxy *p, const char *verb, const char *resource, int code,
 		    const char *decision, double secs)
 {
-	char key[160];
-	unsigned h = 5381;
+	unsigned h = met_hash(met_hash(met_hash(5381, verb), resource), decision) + (unsigned)code;
 	size_t i;
 
-	snprintf(key, sizeof(key), "%s|%s|%d|%s", verb, resource, code, decision);
-	for (const char *s = key; *s; s++)
-		h = h * 33 + (unsigned char)*s;
 	for (i = 0; i < MET_SLOTS; i++) {
 		struct met *m = &p->met[(h + i) % MET_SLOTS];
 
-		if (!m->key[0])
-			snprintf(m->key, sizeof(m->key), "%s", key);
-		if (!strcmp(m->key, key)) {
+		if (!m->used) {
+			m->used = true;
+			snprintf(m->verb, sizeof(m->verb), "%s", verb);
+			snprintf(m->resource, sizeof(m->resource), "%s", resource);
+			snprintf(m->decision, sizeof(m->decision), "%s", decision);
+			m->code = code;
+		}
+		if (m->code == code && !strncmp(m->verb, verb, sizeof(m->verb) - 1) &&
+		    !strncmp(m->resource, resource, sizeof(m->resource) - 1) &&
+		    !strncmp(m->decision, decision, sizeof(m->decision) - 1)) {
 			m->count++;
 			break;
 		}
@@ -368,39 +385,37 @@ void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
 	fprintf(f, "# HELP mcpgate_requests_total Requests, by verb, resource, code and decision.\n"
 		   "# TYPE mcpgate_requests_total counter\n");
 	for (size_t i = 0; i < MET_SLOTS; i++) {
-		char k[160], *f_[4] = { NULL, NULL, NULL, NULL }, *q;
-		int nf = 0;
+		const struct met *m = &p->met[i];
+		char code[12];
 
-		if (!p->met[i].key[0])
+		if (!m->used)
 			continue;
-		/* verb|resource|code|decision; any field may be empty */
-		snprintf(k, sizeof(k), "%s", p->met[i].key);
-		for (q = k, f_[nf++] = k; *q && nf < 4; q++)
-			if (*q == '|') {
-				*q = '\0';
-				f_[nf++] = q + 1;
-			}
-		char *verb = f_[0], *res = f_[1], *code = f_[2], *dec = f_[3];
-		fprintf(f,
-			"mcpgate_requests_total{verb=\"%s\",resource=\"%s\",code=\"%s\","
-			"decision=\"%s\"} %llu\n",
-			verb ? verb : "", res ? res : "", code ? code : "", dec ? dec : "",
-			(unsigned long long)p->met[i].count);
+		snprintf(code, sizeof(code), "%d", m->code);
+		mg_metrics_put_u64(f, "mcpgate_requests_total",
+				   (struct mg_metrics_label[]){ { "verb", m->verb },
+								{ "resource", m->resource },
+								{ "code", code },
+								{ "decision", m->decision } },
+				   4, m->count);
 	}
 	fprintf(f, "# HELP mcpgate_request_duration_seconds Time from request head to the end "
 		   "of the response (tunnels excluded).\n"
 		   "# TYPE mcpgate_request_duration_seconds histogram\n");
-	for (size_t i = 0; i < LAT_BUCKETS; i++) {
+	for (size_t i = 0; i <= LAT_BUCKETS; i++) {
+		char le[32];
+
 		cum += p->lat_count[i];
-		fprintf(f, "mcpgate_request_duration_seconds_bucket{le=\"%g\"} %llu\n", lat_bounds[i],
-			(unsigned long long)cum);
+		if (i < LAT_BUCKETS)
+			snprintf(le, sizeof(le), "%g", lat_bounds[i]);
+		else
+			snprintf(le, sizeof(le), "+Inf");
+		mg_metrics_put_u64(f, "mcpgate_request_duration_seconds_bucket",
+				   &(struct mg_metrics_label){ "le", le }, 1, cum);
 	}
-	cum += p->lat_count[LAT_BUCKETS];
 	fprintf(f,
-		"mcpgate_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
 		"mcpgate_request_duration_seconds_sum %.6f\n"
 		"mcpgate_request_duration_seconds_count %llu\n",
-		(unsigned long long)cum, p->lat_sum, (unsigned long long)p->lat_n);
+		p->lat_sum, (unsigned long long)p->lat_n);
 }
 
 /* ---- upstream pool ---- */
