@@ -1,7 +1,10 @@
 /*
  * admin: the daemon's own small HTTP listener (/healthz, /readyz, /metrics),
  * on its own address, never reachable through the redirect. GET only; one
- * request per connection. The owner answers through a handler.
+ * request per connection. The owner answers through a handler. It runs on
+ * the proxy's event loop and never blocks it: answers are written as the
+ * client reads them, slow or idle clients are cut after a few seconds, and
+ * the number of admin connections is capped (admin.c names the limits).
  */
 #ifndef MCPGATE_ADMIN_H
 #define MCPGATE_ADMIN_H
