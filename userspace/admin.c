@@ -24,11 +24,11 @@
 #include "mcpgate/log.h"
 #include "mcpgate/loop.h"
 
-#define ADMIN_REQ_MAX 8192
-#define ADMIN_CONN_MAX 32		  /* admin connections open at once */
-#define ADMIN_IO_TIMEOUT_MS 5000	  /* a whole request-response, at most */
-#define ADMIN_RESP_MAX (8 * 1024 * 1024) /* larger bodies are a 500, not an allocation */
-#define ADMIN_SWEEP_MS 1000
+#define ADMIN_REQ_MAX	    8192
+#define ADMIN_CONN_MAX	    32		      /* admin connections open at once */
+#define ADMIN_IO_TIMEOUT_MS 5000	      /* a whole request-response, at most */
+#define ADMIN_RESP_MAX	    (8 * 1024 * 1024) /* larger bodies are a 500, not an allocation */
+#define ADMIN_SWEEP_MS	    1000
 
 struct aconn {
 	struct mg_admin *a;
@@ -36,7 +36,7 @@ struct aconn {
 	uint64_t since_ms;
 	size_t len;
 	char buf[ADMIN_REQ_MAX];
-	char *out;		/* the whole response once built; NULL while reading */
+	char *out; /* the whole response once built; NULL while reading */
 	size_t out_len, out_off;
 	struct aconn *next, *prev;
 };
@@ -63,13 +63,20 @@ static uint64_t now_ms(void)
 static const char *reason(int status)
 {
 	switch (status) {
-	case 200: return "OK";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 500: return "Internal Server Error";
-	case 503: return "Service Unavailable";
-	default: return "Error";
+	case 200:
+		return "OK";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 500:
+		return "Internal Server Error";
+	case 503:
+		return "Service Unavailable";
+	default:
+		return "Error";
 	}
 }
 
@@ -144,7 +151,7 @@ static bool respond(struct aconn *c, int status, const char *ctype, const char *
  * when <c> is done. */
 static bool on_readable(struct aconn *c)
 {
-	struct mg_admin_resp r = { 404, "text/plain; charset=utf-8", NULL };
+	struct mg_admin_resp r = {404, "text/plain; charset=utf-8", NULL};
 	char method[8], path[1024];
 	bool done;
 	ssize_t n;
@@ -242,12 +249,12 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 		if (now - c->since_ms <= ADMIN_IO_TIMEOUT_MS)
 			continue;
 		a->timed_out++;
-		mg_log_json("warn", json_pack("{s:s,s:s,s:I,s:I}", "event", "admin_timeout",
-					      "stage", c->out ? "writing" : "reading", "sent",
-					      (json_int_t)c->out_off, "size",
-					      (json_int_t)c->out_len));
+		mg_log_json("warn",
+			    json_pack("{s:s,s:s,s:I,s:I}", "event", "admin_timeout", "stage",
+				      c->out ? "writing" : "reading", "sent",
+				      (json_int_t)c->out_off, "size", (json_int_t)c->out_len));
 		/* RST: the kernel drops what the client never read, at once. */
-		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 },
+		setsockopt(c->fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0},
 			   sizeof(struct linger));
 		finish(c);
 	}
@@ -274,7 +281,7 @@ int mg_admin_new(struct mg_admin **out, struct mg_loop *loop, const struct mg_ab
 		rc = -errno;
 		goto err;
 	}
-	setsockopt(a->lfd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
+	setsockopt(a->lfd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
 	if (bind(a->lfd, (struct sockaddr *)&ss, sl) || listen(a->lfd, 64)) {
 		rc = -errno;
 		goto err;

@@ -37,13 +37,13 @@ static void test_escapes_the_three_specials(void **state)
 static void test_invalid_utf8_becomes_replacement(void **state)
 {
 	(void)state;
-	expect_escape("caf\xc3\xa9", "caf\xc3\xa9");		/* valid 2-byte */
-	expect_escape("\xe2\x82\xac", "\xe2\x82\xac");		/* valid 3-byte */
-	expect_escape("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80");	/* valid 4-byte */
-	expect_escape("a\xffz", "a\xef\xbf\xbdz");		/* never valid */
-	expect_escape("\xc3", "\xef\xbf\xbd");			/* truncated at the end */
-	expect_escape("\xc3(", "\xef\xbf\xbd(");		/* bad continuation */
-	expect_escape("\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd");	/* overlong '/' */
+	expect_escape("caf\xc3\xa9", "caf\xc3\xa9");	       /* valid 2-byte */
+	expect_escape("\xe2\x82\xac", "\xe2\x82\xac");	       /* valid 3-byte */
+	expect_escape("\xf0\x9f\x98\x80", "\xf0\x9f\x98\x80"); /* valid 4-byte */
+	expect_escape("a\xffz", "a\xef\xbf\xbdz");	       /* never valid */
+	expect_escape("\xc3", "\xef\xbf\xbd");		       /* truncated at the end */
+	expect_escape("\xc3(", "\xef\xbf\xbd(");	       /* bad continuation */
+	expect_escape("\xc0\xaf", "\xef\xbf\xbd\xef\xbf\xbd"); /* overlong '/' */
 	expect_escape("\xed\xa0\x80", "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* surrogate */
 	expect_escape("\xf4\x90\x80\x80",
 		      "\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd\xef\xbf\xbd"); /* > U+10FFFF */
@@ -54,7 +54,8 @@ static void test_invalid_utf8_becomes_replacement(void **state)
  * length is always the full one. */
 static void test_cut_never_splits_an_escape(void **state)
 {
-	const char *in = "a\"b\\c\nd\xff" "e";
+	const char *in = "a\"b\\c\nd\xff"
+			 "e";
 	char full[64], out[64];
 	size_t need = mg_metrics_escape_label(in, full, sizeof(full));
 
@@ -94,9 +95,8 @@ static char *sample(const struct mg_metrics_label *l, size_t n, uint64_t v)
 
 static void test_sample_lines(void **state)
 {
-	struct mg_metrics_label l[] = { { "verb", "get" },
-					{ "resource", "pods\"} 1\nmcpgate_forged 9" },
-					{ "code", NULL } };
+	struct mg_metrics_label l[] = {
+		{"verb", "get"}, {"resource", "pods\"} 1\nmcpgate_forged 9"}, {"code", NULL}};
 	char *s;
 
 	(void)state;
@@ -104,8 +104,9 @@ static void test_sample_lines(void **state)
 	assert_string_equal(s, "mcpgate_x_total 7\n");
 	free(s);
 	s = sample(l, 3, 18446744073709551615ull);
-	assert_string_equal(s, "mcpgate_x_total{verb=\"get\",resource=\"pods\\\"} 1\\nmcpgate_forged "
-			       "9\",code=\"\"} 18446744073709551615\n");
+	assert_string_equal(s,
+			    "mcpgate_x_total{verb=\"get\",resource=\"pods\\\"} 1\\nmcpgate_forged "
+			    "9\",code=\"\"} 18446744073709551615\n");
 	free(s);
 }
 
@@ -113,7 +114,7 @@ static void test_sample_lines(void **state)
 static void test_long_value_whole(void **state)
 {
 	char *big = malloc(5001), *s, *want, *p;
-	struct mg_metrics_label l = { "resource", big };
+	struct mg_metrics_label l = {"resource", big};
 
 	(void)state;
 	memset(big, '"', 5000);
