@@ -132,5 +132,5 @@ done
 check "no request from an unknown pod was logged as served" \
 	test -z "$(grep '"event":"request"' "$RIG_DAEMON_LOG" | grep '"pod":{"namespace":""')"
 # and a known pod on the same node is still served
-loop "a known pod is still served" known-after --http1.1
+N=20 loop "a known pod is still served" known-after --http1.1
 summary
