@@ -27,7 +27,7 @@
 #define ADMIN_REQ_MAX	    8192
 #define ADMIN_CONN_MAX	    32		      /* admin connections open at once */
 #define ADMIN_IO_TIMEOUT_MS 5000	      /* a whole request-response, at most */
-#define ADMIN_RESP_MAX	    (8 * 1024 * 1024) /* larger bodies are a 500, not an allocation */
+#define ADMIN_RESP_MAX	    (8 * 1024 * 1024) /* a larger body is answered 500, not queued */
 #define ADMIN_SWEEP_MS	    1000
 
 struct aconn {
