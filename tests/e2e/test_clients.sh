@@ -105,11 +105,16 @@ intercept_add() {
 	# shellcheck disable=SC2086
 	bpftool map update pinned "$RIG_PIN/intercept" key hex $key value hex 01 00 00 00 00 00 00 00
 }
-# refused NAME MARK [in_pod args...]: three GETs, none answered, none reached the API.
+# refused NAME MARK CGROUP [in_pod args...]: three GETs, each just after
+# CGROUP is (re)put in the intercept map (the daemon's own reconciling may
+# rewrite an entry it did not make): none answered, none reached the API.
 refused() {
-	local name=$1 mark=$2 out; shift 2
-	out=$(in_pod "$@" sh -c 'for i in 1 2 3; do curl -s -o /dev/null -m 5 -w "%{http_code} %{exitcode}
-" 		--cacert '"$SA"'/ca.crt -H "X-Loop: $0" '"$URL"'; done' "$mark")
+	local name=$1 mark=$2 cg=$3 out="" i; shift 3
+	for i in 1 2 3; do
+		intercept_add "$cg"
+		out+=$(in_pod "$@" curl -s -o /dev/null -m 5 -w "%{http_code} %{exitcode}" \
+			--cacert "$SA/ca.crt" -H "X-Loop: $mark" "$URL")$'\n'
+	done
 	sleep 0.3
 	if [ "$(grep -c '^000 ' <<<"$out")" = 3 ] && [ "$(api_count "$mark")" = 0 ]; then
 		pass "$name: 3 connections refused, none reached the API"
@@ -118,10 +123,8 @@ refused() {
 	fi
 }
 before=$(rig_metric 'mcpgate_connections_total{result="rejected_unknown_pod"}'); before=${before:-0}
-intercept_add "$(pod_var ghost CG)"
-refused "a pod cgroup whose pod the API does not list" ghost-unknown ghost
-intercept_add "$NOTAPOD"
-refused "a cgroup under kubepods that is no pod" notapod-unknown ghost --cgroup "$NOTAPOD/c1"
+refused "a pod cgroup whose pod the API does not list" ghost-unknown "$(pod_var ghost CG)" ghost
+refused "a cgroup under kubepods that is no pod" notapod-unknown "$NOTAPOD" ghost --cgroup "$NOTAPOD/c1"
 after=$(rig_metric 'mcpgate_connections_total{result="rejected_unknown_pod"}')
 check "refusals counted under rejected_unknown_pod ($before -> $after)" test "$((after - before))" = 6
 for d in "$(pod_var ghost CG)" "$NOTAPOD"; do
