@@ -20,9 +20,9 @@
 
 struct wkey {
 	uint64_t key;
-	unsigned inflight;	/* submitted, <done> not yet called */
+	unsigned inflight; /* submitted, <done> not yet called */
 	unsigned running;
-	uint64_t served;	/* w->served when a thread last took one of its jobs */
+	uint64_t served; /* w->served when a thread last took one of its jobs */
 	struct wkey *next;
 };
 
@@ -41,10 +41,10 @@ struct mg_worker {
 	pthread_t threads[MG_WORKER_THREADS_MAX];
 	unsigned nthreads;
 	bool stop;
-	struct wjob *queue, **queue_tail;	/* FIFO of jobs waiting for a thread */
-	struct wjob *done, **done_tail;		/* ran, waiting for the loop */
+	struct wjob *queue, **queue_tail; /* FIFO of jobs waiting for a thread */
+	struct wjob *done, **done_tail;	  /* ran, waiting for the loop */
 	struct wkey *keys;
-	uint64_t served;	/* jobs handed to threads so far */
+	uint64_t served; /* jobs handed to threads so far */
 	int efd;
 	struct mg_worker_stats st;
 };
@@ -266,7 +266,7 @@ int mg_worker_submit(struct mg_worker *w, uint64_t key, mg_worker_run_fn *run,
 		return rc;
 	}
 	k->inflight++;
-	*j = (struct wjob){ k, run, done, arg, NULL };
+	*j = (struct wjob){k, run, done, arg, NULL};
 	*w->queue_tail = j;
 	w->queue_tail = &j->next;
 	w->st.queued++;

@@ -23,9 +23,9 @@ struct mg_loop;
 struct mg_worker;
 
 #define MG_WORKER_THREADS_DEFAULT 4
-#define MG_WORKER_QUEUE_DEFAULT 512
+#define MG_WORKER_QUEUE_DEFAULT	  512
 #define MG_WORKER_PER_KEY_DEFAULT 32
-#define MG_WORKER_THREADS_MAX 64
+#define MG_WORKER_THREADS_MAX	  64
 
 /** Runs on a pool thread; may block. */
 typedef void mg_worker_run_fn(void *arg);
@@ -36,18 +36,18 @@ typedef void mg_worker_run_fn(void *arg);
 typedef void mg_worker_done_fn(void *arg, int status);
 
 struct mg_worker_opts {
-	struct mg_loop *loop;	/* where <done> runs */
-	unsigned threads;	/* 0: MG_WORKER_THREADS_DEFAULT; at most MG_WORKER_THREADS_MAX */
-	unsigned queue_max;	/* jobs waiting for a thread; 0: MG_WORKER_QUEUE_DEFAULT */
-	unsigned per_key_max;	/* jobs in flight per key; 0: MG_WORKER_PER_KEY_DEFAULT */
+	struct mg_loop *loop; /* where <done> runs */
+	unsigned threads;     /* 0: MG_WORKER_THREADS_DEFAULT; at most MG_WORKER_THREADS_MAX */
+	unsigned queue_max;   /* jobs waiting for a thread; 0: MG_WORKER_QUEUE_DEFAULT */
+	unsigned per_key_max; /* jobs in flight per key; 0: MG_WORKER_PER_KEY_DEFAULT */
 };
 
 struct mg_worker_stats {
-	uint64_t submitted;		/* accepted by mg_worker_submit() */
-	uint64_t completed;		/* <done> called with 0 */
-	uint64_t refused_queue;		/* -EAGAIN: the queue was full */
-	uint64_t refused_key;		/* -EDQUOT: the key had per_key_max in flight */
-	unsigned queued, running;	/* now */
+	uint64_t submitted;	  /* accepted by mg_worker_submit() */
+	uint64_t completed;	  /* <done> called with 0 */
+	uint64_t refused_queue;	  /* -EAGAIN: the queue was full */
+	uint64_t refused_key;	  /* -EDQUOT: the key had per_key_max in flight */
+	unsigned queued, running; /* now */
 };
 
 /** Starts the threads and registers the wake-up eventfd. 0 / -errno. */

@@ -48,7 +48,7 @@ struct job {
 	pthread_t ran_on;
 	int status;
 	bool done;
-	int *order;	/* where the id is recorded when it runs */
+	int *order; /* where the id is recorded when it runs */
 	unsigned *norder;
 	unsigned *ndone, stop_at;
 };
@@ -95,10 +95,10 @@ static void setup_loop(struct mg_loop **l)
 
 static void test_jobs_run_off_the_loop_and_finish_on_it(void **state)
 {
-	struct mg_worker_opts o = { .threads = 2 };
+	struct mg_worker_opts o = {.threads = 2};
 	struct mg_worker *w;
 	struct mg_loop *l;
-	struct job jobs[8] = { 0 };
+	struct job jobs[8] = {0};
 	unsigned ndone = 0;
 
 	(void)state;
@@ -106,7 +106,7 @@ static void test_jobs_run_off_the_loop_and_finish_on_it(void **state)
 	o.loop = l;
 	assert_int_equal(mg_worker_new(&w, &o), 0);
 	for (int i = 0; i < 8; i++) {
-		jobs[i] = (struct job){ .loop = l, .id = i, .ndone = &ndone, .stop_at = 8 };
+		jobs[i] = (struct job){.loop = l, .id = i, .ndone = &ndone, .stop_at = 8};
 		assert_int_equal(mg_worker_submit(w, (uint64_t)i, run_job, done_job, &jobs[i]), 0);
 	}
 	mg_loop_run(l);
@@ -130,10 +130,10 @@ static void test_jobs_run_off_the_loop_and_finish_on_it(void **state)
 
 static void test_a_key_over_its_quota_is_refused_others_are_not(void **state)
 {
-	struct mg_worker_opts o = { .threads = 1, .queue_max = 100, .per_key_max = 3 };
+	struct mg_worker_opts o = {.threads = 1, .queue_max = 100, .per_key_max = 3};
 	struct mg_worker *w;
 	struct mg_loop *l;
-	struct job jobs[6] = { 0 };
+	struct job jobs[6] = {0};
 	unsigned ndone = 0;
 
 	(void)state;
@@ -142,7 +142,7 @@ static void test_a_key_over_its_quota_is_refused_others_are_not(void **state)
 	o.loop = l;
 	assert_int_equal(mg_worker_new(&w, &o), 0);
 	for (int i = 0; i < 6; i++)
-		jobs[i] = (struct job){ .loop = l, .id = i, .ndone = &ndone, .stop_at = 4 };
+		jobs[i] = (struct job){.loop = l, .id = i, .ndone = &ndone, .stop_at = 4};
 	for (int i = 0; i < 3; i++)
 		assert_int_equal(mg_worker_submit(w, 7, run_job, done_job, &jobs[i]), 0);
 	/* running or queued, they all count */
@@ -170,10 +170,10 @@ static void test_a_key_over_its_quota_is_refused_others_are_not(void **state)
 
 static void test_a_full_queue_refuses_at_once(void **state)
 {
-	struct mg_worker_opts o = { .threads = 1, .queue_max = 2, .per_key_max = 100 };
+	struct mg_worker_opts o = {.threads = 1, .queue_max = 2, .per_key_max = 100};
 	struct mg_worker *w;
 	struct mg_loop *l;
-	struct job jobs[5] = { 0 };
+	struct job jobs[5] = {0};
 	unsigned ndone = 0;
 
 	(void)state;
@@ -182,7 +182,7 @@ static void test_a_full_queue_refuses_at_once(void **state)
 	o.loop = l;
 	assert_int_equal(mg_worker_new(&w, &o), 0);
 	for (int i = 0; i < 5; i++)
-		jobs[i] = (struct job){ .loop = l, .id = i, .ndone = &ndone, .stop_at = 3 };
+		jobs[i] = (struct job){.loop = l, .id = i, .ndone = &ndone, .stop_at = 3};
 	assert_int_equal(mg_worker_submit(w, 1, run_job, done_job, &jobs[0]), 0);
 	wait_started(1); /* on the thread: no longer queued */
 	assert_int_equal(mg_worker_submit(w, 2, run_job, done_job, &jobs[1]), 0);
@@ -207,10 +207,10 @@ static void test_a_full_queue_refuses_at_once(void **state)
  * runs next, before A's backlog. */
 static void test_a_flooding_key_waits_behind_itself(void **state)
 {
-	struct mg_worker_opts o = { .threads = 1, .queue_max = 100, .per_key_max = 100 };
+	struct mg_worker_opts o = {.threads = 1, .queue_max = 100, .per_key_max = 100};
 	struct mg_worker *w;
 	struct mg_loop *l;
-	struct job jobs[6] = { 0 };
+	struct job jobs[6] = {0};
 	int order[6];
 	unsigned norder = 0, ndone = 0;
 
@@ -220,8 +220,12 @@ static void test_a_flooding_key_waits_behind_itself(void **state)
 	o.loop = l;
 	assert_int_equal(mg_worker_new(&w, &o), 0);
 	for (int i = 0; i < 6; i++)
-		jobs[i] = (struct job){ .loop = l, .id = i, .order = order, .norder = &norder,
-					.ndone = &ndone, .stop_at = 6 };
+		jobs[i] = (struct job){.loop = l,
+				       .id = i,
+				       .order = order,
+				       .norder = &norder,
+				       .ndone = &ndone,
+				       .stop_at = 6};
 	assert_int_equal(mg_worker_submit(w, 0xA, run_job, done_job, &jobs[0]), 0);
 	wait_started(1);
 	for (int i = 1; i < 5; i++)
@@ -240,10 +244,10 @@ static void test_a_flooding_key_waits_behind_itself(void **state)
 
 static void test_free_hands_back_jobs_that_never_ran(void **state)
 {
-	struct mg_worker_opts o = { .threads = 1, .queue_max = 10, .per_key_max = 10 };
+	struct mg_worker_opts o = {.threads = 1, .queue_max = 10, .per_key_max = 10};
 	struct mg_worker *w;
 	struct mg_loop *l;
-	struct job jobs[3] = { 0 };
+	struct job jobs[3] = {0};
 
 	(void)state;
 	setup_loop(&l);
@@ -251,7 +255,7 @@ static void test_free_hands_back_jobs_that_never_ran(void **state)
 	o.loop = l;
 	assert_int_equal(mg_worker_new(&w, &o), 0);
 	for (int i = 0; i < 3; i++) {
-		jobs[i] = (struct job){ .loop = l, .id = i };
+		jobs[i] = (struct job){.loop = l, .id = i};
 		assert_int_equal(mg_worker_submit(w, 1, run_job, done_job, &jobs[i]), 0);
 	}
 	wait_started(1);
