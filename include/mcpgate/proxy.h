@@ -55,8 +55,8 @@ struct mg_proxy_opts {
 	unsigned worker_per_pod;	/* jobs in flight per pod */
 };
 
-#define MG_PROXY_MAX_CONNS_DEFAULT 1024
-#define MG_PROXY_MAX_CONNS_PER_POD_DEFAULT 128
+#define MG_PROXY_MAX_CONNS_DEFAULT 512
+#define MG_PROXY_MAX_CONNS_PER_POD_DEFAULT 64
 #define MG_PROXY_WRITE_STALL_MS_DEFAULT 30000
 
 struct mg_proxy_stats {

@@ -3,7 +3,8 @@
 # connection and against nginx as a plain TLS reverse proxy, in one run, on
 # the e2e rig (real eBPF redirect). Upstream is nginx serving a fixed JSON
 # body, so the figures measure the proxies, not a slow fake API. Also: idle
-# memory per connection, and the masking throughput benchmark if present.
+# memory per connection, RSS before / at the peak of / after a burst of
+# 3000 connections, and the masking throughput benchmark if present.
 # Prints figures; asserts nothing.
 set -u
 . "$(cd "$(dirname "$0")/../e2e" && pwd)/lib/rig.sh"
@@ -44,7 +45,9 @@ RIG_PIDS+=($!)
 # EndpointSlice address; the pods' traffic goes to nginx on the ClusterIP.
 RIG_API_LISTENS="10.97.0.10:6443" rig_fakeapi
 sleep 0.5
-RIG_API_SERVER=https://10.97.0.10:6443 rig_daemon >/dev/null || { echo "mcpgated did not start"; exit 1; }
+# Caps above the burst below: the bench measures memory, not refusals.
+RIG_API_SERVER=https://10.97.0.10:6443 rig_daemon --max-connections 4096 --max-connections-per-pod 4096 \
+	>/dev/null || { echo "mcpgated did not start"; exit 1; }
 
 url=/api/v1/namespaces/default/pods
 run_wrk() { # POD URL CONNS
@@ -101,6 +104,46 @@ sleep 1
 after=$(rss)
 echo "  mcpgated RSS: ${before} KiB -> ${after} KiB with $N connections: $(( (after - before) * 1024 / N )) bytes per connection"
 rig_kill_pid "$hold"
+
+echo
+BURST=${BENCH_BURST:-3000}
+echo "== memory given back after a burst of $BURST connections (TLS + one GET each, all open at once, then all closed)"
+before=$(rss)
+in_pod bench /usr/bin/python3 - "$BURST" "$RIG_DIR/burst" <<'PY' &
+import resource, socket, ssl, sys, time
+n, base = int(sys.argv[1]), sys.argv[2]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ctx = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+req = b"GET /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: 10.96.0.1\r\n\r\n"
+socks, ok = [], 0
+for i in range(n):
+    s = ctx.wrap_socket(socket.create_connection(("10.96.0.1", 443)), server_hostname="10.96.0.1")
+    s.sendall(req)
+    if s.recv(65536).startswith(b"HTTP/1.1 200"):
+        ok += 1
+    socks.append(s)
+open(base + ".open", "w").write(str(ok))
+while True:
+    try:
+        open(base + ".close").close()
+        break
+    except OSError:
+        time.sleep(0.1)
+for s in socks:
+    s.close()
+open(base + ".closed", "w").write("ok")
+PY
+burst=$!; RIG_PIDS+=("$burst")
+rig_wait_file "$RIG_DIR/burst.open" 300
+peak=$(rss)
+touch "$RIG_DIR/burst.close"
+rig_wait_file "$RIG_DIR/burst.closed" 60
+sleep 3 # the once-a-second sweep hands freed memory back
+after=$(rss)
+echo "  mcpgated RSS: before $((before / 1024)) MiB, with $BURST open $((peak / 1024)) MiB" \
+	"($(cat "$RIG_DIR/burst.open") answered 200), 3 s after they closed $((after / 1024)) MiB"
+wait "$burst" 2>/dev/null
 
 if [ -x "$RIG_BUILD/bench_mask" ]; then
 	echo
