@@ -64,8 +64,10 @@
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 /* Hand freed heap back to the system once this many connections closed
- * since the last peak (glibc keeps it otherwise: 13 -> 64 MiB after 3000). */
+ * since the last peak, or this many buffer bytes were freed (glibc keeps
+ * it otherwise: 13 -> 64 MiB after 3000 connections). */
 #define TRIM_AFTER_CLOSED 64
+#define TRIM_AFTER_FREED (4u << 20)
 
 struct conn;
 
@@ -220,6 +222,7 @@ struct mg_proxy {
 	bool backing_off;	/* since the first failure, until an accept succeeds */
 	bool paused;		/* listeners have no epoll interest now */
 	uint64_t peak_active;	/* since the last malloc_trim */
+	uint64_t freed_since_trim;	/* buffer bytes freed since then */
 	struct review_entry reviews[REVIEW_CACHE];
 	unsigned review_next;
 	int lfd[MAX_LISTENERS];
@@ -584,6 +587,13 @@ static const char *admit(struct mg_proxy *p, uint64_t key)
 	return NULL;
 }
 
+/* Frees <b>, counting what goes back to the heap for the next trim. */
+static void buf_drop(struct mg_proxy *p, struct mg_buf *b)
+{
+	p->freed_since_trim += b->cap;
+	mg_buf_free(b);
+}
+
 /* ---- connection teardown ---- */
 
 static void conn_free(struct conn *c)
@@ -594,10 +604,10 @@ static void conn_free(struct conn *c)
 	close(c->fd);
 	SSL_free(c->ssl);
 	upstream_free(p, c->up);
-	mg_buf_free(&c->cin);
-	mg_buf_free(&c->cout);
-	mg_buf_free(&c->uin);
-	mg_buf_free(&c->uout);
+	buf_drop(p, &c->cin);
+	buf_drop(p, &c->cout);
+	buf_drop(p, &c->uin);
+	buf_drop(p, &c->uout);
 	mg_pod_ident_release(&c->ident);
 	mg_mask_body_free(c->x.mask);
 	free(c->x.held_head);
@@ -1848,11 +1858,11 @@ static void complete_exchange(struct conn *c)
 	c->head_since_ms = now_ms();
 	/* An idle keep-alive connection keeps no buffer memory. */
 	if (!mg_buf_size(&c->cout))
-		mg_buf_free(&c->cout);
+		buf_drop(c->p, &c->cout);
 	if (!mg_buf_size(&c->cin))
-		mg_buf_free(&c->cin);
-	mg_buf_free(&c->uin);
-	mg_buf_free(&c->uout);
+		buf_drop(c->p, &c->cin);
+	buf_drop(c->p, &c->uin);
+	buf_drop(c->p, &c->uout);
 }
 
 /* ---- I/O ---- */
@@ -2479,10 +2489,12 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 	}
 	/* After a burst, the freed buffers and TLS state would stay with the
 	 * process (glibc returns only the top of each heap on its own). */
-	if (p->peak_active >= p->st.active + TRIM_AFTER_CLOSED) {
+	if (p->peak_active >= p->st.active + TRIM_AFTER_CLOSED ||
+	    p->freed_since_trim >= TRIM_AFTER_FREED) {
 		malloc_trim(0);
 		p->st.malloc_trims++;
 		p->peak_active = p->st.active;
+		p->freed_since_trim = 0;
 	}
 }
 

@@ -20,13 +20,21 @@ nsenter --net="/run/netns/$(pod_var direct NETNS)" ip route add 10.200.0.0/30 vi
 
 BODY='{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}'
 mkdir -p "$RIG_DIR/nginx"
+# user root: the worker reads big.json in the run's private (0700) directory
 cat >"$RIG_DIR/nginx/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $RIG_DIR/nginx/up.pid; error_log $RIG_DIR/nginx/up.err warn;
+user root; worker_processes 1; daemon off; pid $RIG_DIR/nginx/up.pid; error_log $RIG_DIR/nginx/up.err warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 10.96.0.1:443 ssl; ssl_certificate $RIG_DIR/certs/server.crt; ssl_certificate_key $RIG_DIR/certs/server.key;
-    location / { default_type application/json; return 200 '$BODY'; } } }
+    location / { default_type application/json; return 200 '$BODY'; }
+    location = /api/v1/pods { default_type application/json; alias $RIG_DIR/nginx/big.json; } } }
 CONF
+# An 8 MB PodList: the answer the slow readers below never take.
+$RIG_PY -c 'import json, sys
+items = [{"metadata": {"name": "pod-%06d" % i, "namespace": "default", "annotations": {"a": "x" * 700}}}
+         for i in range(10000)]
+json.dump({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}, open(sys.argv[1], "w"))' \
+	"$RIG_DIR/nginx/big.json"
 cat >"$RIG_DIR/nginx/proxy.conf" <<CONF
 worker_processes 1; daemon off; pid $RIG_DIR/nginx/px.pid; error_log $RIG_DIR/nginx/px.err warn;
 events { worker_connections 4096; }
@@ -87,7 +95,7 @@ pid=$RIG_DAEMON_PID
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 before=$(rss)
 N=${BENCH_CONNS:-500}
-in_pod bench /usr/bin/python3 - "$N" "$RIG_DIR/conns.ready" <<'PY' &
+in_pod_bg bench /usr/bin/python3 - "$N" "$RIG_DIR/conns.ready" <<'PY' &
 import socket, ssl, sys, time
 n, ready = int(sys.argv[1]), sys.argv[2]
 ctx = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
@@ -103,13 +111,42 @@ rig_wait_file "$RIG_DIR/conns.ready" 60
 sleep 1
 after=$(rss)
 echo "  mcpgated RSS: ${before} KiB -> ${after} KiB with $N connections: $(( (after - before) * 1024 / N )) bytes per connection"
-rig_kill_pid "$hold"
+rig_kill_pid "$hold" # (in_pod_bg: $! is the client itself, so its connections close)
+sleep 2
+
+echo
+STALL=${BENCH_STALLED:-50}
+echo "== memory per connection at its worst: $STALL clients that stop reading an 8 MB list (buffers full)"
+before=$(rss)
+in_pod_bg bench /usr/bin/python3 - "$STALL" "$RIG_DIR/stalled" <<'PY' &
+import socket, ssl, sys, time
+n, ready = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+socks = []
+for i in range(n):
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("10.96.0.1", 443))
+    s = ctx.wrap_socket(raw, server_hostname="10.96.0.1")
+    s.sendall(b"GET /api/v1/pods HTTP/1.1\r\nHost: 10.96.0.1\r\n\r\n")
+    socks.append(s)
+time.sleep(3)
+open(ready, "w").write("ok")
+time.sleep(60)
+PY
+stalled=$!; RIG_PIDS+=("$stalled")
+rig_wait_file "$RIG_DIR/stalled" 60
+peak=$(rss)
+echo "  mcpgated RSS: ${before} KiB -> ${peak} KiB with $STALL stalled: $(( (peak - before) / STALL )) KiB per connection" \
+	"(the README's budget: 1024 KiB)"
+rig_kill_pid "$stalled"
+sleep 2
 
 echo
 BURST=${BENCH_BURST:-3000}
 echo "== memory given back after a burst of $BURST connections (TLS + one GET each, all open at once, then all closed)"
 before=$(rss)
-in_pod bench /usr/bin/python3 - "$BURST" "$RIG_DIR/burst" <<'PY' &
+in_pod_bg bench /usr/bin/python3 - "$BURST" "$RIG_DIR/burst" <<'PY' &
 import resource, socket, ssl, sys, time
 n, base = int(sys.argv[1]), sys.argv[2]
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)

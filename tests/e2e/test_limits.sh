@@ -106,7 +106,9 @@ check "write stall: its upstream connection was closed with it" \
 check "write stall: counted in /metrics" test "$(limited write_stall)" = 1
 check "write stall: the stalled client still holds its socket, the daemon holds nothing" \
 	eval 'kill -0 $stall && test "$(rig_metric mcpgate_open_connections)" = 0'
-grep -o '"event":"write_stall"[^}]*}' "$RIG_DAEMON_LOG" | head -1 | sed 's/^/  figure: /'
+grep '"event":"write_stall"' "$RIG_DAEMON_LOG" | head -1 | $RIG_PY -c 'import json, sys
+e = json.loads(sys.stdin.readline())
+print("  figure: write stall: cut after %d ms with %d bytes pending" % (e["stalledMs"], e["pendingBytes"]))'
 rig_kill_pid "$stall"
 
 # ---- the worker pool under a flood of random tokens ----
