@@ -148,7 +148,7 @@ def mode_flood(a):
                 if r["status"] == 429 and r.get("retryAfter"):
                     retry_after[0] += 1
             if r["status"] == 429:
-                time.sleep(0.05)
+                time.sleep(0.2)  # a client honouring Retry-After would wait longer
 
     ts = [threading.Thread(target=one) for _ in range(a.conns)]
     for t in ts:
