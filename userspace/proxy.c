@@ -573,7 +573,7 @@ static const char *admit(struct mg_proxy *p, uint64_t key)
 {
 	struct pod_slot *s;
 
-	if (p->st.active - p->refusing >= p->o.max_conns) {
+	if (p->st.active >= p->refusing + (uint64_t)p->o.max_conns) {
 		p->st.limited_conns++;
 		return "max_connections";
 	}
