@@ -14,6 +14,8 @@
 #include <jansson.h>
 
 #include "mcpgate/config.h"
+#include "mcpgate/proxy.h"
+#include "mcpgate/worker.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 
@@ -120,6 +122,32 @@ static const struct opt opts[] = {
 	{ "token-review", OPT_BOOL, offsetof(struct mg_config, token_review), 0,
 	  "check each pod's own token with a TokenReview: it must belong to the pod's "
 	  "ServiceAccount, else 401 (default false)" },
+	/* limits; README "Limits" relates them to the DaemonSet's memory */
+#define LIM_STR(x) #x
+#define LIM_XSTR(x) LIM_STR(x)
+#define LIM_OPT(name, field, help, dflt) \
+	{ name, OPT_UINT, offsetof(struct mg_config, field), 0, help " (default " LIM_XSTR(dflt) ")" }
+	LIM_OPT("max-connections", max_connections,
+		"client connections open at once; past it a 429 with Retry-After",
+		MG_PROXY_MAX_CONNS_DEFAULT),
+	LIM_OPT("max-connections-per-pod", max_connections_per_pod,
+		"client connections one pod may have open; past it a 429 with Retry-After",
+		MG_PROXY_MAX_CONNS_PER_POD_DEFAULT),
+	LIM_OPT("write-stall-timeout", write_stall_timeout_ms,
+		"milliseconds a client may read nothing of a pending response before both "
+		"sides are closed", MG_PROXY_WRITE_STALL_MS_DEFAULT),
+	LIM_OPT("worker-threads", worker_threads,
+		"threads for credential fetches and TokenReviews (at most 64)",
+		MG_WORKER_THREADS_DEFAULT),
+	LIM_OPT("worker-queue", worker_queue,
+		"credential/TokenReview jobs waiting for a thread; past it a 429",
+		MG_WORKER_QUEUE_DEFAULT),
+	LIM_OPT("worker-jobs-per-pod", worker_jobs_per_pod,
+		"credential/TokenReview jobs of one pod in flight; past it a 429",
+		MG_WORKER_PER_KEY_DEFAULT),
+#undef LIM_OPT
+#undef LIM_XSTR
+#undef LIM_STR
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -423,6 +451,12 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	strcpy(c->cluster_domain, "cluster.local");
 	c->leaf_validity = 86400;
 	strcpy(c->creds_provider, "none");
+	c->max_connections = MG_PROXY_MAX_CONNS_DEFAULT;
+	c->max_connections_per_pod = MG_PROXY_MAX_CONNS_PER_POD_DEFAULT;
+	c->write_stall_timeout_ms = MG_PROXY_WRITE_STALL_MS_DEFAULT;
+	c->worker_threads = MG_WORKER_THREADS_DEFAULT;
+	c->worker_queue = MG_WORKER_QUEUE_DEFAULT;
+	c->worker_jobs_per_pod = MG_WORKER_PER_KEY_DEFAULT;
 
 	for (size_t i = 0; i < N_OPTS; i++)
 		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };
@@ -497,5 +531,16 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 		return err_line(errbuf, errlen, "--leaf-validity: at least 300 seconds");
 	if (c->endpoints_interval == 0)
 		return err_line(errbuf, errlen, "--endpoints-interval: must be at least 1 second");
+	if (!c->max_connections || !c->max_connections_per_pod || !c->write_stall_timeout_ms ||
+	    !c->worker_threads || !c->worker_queue || !c->worker_jobs_per_pod)
+		return err_line(errbuf, errlen, "--max-connections, --max-connections-per-pod, "
+						"--write-stall-timeout and --worker-*: at least 1");
+	if (c->max_connections_per_pod > c->max_connections)
+		return err_line(errbuf, errlen,
+				"--max-connections-per-pod: at most --max-connections (%u)",
+				c->max_connections);
+	if (c->worker_threads > MG_WORKER_THREADS_MAX)
+		return err_line(errbuf, errlen, "--worker-threads: at most %d",
+				MG_WORKER_THREADS_MAX);
 	return 0;
 }

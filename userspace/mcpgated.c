@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <time.h>
 #include <unistd.h>
@@ -482,6 +483,26 @@ static void on_inotify(struct mg_loop *loop, int fd, uint32_t events, void *data
 
 /* ---- setup ---- */
 
+/* Every client connection costs two fds (its own and its upstream's): the
+ * soft RLIMIT_NOFILE goes up to the hard one (as Go and nginx do), and a
+ * limit still short of --max-connections is said once. Running out anyway
+ * only pauses the listeners (the proxy backs off on EMFILE). */
+static void raise_nofile(const struct mg_config *c)
+{
+	rlim_t want = 2 * (rlim_t)c->max_connections + 256;
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl))
+		return;
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		setrlimit(RLIMIT_NOFILE, &rl);
+	}
+	if (rl.rlim_cur < want)
+		mg_log("warn", "RLIMIT_NOFILE %llu is below 2 x --max-connections + 256 = %llu",
+		       (unsigned long long)rl.rlim_cur, (unsigned long long)want);
+}
+
 /* Puts the proxy addresses on the node: the dummy interface if the kernel
  * has the link type, else the fallback interface. */
 static void setup_addresses(struct daemon *d)
@@ -619,6 +640,13 @@ int main(int argc, char **argv)
 	pxo.creds = d.creds;
 	pxo.mask_cfg = &d.mask_cfg;
 	pxo.review_kube = d.cfg.token_review ? d.kube : NULL;
+	pxo.max_conns = d.cfg.max_connections;
+	pxo.max_conns_per_pod = d.cfg.max_connections_per_pod;
+	pxo.write_stall_ms = d.cfg.write_stall_timeout_ms;
+	pxo.worker_threads = d.cfg.worker_threads;
+	pxo.worker_queue = d.cfg.worker_queue;
+	pxo.worker_per_pod = d.cfg.worker_jobs_per_pod;
+	raise_nofile(&d.cfg);
 	if ((rc = mg_proxy_new(&d.proxy, &pxo)))
 		die("proxy: %s", strerror(-rc));
 	if (d.cfg.proxy_addr4[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy4)))

@@ -23,8 +23,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <pthread.h>
-#include <sys/eventfd.h>
+#include <malloc.h>
+#include <sys/timerfd.h>
 
 #include <openssl/err.h>
 #include <openssl/sha.h>
@@ -45,6 +45,7 @@
 #include "mcpgate/reqinfo.h"
 #include "mcpgate/tls.h"
 #include "mcpgate/tunmask.h"
+#include "mcpgate/worker.h"
 
 #define MAX_LISTENERS 4
 #define IN_MAX (64 * 1024 + 16 * 1024)	/* a max head plus read-ahead */
@@ -52,6 +53,22 @@
 #define IO_CHUNK 16384
 #define TOKEN_MAX 8192
 #define PATH_LOG_MAX 1024
+
+/* Limits (the caps themselves are options, defaults in proxy.h). A client
+ * over a connection cap still gets a 429 Status, which needs its TLS
+ * handshake and request head: at most REFUSING_MAX such connections are
+ * kept at once, each for at most REFUSE_HEAD_MS; past that, a reset. */
+#define REFUSING_MAX 64
+#define REFUSE_HEAD_MS 5000
+#define RETRY_AFTER_S 1
+/* accept() out of fds or memory: listeners paused this long, doubling. */
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 1000
+/* Hand freed heap back to the system once this many connections closed
+ * since the last peak, or this many buffer bytes were freed (glibc keeps
+ * it otherwise: 13 -> 64 MiB after 3000 connections). */
+#define TRIM_AFTER_CLOSED 64
+#define TRIM_AFTER_FREED (4u << 20)
 
 struct conn;
 
@@ -141,6 +158,9 @@ struct conn {
 	bool u_eof;		/* the API server closed its sending side */
 	bool close_after_flush;	/* send what is in cout, then close */
 	bool dead;
+	const char *limited;	/* over a connection cap: answer 429 (this reason), close */
+	bool pod_counted;	/* holds one of its pod's max_conns_per_pod */
+	uint64_t wstall_ms;	/* cout has waited since, with no write progress; 0: empty */
 	size_t head_scanned;	/* cin bytes already known to hold no complete head */
 	uint64_t last_ms;
 	uint64_t head_since_ms;	/* waiting for a request head since */
@@ -161,8 +181,9 @@ struct met {
 	uint64_t count;
 };
 
-/* A credential fetch handed to the worker thread: mg_creds_get() may make
- * network calls, which never happen on the event loop. */
+/* A credential fetch or TokenReview handed to the worker pool:
+ * mg_creds_get() and mg_kube_post_json() make network calls, which never
+ * happen on the event loop. */
 enum { JOB_CREDS = 0, JOB_REVIEW };
 
 /* TokenReview answers, by SHA-256 of the token (never the token itself),
@@ -177,6 +198,7 @@ struct review_entry {
 };
 
 struct cjob {
+	struct mg_proxy *p;
 	int kind;
 	uint64_t conn_id;
 	char *token;		/* JOB_REVIEW: wiped and freed with the job */
@@ -187,7 +209,13 @@ struct cjob {
 	char ns[64], pod[254], uid[40], sa[254];
 	struct mg_creds_result res;
 	int rc;
-	struct cjob *next;
+};
+
+/* Open connections of one pod, by pod cgroup id: linear probing, at most
+ * half full (sized for every connection that may hold a count). */
+struct pod_slot {
+	uint64_t key;
+	unsigned n;	/* 0: free */
 };
 
 /* Pod cgroup ids whose refusal was logged lately: a pod that keeps
@@ -198,13 +226,17 @@ struct mg_proxy {
 	struct mg_proxy_opts o;
 	uint64_t unknown_logged[UNKNOWN_LOGGED_MAX];
 	unsigned unknown_logged_next;
-	/* credential worker */
-	pthread_t cthread;
-	bool cthread_started, cstop;
-	pthread_mutex_t cmu;
-	pthread_cond_t ccond;
-	struct cjob *cq, *cdone;
-	int cefd;
+	struct mg_worker *worker;	/* credential fetches, TokenReviews */
+	/* limits */
+	struct pod_slot *pod_slots;
+	size_t n_pod_slots;	/* a power of two */
+	unsigned refusing;	/* connections kept only to answer 429 */
+	int backoff_fd;		/* timerfd: listeners paused after accept failed */
+	unsigned backoff_ms;
+	bool backing_off;	/* since the first failure, until an accept succeeds */
+	bool paused;		/* listeners have no epoll interest now */
+	uint64_t peak_active;	/* since the last malloc_trim */
+	uint64_t freed_since_trim;	/* buffer bytes freed since then */
 	struct review_entry reviews[REVIEW_CACHE];
 	unsigned review_next;
 	int lfd[MAX_LISTENERS];
@@ -377,10 +409,52 @@ static void met_add(struct mg_proxy *p, const char *verb, const char *resource, 
 	p->lat_n++;
 }
 
+/* The limits' counters and the worker pool's gauges. */
+static void write_limit_metrics(const struct mg_proxy *p, FILE *f)
+{
+	const struct mg_proxy_stats *st = &p->st;
+	struct mg_worker_stats ws = { 0 };
+	const struct {
+		const char *reason;
+		uint64_t n;
+	} lim[] = {
+		{ "max_connections", st->limited_conns },
+		{ "max_connections_per_pod", st->limited_pod_conns },
+		{ "connection_reset", st->limited_reset },
+		{ "worker_queue_full", st->limited_worker_queue },
+		{ "worker_pod_quota", st->limited_worker_pod },
+		{ "write_stall", st->write_stalls },
+		{ "accept_backoff", st->accept_backoffs },
+	};
+
+	if (p->worker)
+		mg_worker_get_stats(p->worker, &ws);
+	fprintf(f, "# HELP mcpgate_limited_total Connections and requests refused (429, or a "
+		   "reset past that) or cut to protect the node, by limit.\n"
+		   "# TYPE mcpgate_limited_total counter\n");
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++)
+		fprintf(f, "mcpgate_limited_total{reason=\"%s\"} %llu\n", lim[i].reason,
+			(unsigned long long)lim[i].n);
+	fprintf(f,
+		"# HELP mcpgate_worker_jobs Credential and TokenReview jobs in the pool now.\n"
+		"# TYPE mcpgate_worker_jobs gauge\n"
+		"mcpgate_worker_jobs{state=\"queued\"} %u\n"
+		"mcpgate_worker_jobs{state=\"running\"} %u\n"
+		"# HELP mcpgate_accept_paused Whether the listeners are paused (accept out of fds).\n"
+		"# TYPE mcpgate_accept_paused gauge\n"
+		"mcpgate_accept_paused %d\n"
+		"# HELP mcpgate_malloc_trims_total Freed memory handed back after connections closed.\n"
+		"# TYPE mcpgate_malloc_trims_total counter\n"
+		"mcpgate_malloc_trims_total %llu\n",
+		ws.queued, ws.running, p->paused, (unsigned long long)st->malloc_trims);
+}
+
 void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
 {
 	FILE *f = file;
 	uint64_t cum = 0;
+
+	write_limit_metrics(p, f);
 
 	fprintf(f, "# HELP mcpgate_requests_total Requests, by verb, resource, code and decision.\n"
 		   "# TYPE mcpgate_requests_total counter\n");
@@ -473,6 +547,77 @@ static void pool_put(struct mg_proxy *p, struct upstream *u)
 	p->pool_n++;
 }
 
+/* ---- limits ---- */
+
+static size_t pod_hash(const struct mg_proxy *p, uint64_t key)
+{
+	return (size_t)((key * 0x9e3779b97f4a7c15ull) >> 17) & (p->n_pod_slots - 1);
+}
+
+/* The slot of pod <key>: its own, or the free one where it would go. */
+static struct pod_slot *pod_slot(struct mg_proxy *p, uint64_t key)
+{
+	size_t i = pod_hash(p, key);
+
+	while (p->pod_slots[i].n && p->pod_slots[i].key != key)
+		i = (i + 1) & (p->n_pod_slots - 1);
+	return &p->pod_slots[i];
+}
+
+/* One connection of pod <key> closed. A slot that empties is filled back
+ * from the run after it (backward-shift deletion), so lookups never need
+ * tombstones. */
+static void pod_conn_put(struct mg_proxy *p, uint64_t key)
+{
+	size_t mask = p->n_pod_slots - 1, i = (size_t)(pod_slot(p, key) - p->pod_slots), j = i;
+
+	if (!p->pod_slots[i].n || --p->pod_slots[i].n)
+		return;
+	for (;;) {
+		size_t home;
+
+		j = (j + 1) & mask;
+		if (!p->pod_slots[j].n)
+			return;
+		home = pod_hash(p, p->pod_slots[j].key);
+		/* stays if its home lies cyclically in (i, j] */
+		if (i <= j ? (i < home && home <= j) : (i < home || home <= j))
+			continue;
+		p->pod_slots[i] = p->pod_slots[j];
+		p->pod_slots[j].n = 0;
+		i = j;
+	}
+}
+
+/* Whether a new connection of pod <key> fits under the caps. Returns NULL
+ * and counts it against the pod, or the name of the cap it is over (and
+ * counts that in the stats). Connections kept only to answer 429 count
+ * against neither cap. */
+static const char *admit(struct mg_proxy *p, uint64_t key)
+{
+	struct pod_slot *s;
+
+	if (p->st.active >= p->refusing + (uint64_t)p->o.max_conns) {
+		p->st.limited_conns++;
+		return "max_connections";
+	}
+	s = pod_slot(p, key);
+	if (s->n >= p->o.max_conns_per_pod) {
+		p->st.limited_pod_conns++;
+		return "max_connections_per_pod";
+	}
+	s->key = key;
+	s->n++;
+	return NULL;
+}
+
+/* Frees <b>, counting what goes back to the heap for the next trim. */
+static void buf_drop(struct mg_proxy *p, struct mg_buf *b)
+{
+	p->freed_since_trim += b->cap;
+	mg_buf_free(b);
+}
+
 /* ---- connection teardown ---- */
 
 static void conn_free(struct conn *c)
@@ -483,15 +628,19 @@ static void conn_free(struct conn *c)
 	close(c->fd);
 	SSL_free(c->ssl);
 	upstream_free(p, c->up);
-	mg_buf_free(&c->cin);
-	mg_buf_free(&c->cout);
-	mg_buf_free(&c->uin);
-	mg_buf_free(&c->uout);
+	buf_drop(p, &c->cin);
+	buf_drop(p, &c->cout);
+	buf_drop(p, &c->uin);
+	buf_drop(p, &c->uout);
 	mg_pod_ident_release(&c->ident);
 	mg_mask_body_free(c->x.mask);
 	free(c->x.held_head);
 	free(c->x.replay);
 	mg_tunmask_free(c->tmask);
+	if (c->pod_counted)
+		pod_conn_put(p, c->o.pod_cgroup_id);
+	if (c->limited)
+		p->refusing--;
 	if (c->prev)
 		c->prev->next = c->next;
 	else
@@ -624,6 +773,52 @@ static void reply_status(struct conn *c, int code, const char *msg)
 					      (json_int_t)c->id, "pod", pod_json(c), "status", code,
 					      "reason", msg));
 	}
+}
+
+/* Answers 429 TooManyRequests with Retry-After (client-go honours it and
+ * retries) and closes: nothing of this request went upstream. <why> names
+ * the limit in the log; <counter>, if not NULL, is its metric (connection
+ * caps are counted at accept). */
+static void reply_limited(struct conn *c, uint64_t *counter, const char *why, const char *msg)
+{
+	char buf[2048], hdr[32];
+	size_t n = mg_http_status_json(buf, sizeof(buf), 429, NULL, msg, false);
+	const char *eol = memchr(buf, '\n', n < sizeof(buf) ? n : 0);
+	int hl = snprintf(hdr, sizeof(hdr), "Retry-After: %d\r\n", RETRY_AFTER_S);
+
+	if (counter)
+		(*counter)++;
+	if (eol) { /* the header goes right after the status line */
+		mg_buf_append(&c->cout, buf, (size_t)(eol + 1 - buf));
+		mg_buf_append(&c->cout, hdr, (size_t)hl);
+		mg_buf_append(&c->cout, eol + 1, n - (size_t)(eol + 1 - buf));
+	}
+	mg_buf_free(&c->uout); /* a head built for upstream never leaves */
+	c->close_after_flush = true;
+	c->c_eof = true;
+	mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:s}", "event", "limited", "conn",
+				      (json_int_t)c->id, "pod", pod_json(c), "reason", why));
+	if (c->x.active) {
+		c->x.status = 429;
+		finish_exchange(c, "limited");
+	}
+}
+
+/* A job the worker pool refused (submit_job's <rc>): 429 over its limits. */
+static void refuse_job(struct conn *c, int rc)
+{
+	struct mg_proxy_stats *st = &c->p->st;
+
+	if (rc == -EDQUOT)
+		reply_limited(c, &st->limited_worker_pod, "worker_pod_quota",
+			      "mcpgate: too many of this pod's requests are waiting for a credential "
+			      "or a token review; retry later");
+	else if (rc == -EAGAIN)
+		reply_limited(c, &st->limited_worker_queue, "worker_queue_full",
+			      "mcpgate: too many requests are waiting for a credential or a token "
+			      "review; retry later");
+	else
+		reply_status(c, 503, "mcpgate: credential worker unavailable");
 }
 
 /* ---- request forwarding ---- */
@@ -909,37 +1104,18 @@ static void do_review(struct mg_proxy *p, struct cjob *j)
 	json_decref(resp);
 }
 
-static void *creds_main(void *arg)
+/* Pool side of a job: the network call, on a worker thread. */
+static void run_job(void *arg)
 {
-	struct mg_proxy *p = arg;
-	uint64_t one = 1;
+	struct cjob *j = arg;
+	struct mg_creds_subject who;
 
-	pthread_mutex_lock(&p->cmu);
-	while (!p->cstop) {
-		struct mg_creds_subject who;
-		struct cjob *j = p->cq;
-
-		if (!j) {
-			pthread_cond_wait(&p->ccond, &p->cmu);
-			continue;
-		}
-		p->cq = j->next;
-		pthread_mutex_unlock(&p->cmu);
-		if (j->kind == JOB_REVIEW) {
-			do_review(p, j);
-		} else {
-			who = (struct mg_creds_subject){ j->ns, j->pod, j->uid, j->sa, NULL };
-			j->rc = mg_creds_get(p->o.creds, &who, &j->res);
-		}
-		pthread_mutex_lock(&p->cmu);
-		j->next = p->cdone;
-		p->cdone = j;
-		if (write(p->cefd, &one, sizeof(one)) < 0) {
-			/* eventfd counter overflow only: a wakeup is pending anyway */
-		}
+	if (j->kind == JOB_REVIEW) {
+		do_review(j->p, j);
+		return;
 	}
-	pthread_mutex_unlock(&p->cmu);
-	return NULL;
+	who = (struct mg_creds_subject){ j->ns, j->pod, j->uid, j->sa, NULL };
+	j->rc = mg_creds_get(j->p->o.creds, &who, &j->res);
 }
 
 static void job_free(struct cjob *j)
@@ -952,15 +1128,20 @@ static void job_free(struct cjob *j)
 	free(j);
 }
 
-/* Queues a job for <c>'s current request: a credential fetch, or (with
- * <token>, taken over) a TokenReview. 0 / -errno. */
+static void job_done(void *arg, int status);
+
+/* Queues a job for <c>'s current request, counted against <c>'s pod: a
+ * credential fetch, or (with <token>, taken over on success) a
+ * TokenReview. 0, -EDQUOT / -EAGAIN over the pool's limits (the caller
+ * answers 429), -ENOMEM. */
 static int submit_job(struct conn *c, int kind, char *token, const unsigned char *hash)
 {
-	struct mg_proxy *p = c->p;
-	struct cjob *j = calloc(1, sizeof(*j)), **tail;
+	struct cjob *j = calloc(1, sizeof(*j));
+	int rc;
 
 	if (!j)
 		return -ENOMEM;
+	j->p = c->p;
 	j->kind = kind;
 	j->token = token;
 	if (hash)
@@ -970,13 +1151,12 @@ static int submit_job(struct conn *c, int kind, char *token, const unsigned char
 	snprintf(j->pod, sizeof(j->pod), "%s", c->ident.name);
 	snprintf(j->uid, sizeof(j->uid), "%s", c->ident.uid);
 	snprintf(j->sa, sizeof(j->sa), "%s", c->ident.service_account);
-	pthread_mutex_lock(&p->cmu);
-	for (tail = &p->cq; *tail; tail = &(*tail)->next)
-		;
-	*tail = j;
-	pthread_cond_signal(&p->ccond);
-	pthread_mutex_unlock(&p->cmu);
-	return 0;
+	rc = mg_worker_submit(c->p->worker, c->o.pod_cgroup_id, run_job, job_done, j);
+	if (rc) {
+		j->token = NULL; /* still the caller's */
+		job_free(j);
+	}
+	return rc;
 }
 
 static void pump(struct conn *c);
@@ -1025,33 +1205,21 @@ static void creds_arrived(struct conn *c, struct cjob *j)
 	pump(c);
 }
 
-static void on_creds_done(struct mg_loop *loop, int fd, uint32_t events, void *data)
+/* Loop side of a job: the result goes to its connection if that is still
+ * waiting for it (the client may have gone meanwhile). */
+static void job_done(void *arg, int status)
 {
-	struct mg_proxy *p = data;
-	struct cjob *done, *j;
-	uint64_t n;
+	struct cjob *j = arg;
+	struct conn *c = NULL;
 
-	(void)loop;
-	(void)events;
-	if (read(fd, &n, sizeof(n)) < 0 && errno != EAGAIN)
-		return;
-	pthread_mutex_lock(&p->cmu);
-	done = p->cdone;
-	p->cdone = NULL;
-	pthread_mutex_unlock(&p->cmu);
-	while ((j = done)) {
-		struct conn *c;
-
-		done = j->next;
-		for (c = p->conns; c && c->id != j->conn_id; c = c->next)
+	if (!status)
+		for (c = j->p->conns; c && c->id != j->conn_id; c = c->next)
 			;
-		/* The client may have gone meanwhile: then the result is dropped. */
-		if (c && c->x.active && j->kind == JOB_CREDS && c->x.creds_wait)
-			creds_arrived(c, j);
-		else if (c && c->x.active && j->kind == JOB_REVIEW && c->x.review_wait)
-			review_arrived(c, j);
-		job_free(j);
-	}
+	if (c && c->x.active && j->kind == JOB_CREDS && c->x.creds_wait)
+		creds_arrived(c, j);
+	else if (c && c->x.active && j->kind == JOB_REVIEW && c->x.review_wait)
+		review_arrived(c, j);
+	job_free(j);
 }
 
 static bool after_review(struct conn *c);
@@ -1095,6 +1263,7 @@ static bool review_gate(struct conn *c, const struct mg_http_req *req)
 	unsigned char hash[32];
 	struct review_entry *e;
 	char *tok;
+	int rc;
 
 	if (auth.len <= 7 || strncasecmp(auth.ptr, "bearer ", 7)) {
 		c->c_eof = true;
@@ -1115,9 +1284,12 @@ static bool review_gate(struct conn *c, const struct mg_http_req *req)
 		return true;
 	}
 	tok = strndup(auth.ptr, auth.len);
-	if (!tok || submit_job(c, JOB_REVIEW, tok, hash)) {
+	rc = tok ? submit_job(c, JOB_REVIEW, tok, hash) : -ENOMEM;
+	if (rc) {
+		if (tok)
+			explicit_bzero(tok, auth.len);
 		free(tok);
-		reply_status(c, 503, "mcpgate: token review unavailable");
+		refuse_job(c, rc);
 		return true;
 	}
 	c->x.review_wait = true;
@@ -1219,6 +1391,17 @@ static bool start_exchange(struct conn *c)
 		snprintf(x->ns, sizeof(x->ns), "%.*s", (int)ri.namespace.len, ri.namespace.ptr);
 		snprintf(x->name, sizeof(x->name), "%.*s", (int)ri.name.len, ri.name.ptr);
 	}
+	if (c->limited) {
+		char msg[200];
+
+		snprintf(msg, sizeof(msg), "mcpgate: too many connections%s (at most %u); retry later",
+			 strcmp(c->limited, "max_connections") ? " from this pod" : "",
+			 strcmp(c->limited, "max_connections") ? c->p->o.max_conns_per_pod
+							       : c->p->o.max_conns);
+		mg_buf_consume(&c->cin, (size_t)n);
+		reply_limited(c, NULL, c->limited, msg);
+		return true;
+	}
 	x->head_req = mg_str_eq(req.method, MG_STR("HEAD"));
 	x->upgrade = req.upgrade;
 	x->client_keep_alive = req.keep_alive;
@@ -1246,8 +1429,10 @@ static bool start_exchange(struct conn *c)
 static bool after_review(struct conn *c)
 {
 	if (c->p->o.creds) {
-		if (submit_job(c, JOB_CREDS, NULL, NULL)) {
-			reply_status(c, 503, "mcpgate: credential worker unavailable");
+		int rc = submit_job(c, JOB_CREDS, NULL, NULL);
+
+		if (rc) {
+			refuse_job(c, rc);
 			return true;
 		}
 		c->x.creds_wait = true;
@@ -1760,11 +1945,11 @@ static void complete_exchange(struct conn *c)
 	c->head_since_ms = now_ms();
 	/* An idle keep-alive connection keeps no buffer memory. */
 	if (!mg_buf_size(&c->cout))
-		mg_buf_free(&c->cout);
+		buf_drop(c->p, &c->cout);
 	if (!mg_buf_size(&c->cin))
-		mg_buf_free(&c->cin);
-	mg_buf_free(&c->uin);
-	mg_buf_free(&c->uout);
+		buf_drop(c->p, &c->cin);
+	buf_drop(c->p, &c->uin);
+	buf_drop(c->p, &c->uout);
 }
 
 /* ---- I/O ---- */
@@ -2049,8 +2234,10 @@ static bool pump_once(struct conn *c)
 			c->dead = true;
 			return true;
 		}
-		if (p->st.bytes_down != before)
+		if (p->st.bytes_down != before) {
 			progress = true;
+			c->wstall_ms = 0; /* the client reads: the stall clock restarts */
+		}
 	}
 	return progress;
 }
@@ -2092,6 +2279,10 @@ static void pump(struct conn *c)
 	for (int i = 0; i < 64 && !c->dead && pump_once(c); i++)
 		;
 	c->last_ms = now_ms();
+	if (!mg_buf_size(&c->cout))
+		c->wstall_ms = 0;
+	else if (!c->wstall_ms)
+		c->wstall_ms = c->last_ms;
 	if (!c->dead) {
 		/* Tunnels end when both directions ended and drained. */
 		if (c->tunnel && c->c_eof && !mg_buf_size(&c->cin) && !mg_buf_size(&c->uout) &&
@@ -2199,6 +2390,7 @@ static void accept_one(struct mg_proxy *p, int fd)
 	struct mg_abi_tuple t = { 0 };
 	struct mg_pod_ident ident = { 0 };
 	struct mg_abi_origin o;
+	const char *limited;
 	SSL_CTX *ctx;
 	struct conn *c;
 	char dst[64];
@@ -2220,13 +2412,27 @@ static void accept_one(struct mg_proxy *p, int fd)
 		reject_unknown_pod(p, fd, &t.client, &o);
 		return;
 	}
+	limited = admit(p, o.pod_cgroup_id);
+	if (limited && p->refusing >= REFUSING_MAX) {
+		/* Not even room to say 429: a reset, like a full backlog. */
+		p->st.limited_reset++;
+		mg_pod_ident_release(&ident);
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 }, sizeof(struct linger));
+		close(fd);
+		return;
+	}
 	c = calloc(1, sizeof(*c));
 	if (!c) {
+		if (!limited)
+			pod_conn_put(p, o.pod_cgroup_id);
 		mg_pod_ident_release(&ident);
 		close(fd);
 		return;
 	}
 	c->ident = ident;
+	c->limited = limited;
+	c->pod_counted = !limited;
+	p->refusing += !!limited;
 	c->p = p;
 	c->id = ++p->next_id;
 	c->fd = fd;
@@ -2253,6 +2459,9 @@ static void accept_one(struct mg_proxy *p, int fd)
 	if (!c->ssl) {
 		close(fd);
 		mg_pod_ident_release(&c->ident);
+		if (c->pod_counted)
+			pod_conn_put(p, o.pod_cgroup_id);
+		p->refusing -= !!c->limited;
 		free(c);
 		return;
 	}
@@ -2265,11 +2474,15 @@ static void accept_one(struct mg_proxy *p, int fd)
 	p->conns = c;
 	p->st.accepted++;
 	p->st.active++;
+	if (p->st.active > p->peak_active)
+		p->peak_active = p->st.active;
 	if (mg_loop_add_fd(p->o.loop, fd, EPOLLIN, on_event, &c->side)) {
 		conn_free(c);
 		return;
 	}
 }
+
+static void listen_backoff(struct mg_proxy *p, int err);
 
 static void on_listen(struct mg_loop *loop, int lfd, uint32_t events, void *data)
 {
@@ -2280,14 +2493,88 @@ static void on_listen(struct mg_loop *loop, int lfd, uint32_t events, void *data
 	for (int i = 0; i < 64; i++) {
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
-		if (fd < 0)
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+				listen_backoff(p, errno);
 			return;
+		}
+		if (p->backing_off) {
+			p->backing_off = false;
+			p->backoff_ms = BACKOFF_MIN_MS;
+			mg_log_json("info", json_pack("{s:s,s:I}", "event", "accept_resumed", "open",
+						      (json_int_t)p->st.active));
+		}
 		accept_one(p, fd);
 	}
 }
 
-/* Once a second: timeouts (upstream connect, request head, keep-alive
- * idle) and idle pooled connections past their time. */
+/* accept() failed for want of fds or memory: the connection stays in the
+ * backlog, so the level-triggered listener would wake the loop again at
+ * once, forever. Instead the listeners pause for backoff_ms (doubling up
+ * to BACKOFF_MAX_MS while it keeps failing); the backlog waits meanwhile.
+ * Logged once per episode, counted each time. */
+static void listen_backoff(struct mg_proxy *p, int err)
+{
+	struct itimerspec its = { .it_value = { p->backoff_ms / 1000,
+						(long)(p->backoff_ms % 1000) * 1000000L } };
+
+	for (size_t i = 0; i < p->nl; i++)
+		mg_loop_mod_fd(p->o.loop, p->lfd[i], 0);
+	timerfd_settime(p->backoff_fd, 0, &its, NULL);
+	p->st.accept_backoffs++;
+	p->paused = true;
+	if (!p->backing_off)
+		mg_log_json("warn", json_pack("{s:s,s:s,s:i,s:I}", "event", "accept_backoff", "error",
+					      strerror(err), "pauseMs", (int)p->backoff_ms, "open",
+					      (json_int_t)p->st.active));
+	p->backing_off = true;
+	if (p->backoff_ms < BACKOFF_MAX_MS)
+		p->backoff_ms = p->backoff_ms * 2 < BACKOFF_MAX_MS ? p->backoff_ms * 2 : BACKOFF_MAX_MS;
+}
+
+static void on_backoff_end(struct mg_loop *loop, int fd, uint32_t events, void *data)
+{
+	struct mg_proxy *p = data;
+	uint64_t n;
+
+	(void)events;
+	if (read(fd, &n, sizeof(n)) < 0)
+		return;
+	p->paused = false;
+	for (size_t i = 0; i < p->nl; i++)
+		mg_loop_mod_fd(loop, p->lfd[i], EPOLLIN);
+}
+
+/* How long <c> may wait for its next request head: a connection kept only
+ * to answer 429 gets little; a partial head or a pending handshake the
+ * header timeout; an idle keep-alive connection the idle timeout. */
+static uint64_t head_timeout_ms(const struct conn *c)
+{
+	if (c->limited)
+		return REFUSE_HEAD_MS;
+	if (mg_buf_size(&c->cin) || !c->hs_done)
+		return c->p->o.header_timeout_ms;
+	return c->p->o.idle_timeout_ms;
+}
+
+/* The client stopped reading: nothing of cout went out for write_stall_ms.
+ * Each such exchange holds up to OUT_MAX + IN_MAX and an upstream
+ * connection, so both sides go (an unfinished exchange's upstream is
+ * closed, never pooled). */
+static void write_stalled(struct conn *c, uint64_t now)
+{
+	c->p->st.write_stalls++;
+	mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:I,s:I,s:b}", "event", "write_stall", "conn",
+				      (json_int_t)c->id, "pod", pod_json(c), "stalledMs",
+				      (json_int_t)(now - c->wstall_ms), "pendingBytes",
+				      (json_int_t)mg_buf_size(&c->cout), "upstreamClosed", c->up != NULL));
+	c->dead = true;
+	pump(c);
+}
+
+/* Once a second: timeouts (write stall, upstream connect, request head,
+ * keep-alive idle), idle pooled connections past their time, and memory
+ * handed back after a burst. */
 static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct mg_proxy *p = data;
@@ -2300,6 +2587,10 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 	(void)events;
 	for (c = p->conns; c; c = next) {
 		next = c->next;
+		if (c->wstall_ms && now - c->wstall_ms > p->o.write_stall_ms) {
+			write_stalled(c, now);
+			continue;
+		}
 		/* A held detector candidate that stopped growing goes out. */
 		if (c->tmask && now - c->last_ms >= 1000) {
 			size_t before = mg_buf_size(&c->cout);
@@ -2322,9 +2613,7 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 				c->dead = true;
 			pump(c);
 		} else if (!c->x.active && !c->tunnel && !c->close_after_flush &&
-			   now - c->head_since_ms >
-				   (mg_buf_size(&c->cin) || !c->hs_done ? p->o.header_timeout_ms
-									 : p->o.idle_timeout_ms)) {
+			   now - c->head_since_ms > head_timeout_ms(c)) {
 			if (mg_buf_size(&c->cin))
 				reply_status(c, 408, "mcpgate: request head not received in time");
 			else
@@ -2341,6 +2630,15 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 			pp = &u->next;
 		}
 	}
+	/* After a burst, the freed buffers and TLS state would stay with the
+	 * process (glibc returns only the top of each heap on its own). */
+	if (p->peak_active >= p->st.active + TRIM_AFTER_CLOSED ||
+	    p->freed_since_trim >= TRIM_AFTER_FREED) {
+		malloc_trim(0);
+		p->st.malloc_trims++;
+		p->peak_active = p->st.active;
+		p->freed_since_trim = 0;
+	}
 }
 
 /* ---- public ---- */
@@ -2348,6 +2646,7 @@ static void on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 {
 	struct mg_proxy *p = calloc(1, sizeof(*p));
+	int rc;
 
 	if (!p)
 		return -ENOMEM;
@@ -2362,36 +2661,51 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 		p->o.pool_idle_ms = 60000;
 	if (!p->o.pool_max)
 		p->o.pool_max = 64;
-	p->cefd = -1;
+	if (!p->o.max_conns)
+		p->o.max_conns = MG_PROXY_MAX_CONNS_DEFAULT;
+	if (!p->o.max_conns_per_pod)
+		p->o.max_conns_per_pod = MG_PROXY_MAX_CONNS_PER_POD_DEFAULT;
+	if (!p->o.write_stall_ms)
+		p->o.write_stall_ms = MG_PROXY_WRITE_STALL_MS_DEFAULT;
+	p->backoff_ms = BACKOFF_MIN_MS;
+	p->sweep_fd = p->backoff_fd = -1;
 	mg_mask_cfg_default(&p->mcfg);
 	if (!p->o.mask_cfg)
 		p->o.mask_cfg = &p->mcfg;
-	pthread_mutex_init(&p->cmu, NULL);
-	pthread_cond_init(&p->ccond, NULL);
+	/* Every counted connection may be a different pod: at most half full. */
+	for (p->n_pod_slots = 64; p->n_pod_slots < 2 * (size_t)p->o.max_conns;)
+		p->n_pod_slots *= 2;
+	p->pod_slots = calloc(p->n_pod_slots, sizeof(*p->pod_slots));
+	if (!p->pod_slots) {
+		rc = -ENOMEM;
+		goto err;
+	}
 	p->sweep_fd = mg_loop_add_timer(o->loop, 1000, on_sweep, p);
 	if (p->sweep_fd < 0) {
-		int rc = p->sweep_fd;
-
-		free(p);
-		return rc;
+		rc = p->sweep_fd;
+		goto err;
 	}
+	p->backoff_fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (p->backoff_fd < 0) {
+		rc = -errno;
+		goto err;
+	}
+	rc = mg_loop_add_fd(o->loop, p->backoff_fd, EPOLLIN, on_backoff_end, p);
+	if (rc)
+		goto err;
 	if (p->o.creds || p->o.review_kube) {
-		int rc;
+		struct mg_worker_opts wo = { o->loop, p->o.worker_threads, p->o.worker_queue,
+					     p->o.worker_per_pod };
 
-		p->cefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-		if (p->cefd < 0 || mg_loop_add_fd(o->loop, p->cefd, EPOLLIN, on_creds_done, p)) {
-			mg_proxy_free(p);
-			return -EIO;
-		}
-		rc = pthread_create(&p->cthread, NULL, creds_main, p);
-		if (rc) {
-			mg_proxy_free(p);
-			return -rc;
-		}
-		p->cthread_started = true;
+		rc = mg_worker_new(&p->worker, &wo);
+		if (rc)
+			goto err;
 	}
 	*out = p;
 	return 0;
+err:
+	mg_proxy_free(p);
+	return rc;
 }
 
 void mg_proxy_free(struct mg_proxy *p)
@@ -2410,27 +2724,18 @@ void mg_proxy_free(struct mg_proxy *p)
 		mg_loop_del_fd(p->o.loop, p->lfd[i]);
 		close(p->lfd[i]);
 	}
-	mg_loop_del_fd(p->o.loop, p->sweep_fd);
-	close(p->sweep_fd);
-	if (p->cthread_started) {
-		pthread_mutex_lock(&p->cmu);
-		p->cstop = true;
-		pthread_cond_signal(&p->ccond);
-		pthread_mutex_unlock(&p->cmu);
-		pthread_join(p->cthread, NULL);
+	if (p->sweep_fd >= 0) {
+		mg_loop_del_fd(p->o.loop, p->sweep_fd);
+		close(p->sweep_fd);
 	}
-	for (struct cjob *lists[2] = { p->cq, p->cdone }, *j, **l = lists; l < lists + 2; l++)
-		while ((j = *l)) {
-			*l = j->next;
-			job_free(j);
-		}
+	if (p->backoff_fd >= 0) {
+		mg_loop_del_fd(p->o.loop, p->backoff_fd);
+		close(p->backoff_fd);
+	}
+	/* Last: the jobs it hands back look for connections, and find none. */
+	mg_worker_free(p->worker);
 	explicit_bzero(p->reviews, sizeof(p->reviews));
-	if (p->cefd >= 0) {
-		mg_loop_del_fd(p->o.loop, p->cefd);
-		close(p->cefd);
-	}
-	pthread_mutex_destroy(&p->cmu);
-	pthread_cond_destroy(&p->ccond);
+	free(p->pod_slots);
 	explicit_bzero(p->token, sizeof(p->token));
 	free(p);
 }

@@ -58,6 +58,13 @@ struct mg_config {
 	char impersonate_groups[512];	/* comma-separated */
 	char mask_config[512];		/* masking configuration (JSON); "" = defaults */
 	bool token_review;		/* check the pod's own token with TokenReview */
+	/* limits that keep one pod from starving the node (proxy.h, worker.h) */
+	unsigned max_connections;
+	unsigned max_connections_per_pod;
+	unsigned write_stall_timeout_ms;
+	unsigned worker_threads;
+	unsigned worker_queue;
+	unsigned worker_jobs_per_pod;
 };
 
 /**

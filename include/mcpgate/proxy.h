@@ -46,7 +46,18 @@ struct mg_proxy_opts {
 	unsigned idle_timeout_ms;		/* keep-alive idle; default 90000 */
 	unsigned pool_idle_ms;			/* pooled upstream kept; default 60000 */
 	unsigned pool_max;			/* idle upstream connections kept; default 64 */
+	/* limits that keep one pod from starving the node; 0: the default */
+	unsigned max_conns;		/* client connections in all */
+	unsigned max_conns_per_pod;	/* per pod (its pod cgroup id, from the kernel) */
+	unsigned write_stall_ms;	/* no progress writing to a client: both sides closed */
+	unsigned worker_threads;	/* credential fetches and TokenReviews (worker.h) */
+	unsigned worker_queue;
+	unsigned worker_per_pod;	/* jobs in flight per pod */
 };
+
+#define MG_PROXY_MAX_CONNS_DEFAULT 512
+#define MG_PROXY_MAX_CONNS_PER_POD_DEFAULT 64
+#define MG_PROXY_WRITE_STALL_MS_DEFAULT 30000
 
 struct mg_proxy_stats {
 	uint64_t accepted;		/* connections with an origin */
@@ -64,6 +75,15 @@ struct mg_proxy_stats {
 	uint64_t mask_failed;		/* responses stopped: could not be masked safely */
 	uint64_t review_failed;		/* requests refused: the pod's token is not its own */
 	uint64_t bytes_up, bytes_down;
+	/* limits: refused (429 with Retry-After) or cut to protect the node */
+	uint64_t limited_conns;		/* 429: max_conns reached */
+	uint64_t limited_pod_conns;	/* 429: the pod's max_conns_per_pod reached */
+	uint64_t limited_reset;		/* reset at accept: over a cap, no room left to answer */
+	uint64_t limited_worker_queue;	/* 429: the worker queue was full */
+	uint64_t limited_worker_pod;	/* 429: the pod had worker_per_pod jobs in flight */
+	uint64_t write_stalls;		/* closed: the client stopped reading */
+	uint64_t accept_backoffs;	/* listeners paused: accept ran out of fds or memory */
+	uint64_t malloc_trims;		/* freed memory handed back after connections closed */
 };
 
 int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o);

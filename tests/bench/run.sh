@@ -3,7 +3,8 @@
 # connection and against nginx as a plain TLS reverse proxy, in one run, on
 # the e2e rig (real eBPF redirect). Upstream is nginx serving a fixed JSON
 # body, so the figures measure the proxies, not a slow fake API. Also: idle
-# memory per connection, and the masking throughput benchmark if present.
+# memory per connection, RSS before / at the peak of / after a burst of
+# 3000 connections, and the masking throughput benchmark if present.
 # Prints figures; asserts nothing.
 set -u
 . "$(cd "$(dirname "$0")/../e2e" && pwd)/lib/rig.sh"
@@ -19,13 +20,21 @@ nsenter --net="/run/netns/$(pod_var direct NETNS)" ip route add 10.200.0.0/30 vi
 
 BODY='{"kind":"PodList","apiVersion":"v1","metadata":{"resourceVersion":"1"},"items":[]}'
 mkdir -p "$RIG_DIR/nginx"
+# user root: the worker reads big.json in the run's private (0700) directory
 cat >"$RIG_DIR/nginx/upstream.conf" <<CONF
-worker_processes 1; daemon off; pid $RIG_DIR/nginx/up.pid; error_log $RIG_DIR/nginx/up.err warn;
+user root; worker_processes 1; daemon off; pid $RIG_DIR/nginx/up.pid; error_log $RIG_DIR/nginx/up.err warn;
 events { worker_connections 4096; }
 http { access_log off; keepalive_requests 1000000;
   server { listen 10.96.0.1:443 ssl; ssl_certificate $RIG_DIR/certs/server.crt; ssl_certificate_key $RIG_DIR/certs/server.key;
-    location / { default_type application/json; return 200 '$BODY'; } } }
+    location / { default_type application/json; return 200 '$BODY'; }
+    location = /api/v1/pods { default_type application/json; alias $RIG_DIR/nginx/big.json; } } }
 CONF
+# An 8 MB PodList: the answer the slow readers below never take.
+$RIG_PY -c 'import json, sys
+items = [{"metadata": {"name": "pod-%06d" % i, "namespace": "default", "annotations": {"a": "x" * 700}}}
+         for i in range(10000)]
+json.dump({"kind": "PodList", "apiVersion": "v1", "metadata": {}, "items": items}, open(sys.argv[1], "w"))' \
+	"$RIG_DIR/nginx/big.json"
 cat >"$RIG_DIR/nginx/proxy.conf" <<CONF
 worker_processes 1; daemon off; pid $RIG_DIR/nginx/px.pid; error_log $RIG_DIR/nginx/px.err warn;
 events { worker_connections 4096; }
@@ -44,7 +53,9 @@ RIG_PIDS+=($!)
 # EndpointSlice address; the pods' traffic goes to nginx on the ClusterIP.
 RIG_API_LISTENS="10.97.0.10:6443" rig_fakeapi
 sleep 0.5
-RIG_API_SERVER=https://10.97.0.10:6443 rig_daemon >/dev/null || { echo "mcpgated did not start"; exit 1; }
+# Caps above the burst below: the bench measures memory, not refusals.
+RIG_API_SERVER=https://10.97.0.10:6443 rig_daemon --max-connections 4096 --max-connections-per-pod 4096 \
+	>/dev/null || { echo "mcpgated did not start"; exit 1; }
 
 url=/api/v1/namespaces/default/pods
 run_wrk() { # POD URL CONNS
@@ -84,7 +95,7 @@ pid=$RIG_DAEMON_PID
 rss() { awk '/VmRSS/ {print $2}' "/proc/$pid/status"; }
 before=$(rss)
 N=${BENCH_CONNS:-500}
-in_pod bench /usr/bin/python3 - "$N" "$RIG_DIR/conns.ready" <<'PY' &
+in_pod_bg bench /usr/bin/python3 - "$N" "$RIG_DIR/conns.ready" <<'PY' &
 import socket, ssl, sys, time
 n, ready = int(sys.argv[1]), sys.argv[2]
 ctx = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
@@ -100,7 +111,76 @@ rig_wait_file "$RIG_DIR/conns.ready" 60
 sleep 1
 after=$(rss)
 echo "  mcpgated RSS: ${before} KiB -> ${after} KiB with $N connections: $(( (after - before) * 1024 / N )) bytes per connection"
-rig_kill_pid "$hold"
+rig_kill_pid "$hold" # (in_pod_bg: $! is the client itself, so its connections close)
+sleep 2
+
+echo
+STALL=${BENCH_STALLED:-50}
+echo "== memory per connection at its worst: $STALL clients that stop reading an 8 MB list (buffers full)"
+before=$(rss)
+in_pod_bg bench /usr/bin/python3 - "$STALL" "$RIG_DIR/stalled" <<'PY' &
+import socket, ssl, sys, time
+n, ready = int(sys.argv[1]), sys.argv[2]
+ctx = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+socks = []
+for i in range(n):
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    raw.connect(("10.96.0.1", 443))
+    s = ctx.wrap_socket(raw, server_hostname="10.96.0.1")
+    s.sendall(b"GET /api/v1/pods HTTP/1.1\r\nHost: 10.96.0.1\r\n\r\n")
+    socks.append(s)
+time.sleep(3)
+open(ready, "w").write("ok")
+time.sleep(60)
+PY
+stalled=$!; RIG_PIDS+=("$stalled")
+rig_wait_file "$RIG_DIR/stalled" 60
+peak=$(rss)
+echo "  mcpgated RSS: ${before} KiB -> ${peak} KiB with $STALL stalled: $(( (peak - before) / STALL )) KiB per connection" \
+	"(the README's budget: 1024 KiB)"
+rig_kill_pid "$stalled"
+sleep 2
+
+echo
+BURST=${BENCH_BURST:-3000}
+echo "== memory given back after a burst of $BURST connections (TLS + one GET each, all open at once, then all closed)"
+before=$(rss)
+in_pod_bg bench /usr/bin/python3 - "$BURST" "$RIG_DIR/burst" <<'PY' &
+import resource, socket, ssl, sys, time
+n, base = int(sys.argv[1]), sys.argv[2]
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+ctx = ssl.create_default_context(cafile="/var/run/secrets/kubernetes.io/serviceaccount/ca.crt")
+req = b"GET /api/v1/namespaces/default/pods HTTP/1.1\r\nHost: 10.96.0.1\r\n\r\n"
+socks, ok = [], 0
+for i in range(n):
+    s = ctx.wrap_socket(socket.create_connection(("10.96.0.1", 443)), server_hostname="10.96.0.1")
+    s.sendall(req)
+    if s.recv(65536).startswith(b"HTTP/1.1 200"):
+        ok += 1
+    socks.append(s)
+open(base + ".open", "w").write(str(ok))
+while True:
+    try:
+        open(base + ".close").close()
+        break
+    except OSError:
+        time.sleep(0.1)
+for s in socks:
+    s.close()
+open(base + ".closed", "w").write("ok")
+PY
+burst=$!; RIG_PIDS+=("$burst")
+rig_wait_file "$RIG_DIR/burst.open" 300
+peak=$(rss)
+touch "$RIG_DIR/burst.close"
+rig_wait_file "$RIG_DIR/burst.closed" 60
+sleep 3 # the once-a-second sweep hands freed memory back
+after=$(rss)
+echo "  mcpgated RSS: before $((before / 1024)) MiB, with $BURST open $((peak / 1024)) MiB" \
+	"($(cat "$RIG_DIR/burst.open") answered 200), 3 s after they closed $((after / 1024)) MiB"
+wait "$burst" 2>/dev/null
 
 if [ -x "$RIG_BUILD/bench_mask" ]; then
 	echo

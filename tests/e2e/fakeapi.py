@@ -762,6 +762,8 @@ def main(argv):
                     help="send a response head in its own write, the body MS later")
     ap.add_argument("--gzip-min", type=int, default=128 * 1024,
                     help="gzip responses at least this large when the client accepts gzip")
+    ap.add_argument("--review-delay", type=float, default=0.0,
+                    help="seconds a TokenReview of an unknown token takes (a slow authenticator)")
     args = ap.parse_args(argv[1:])
     if bool(args.cert) != bool(args.key):
         ap.error("--cert and --key go together")

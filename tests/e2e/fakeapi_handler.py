@@ -991,6 +991,8 @@ class Handler:
             tok = spec.get("token", "")
             ti = self.srv.token_user(tok)
             out["spec"] = spec
+            if ti is None and self.srv.args.review_delay:
+                time.sleep(self.srv.args.review_delay)
             if ti is None:
                 out["status"] = {"user": {}, "error": "[invalid bearer token, token lookup "
                                  "failed]"}

@@ -92,6 +92,49 @@ static void test_errors(void **state)
 	assert_int_equal(load(&c, err, sizeof(err), "--help", NULL), 1);
 }
 
+/* The limits: defaults from the modules that own them; zero, per pod above
+ * the global cap, or more threads than the pool has room for: one line. */
+static void test_limits(void **state)
+{
+	struct mg_config c;
+	char err[256];
+
+	(void)state;
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	assert_int_equal(load(&c, err, sizeof(err), NULL), 0);
+	assert_int_equal(c.max_connections, MG_PROXY_MAX_CONNS_DEFAULT);
+	assert_int_equal(c.max_connections_per_pod, MG_PROXY_MAX_CONNS_PER_POD_DEFAULT);
+	assert_int_equal(c.write_stall_timeout_ms, MG_PROXY_WRITE_STALL_MS_DEFAULT);
+	assert_int_equal(c.worker_threads, MG_WORKER_THREADS_DEFAULT);
+	assert_int_equal(c.worker_queue, MG_WORKER_QUEUE_DEFAULT);
+	assert_int_equal(c.worker_jobs_per_pod, MG_WORKER_PER_KEY_DEFAULT);
+	assert_int_equal(load(&c, err, sizeof(err), "--max-connections", "100",
+			      "--max-connections-per-pod", "10", "--write-stall-timeout", "500",
+			      "--worker-threads", "8", "--worker-queue", "9", "--worker-jobs-per-pod",
+			      "2", NULL),
+			 0);
+	assert_int_equal(c.max_connections, 100);
+	assert_int_equal(c.max_connections_per_pod, 10);
+	assert_int_equal(c.write_stall_timeout_ms, 500);
+	assert_int_equal(c.worker_threads, 8);
+	assert_int_equal(c.worker_queue, 9);
+	assert_int_equal(c.worker_jobs_per_pod, 2);
+	static const char *const zero[] = { "--max-connections", "--max-connections-per-pod",
+					    "--write-stall-timeout", "--worker-threads",
+					    "--worker-queue", "--worker-jobs-per-pod" };
+	for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++) {
+		assert_int_equal(load(&c, err, sizeof(err), zero[i], "0", NULL), -EINVAL);
+		assert_non_null(strstr(err, "at least 1"));
+	}
+	assert_int_equal(load(&c, err, sizeof(err), "--max-connections", "10",
+			      "--max-connections-per-pod", "11", NULL),
+			 -EINVAL);
+	assert_non_null(strstr(err, "--max-connections-per-pod"));
+	assert_int_equal(load(&c, err, sizeof(err), "--worker-threads", "65", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--worker-threads"));
+	assert_int_equal(load(&c, err, sizeof(err), "--max-connections", "-1", NULL), -EINVAL);
+}
+
 static void test_hostport(void **state)
 {
 	struct mg_abi_addr a;
@@ -113,6 +156,7 @@ int main(void)
 		cmocka_unit_test(test_defaults),
 		cmocka_unit_test(test_file_and_flags),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_hostport),
 	};
 
