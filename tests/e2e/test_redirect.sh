@@ -272,6 +272,17 @@ import json,sys
 v=[int(x,16) for x in json.load(sys.stdin)["value"]]
 v[40:44]=[2,0,0,0]
 print(" ".join("%02x"%b for b in v))')
+# The right version but a map of another layout (a change that forgot the
+# version bump): refused as well, naming the map.
+cid=$(bpftool -j map show pinned "$RIG_PIN/counters" | $RIG_PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rm "$RIG_PIN/counters"
+bpftool map create "$RIG_PIN/counters" type percpu_array key 4 value 4 entries 7 name counters
+out=$(nsenter --net="/run/netns/$RIG_NODE" "$RIG_BUILD/mcpgated" --cgroup-path "$RIG_KUBEPODS" --pin-dir "$RIG_PIN" \
+	--api-server https://10.96.0.1 --admin-listen 127.0.0.1:19941 --manage-address false 2>&1 >/dev/null); rc=$?
+check "map layout mismatch on reuse: exit 2, one line naming the map ($out)" \
+	test "$rc" = 2 -a "$(printf '%s\n' "$out" | wc -l)" = 1 && grep -q 'ABI v2, this is v2 (map counters: .*value 4.*): run mcpgatectl uninstall' <<<"$out"
+rm "$RIG_PIN/counters"
+bpftool map pin id "$cid" "$RIG_PIN/counters"
 rig_daemon || fail "mcpgated restarts after the ABI check"
 
 # SIGKILL: interception stays, connections are refused, never direct
