@@ -5,6 +5,11 @@
  * one per link, "link_<hook>". A fresh attachment is pinned into
  * "<pin_dir>-new-<pid>" first and renamed into place, so a crash at any point
  * leaves either a complete pin dir or none, never half of one.
+ *
+ * Two objects: bpf/redirect.bpf.c (every attached program, UAPI only, loads
+ * on 5.8+) and bpf/destroy.bpf.c (the socket-cut iterator, kernel types and
+ * a kfunc, 6.5+), loaded only when a cut is asked for and optional: where it
+ * does not load, the cut falls back to netlink or reports -EOPNOTSUPP.
  */
 #include <errno.h>
 #include <fcntl.h>
