@@ -148,6 +148,9 @@ static const struct opt opts[] = {
 #undef LIM_OPT
 #undef LIM_XSTR
 #undef LIM_STR
+	{ "unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
+	  "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
+	  "daemon has not classified yet (default pass)" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -457,6 +460,7 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	c->worker_threads = MG_WORKER_THREADS_DEFAULT;
 	c->worker_queue = MG_WORKER_QUEUE_DEFAULT;
 	c->worker_jobs_per_pod = MG_WORKER_PER_KEY_DEFAULT;
+	strcpy(c->unknown_pods, "pass");
 
 	for (size_t i = 0; i < N_OPTS; i++)
 		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };
@@ -542,5 +546,8 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	if (c->worker_threads > MG_WORKER_THREADS_MAX)
 		return err_line(errbuf, errlen, "--worker-threads: at most %d",
 				MG_WORKER_THREADS_MAX);
+	if (strcmp(c->unknown_pods, "refuse") && strcmp(c->unknown_pods, "pass"))
+		return err_line(errbuf, errlen, "--unknown-pods: refuse or pass, not %s",
+				c->unknown_pods);
 	return 0;
 }

@@ -65,6 +65,8 @@ struct mg_config {
 	unsigned worker_threads;
 	unsigned worker_queue;
 	unsigned worker_jobs_per_pod;
+	/* kernel: API connects of pod cgroups with no intercept entry yet */
+	char unknown_pods[8];		/* "refuse" (MG_SET_REFUSE_UNKNOWN) or "pass" */
 };
 
 /**

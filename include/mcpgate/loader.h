@@ -30,9 +30,14 @@ struct mg_loader_err {
 
 /**
  * Checks the environment (BTF, cgroup v2 at <cgroup_path>, bpffs, BPF
- * rights), then reuses the pinned attachment or loads, attaches all programs
- * and pins them. All or nothing: on error nothing stays attached or pinned
- * that was not before. Writes <settings> into the settings map either way.
+ * rights), then reuses the pinned attachment (only if it is of this build's
+ * ABI: -EPROTO and "pinned mcpgate programs are ABI vN, this is vM: run
+ * mcpgatectl uninstall" otherwise) or loads, attaches all programs and pins
+ * them. All or nothing: on error nothing stays attached or pinned that was
+ * not before. Writes <settings> (proxies, flags, abi_version) into the
+ * settings map either way, and gives the daemon's own cgroup a MG_POD_PASS
+ * entry when it lies under <cgroup_path> (a daemon running as a pod must
+ * reach the API server to classify any pod, refuse-unknown or not).
  * Returns 0 with <*out> set, or -errno with <err> filled in.
  */
 int mg_loader_open(struct mg_loader **out, const struct mg_loader_opts *o,
@@ -72,6 +77,23 @@ ssize_t mg_loader_list_pods(struct mg_loader *l, uint64_t *ids, struct mg_abi_po
  */
 int mg_loader_destroy_pod_sockets(struct mg_loader *l, uint64_t pod_cgroup_id,
 				  const char *pod_cgroup_dir);
+
+/** Ways to cut a pod's connections (mg_loader_cut_pod_sockets). */
+enum mg_loader_cut_method {
+	MG_LOADER_CUT_AUTO = 0,	/* the kfunc where its object loads, else netlink */
+	MG_LOADER_CUT_KFUNC,	/* TCP iterator + bpf_sock_destroy (Linux >= 6.5) */
+	MG_LOADER_CUT_NETLINK,	/* sock_diag SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY) */
+};
+
+/**
+ * mg_loader_destroy_pod_sockets() for a tool without the daemon's loader
+ * (`mcpgatectl sockets cut`): the pod cgroup is <pod_cgroup_dir> (its inode
+ * is the id), the API endpoints those in the map pinned under <pin_dir>
+ * (default MG_PIN_DIR). Returns the number cut, or -errno with <err>
+ * filled (-EOPNOTSUPP: <method>, or with AUTO both, unavailable here).
+ */
+int mg_loader_cut_pod_sockets(const char *pin_dir, const char *pod_cgroup_dir,
+			      enum mg_loader_cut_method method, struct mg_loader_err *err);
 
 /** The fd of the `events` ring buffer, to add to an epoll loop (readable
  * when records wait), or -1. */
