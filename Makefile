@@ -53,7 +53,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 CLANG_BPF_SYS_INCLUDES := $(shell $(CLANG) -v -E - </dev/null 2>&1 \
 	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
 
-.PHONY: all help deps unit e2e test demo bench fuzz clean fmt
+.PHONY: all help deps unit e2e test test-kernel demo bench fuzz clean fmt
 
 all: $(O)/mcpgated $(O)/mcpgatectl
 
@@ -63,6 +63,7 @@ help:
 	@echo 'make test       install missing packages, unit tests + end-to-end tests (ASan/UBSan build, root)'
 	@echo 'make unit       unit tests only (cmocka)'
 	@echo 'make e2e        end-to-end tests only (real eBPF; root)'
+	@echo 'make test-kernel  kernel-path smoke on Debian 6.1 (the EKS AL2023 kernel) under qemu'
 	@echo 'make bench      benchmarks, printing figures'
 	@echo 'make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS (default 20)'
 	@echo 'make deps       install the Debian packages the build and tests need'
@@ -122,12 +123,25 @@ e2e: all
 test: deps
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 all unit
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 e2e
+	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 test-kernel
+
+# The kernel smoke runs inside a VM on another kernel (tests/kernel/run.sh);
+# it drives the loader module itself, so it links every module object.
+$(O)/tests/smoke: tests/kernel/smoke.c $(MOD_OBJS) $(HEADERS) | $(O)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(MOD_OBJS) $(LIBS) -o $@
+
+test-kernel: deps
+	$(Q)scripts/install-deps.sh kernel
+	$(Q)$(MAKE) --no-print-directory all $(O)/tests/smoke
+	$(Q)MG_BUILD=$(O) tests/kernel/run.sh
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)MG_BUILD=$(O) tests/e2e/demo.sh
 
 bench: deps
+	$(Q)scripts/install-deps.sh bench
 	$(Q)$(MAKE) --no-print-directory all $(O)/bench_mask
 	$(Q)MG_BUILD=$(O) tests/bench/run.sh
 

@@ -1,0 +1,677 @@
+/*
+ * The kernel-path smoke test that tests/kernel/run.sh runs inside a VM booted
+ * on a distribution kernel (Debian's 6.1 cloud kernel, what EKS AL2023 nodes
+ * run). It drives the eBPF half through the daemon's own loader module
+ * (userspace/loader.c, linked in), never through bpftool, so what passes
+ * here is what mcpgated does on that kernel.
+ *
+ *   smoke loader CGROOT PINDIR   attach; redirect IPv4, IPv6, v4-mapped;
+ *                                getpeername; origins by 4-tuple; unselected
+ *                                pods untouched; fail closed with no proxy.
+ *                                Leaves the attachment pinned and the
+ *                                selected pod in `intercept`, for the daemon
+ *   smoke daemon CGROOT LOG      with mcpgated running (reusing the pins):
+ *                                a selected pod's connects reach its proxy,
+ *                                which logs the pid and the original dst
+ *   smoke clean CGROOT PINDIR    after `mcpgatectl uninstall`: nothing
+ *                                attached, nothing pinned, connects direct
+ *
+ * Each check prints one line, "ok - <what>" or "not ok - <what>: <why>";
+ * run.sh counts them. The exit status is the number of failures (capped).
+ *
+ * Addresses, all on lo inside the VM: the fake API server's ClusterIP
+ * 10.96.0.1:443 and [fd00:96::1]:443 (this program listens there), the proxy
+ * 169.254.77.1 / [fd00:6d67::1] port 6443 (this program in `loader`, the
+ * daemon in `daemon`). A "pod" is a kubelet-style cgroup v2 directory
+ * (<CGROOT>/burstable/pod<uid>/<container>) and a process moved into it.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <bpf/bpf.h>
+
+#include "mcpgate/config.h"
+#include "mcpgate/loader.h"
+
+#define API4 "10.96.0.1"
+#define API6 "fd00:96::1"
+#define API_MAPPED "::ffff:10.96.0.1"
+#define API_PORT 443
+#define PROXY4 "169.254.77.1"
+#define PROXY6 "fd00:6d67::1"
+#define PROXY_PORT 6443
+#define WAIT_MS 3000	/* an accept or a child's answer; generous for TCG */
+
+/* The pods: name, kubelet QoS folder, pod UID, container id. */
+struct pod {
+	const char *name;
+	const char *uid;
+	char dir[640];		/* pod-level cgroup */
+	char cdir[720];		/* its one container */
+	uint64_t id;		/* pod-level cgroup id (directory inode) */
+	uint64_t cid;		/* container cgroup id */
+};
+
+static struct pod pods[] = {
+	{ .name = "sel", .uid = "5e1ec7ed-0000-4000-8000-000000000001" },
+	{ .name = "unsel", .uid = "5e1ec7ed-0000-4000-8000-000000000002" },
+};
+#define SEL (&pods[0])
+#define UNSEL (&pods[1])
+
+static int n_failed;
+
+static void check(bool ok, const char *what, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* Prints one result line; <fmt> explains a failure. */
+static void check(bool ok, const char *what, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (ok) {
+		printf("ok - %s\n", what);
+	} else {
+		n_failed++;
+		printf("not ok - %s: ", what);
+		va_start(ap, fmt);
+		vprintf(fmt, ap);
+		va_end(ap);
+		putchar('\n');
+	}
+	fflush(stdout);
+}
+
+/* ---- addresses ---- */
+
+/* Fills <ss> with <ip>:<port>; AF_INET6 for anything with a colon. */
+static socklen_t mk_sockaddr(struct sockaddr_storage *ss, const char *ip, unsigned port)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (strchr(ip, ':')) {
+		struct sockaddr_in6 *s6 = (void *)ss;
+
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons(port);
+		inet_pton(AF_INET6, ip, &s6->sin6_addr);
+		return sizeof(*s6);
+	} else {
+		struct sockaddr_in *s4 = (void *)ss;
+
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons(port);
+		inet_pton(AF_INET, ip, &s4->sin_addr);
+		return sizeof(*s4);
+	}
+}
+
+/* Formats <sa> as "1.2.3.4:443" or "[::1]:443", the daemon's form. */
+static const char *fmt_sockaddr(const struct sockaddr_storage *sa, char *buf, size_t len)
+{
+	char ip[INET6_ADDRSTRLEN] = "?";
+
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		inet_ntop(AF_INET, &s4->sin_addr, ip, sizeof(ip));
+		snprintf(buf, len, "%s:%u", ip, ntohs(s4->sin_port));
+	} else {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		inet_ntop(AF_INET6, &s6->sin6_addr, ip, sizeof(ip));
+		snprintf(buf, len, "[%s]:%u", ip, ntohs(s6->sin6_port));
+	}
+	return buf;
+}
+
+/* Converts an accepted socket's address to the ABI form (IPv4 mapped). */
+static void to_abi(const struct sockaddr_storage *sa, struct mg_abi_addr *a)
+{
+	memset(a, 0, sizeof(*a));
+	if (sa->ss_family == AF_INET) {
+		const struct sockaddr_in *s4 = (const void *)sa;
+
+		a->addr[10] = a->addr[11] = 0xff;
+		memcpy(a->addr + 12, &s4->sin_addr, 4);
+		a->port = s4->sin_port;
+	} else {
+		const struct sockaddr_in6 *s6 = (const void *)sa;
+
+		memcpy(a->addr, &s6->sin6_addr, 16);
+		a->port = s6->sin6_port;
+	}
+}
+
+static int listen_on(const char *ip, unsigned port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = mk_sockaddr(&ss, ip, port);
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
+	if (ss.ss_family == AF_INET6)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 1 }, sizeof(int));
+	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 16)) {
+		int e = -errno;
+
+		fprintf(stderr, "smoke: bind/listen %s:%u: %s\n", ip, port, strerror(errno));
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* Accepts one connection on <lfd> within WAIT_MS; -ETIMEDOUT if none came. */
+static int accept_within(int lfd)
+{
+	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	int r = poll(&p, 1, WAIT_MS);
+
+	if (r <= 0)
+		return r ? -errno : -ETIMEDOUT;
+	r = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+	return r < 0 ? -errno : r;
+}
+
+/* Accepts whatever is queued on <lfd> without waiting; returns how many. */
+static int drain(int lfd)
+{
+	int n = 0, fd;
+
+	fcntl(lfd, F_SETFL, O_NONBLOCK);
+	while ((fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC)) >= 0) {
+		close(fd);
+		n++;
+	}
+	fcntl(lfd, F_SETFL, 0);
+	return n;
+}
+
+/* ---- pods ---- */
+
+static int write_file(const char *path, const char *s)
+{
+	int fd = open(path, O_WRONLY | O_CLOEXEC);
+	ssize_t r;
+
+	if (fd < 0)
+		return -errno;
+	r = write(fd, s, strlen(s));
+	close(fd);
+	return r == (ssize_t)strlen(s) ? 0 : -errno;
+}
+
+static uint64_t inode_of(const char *path)
+{
+	struct stat st;
+
+	return stat(path, &st) ? 0 : (uint64_t)st.st_ino;
+}
+
+/* Creates (or finds) each pod's cgroups under <root>, kubelet cgroupfs style. */
+static int make_pods(const char *root)
+{
+	char qos[520];
+
+	snprintf(qos, sizeof(qos), "%s/burstable", root);
+	if (mkdir(root, 0755) && errno != EEXIST)
+		return -errno;
+	if (mkdir(qos, 0755) && errno != EEXIST)
+		return -errno;
+	for (size_t i = 0; i < sizeof(pods) / sizeof(pods[0]); i++) {
+		struct pod *p = &pods[i];
+
+		snprintf(p->dir, sizeof(p->dir), "%s/pod%s", qos, p->uid);
+		snprintf(p->cdir, sizeof(p->cdir), "%s/c0ffee%02zu", p->dir, i);
+		if ((mkdir(p->dir, 0755) && errno != EEXIST) ||
+		    (mkdir(p->cdir, 0755) && errno != EEXIST))
+			return -errno;
+		p->id = inode_of(p->dir);
+		p->cid = inode_of(p->cdir);
+	}
+	return 0;
+}
+
+/* What a child in a pod saw; sent to the parent over a pipe. */
+struct seen {
+	int err;		/* errno of connect(), 0 if connected */
+	pid_t pid;
+	char peer[64];		/* getpeername() */
+};
+
+struct child {
+	pid_t pid;
+	int res;		/* read end: struct seen */
+	int go;			/* write end: closing it lets the child exit */
+};
+
+/*
+ * Forks a child that moves itself into cgroup <cgdir>, connects a TCP socket
+ * of <family> to <ip>:<port>, reports what it saw and keeps the socket open
+ * until the parent closes <c->go>. Returns 0 or -errno.
+ */
+static int spawn_connect(struct child *c, const char *cgdir, int family, const char *ip,
+			 unsigned port)
+{
+	int res[2], go[2];
+
+	if (pipe2(res, O_CLOEXEC) || pipe2(go, O_CLOEXEC))
+		return -errno;
+	c->pid = fork();
+	if (c->pid < 0)
+		return -errno;
+	if (c->pid == 0) {
+		struct sockaddr_storage ss, peer;
+		socklen_t len, pl = sizeof(peer);
+		struct seen s = { .pid = getpid() };
+		char procs[800], b;
+		int fd;
+
+		close(res[0]);
+		close(go[1]);
+		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgdir);
+		if (write_file(procs, "0"))
+			_exit(100);
+		len = mk_sockaddr(&ss, ip, port);
+		fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len))
+			s.err = errno;
+		else if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
+			fmt_sockaddr(&peer, s.peer, sizeof(s.peer));
+		if (write(res[1], &s, sizeof(s)) != sizeof(s))
+			_exit(102);
+		while (read(go[0], &b, 1) > 0)
+			;
+		_exit(0);
+	}
+	close(res[1]);
+	close(go[0]);
+	c->res = res[0];
+	c->go = go[1];
+	return 0;
+}
+
+/* Reads what the child saw, within WAIT_MS. */
+static int child_seen(struct child *c, struct seen *s)
+{
+	struct pollfd p = { .fd = c->res, .events = POLLIN };
+
+	memset(s, 0, sizeof(*s));
+	if (poll(&p, 1, WAIT_MS) != 1)
+		return -ETIMEDOUT;
+	return read(c->res, s, sizeof(*s)) == sizeof(*s) ? 0 : -EIO;
+}
+
+static void child_end(struct child *c)
+{
+	close(c->go);
+	close(c->res);
+	waitpid(c->pid, NULL, 0);
+}
+
+/* ---- loader ---- */
+
+struct env {
+	struct mg_loader *l;
+	int proxy4, proxy6;	/* our stand-in proxy listeners */
+	int api4, api6;		/* the fake API server's listeners */
+};
+
+/*
+ * One redirect case: a child in the selected pod dials <ip>:<port> with a
+ * <family> socket; the connection must arrive on <proxy_fd>, getpeername in
+ * the child must show the dialled address <want_peer>, and the origin the
+ * kernel recorded under the accepted 4-tuple must name the pod, the
+ * container cgroup, the child's pid and the dialled address.
+ */
+static void redirect_case(struct env *e, const char *label, int family, const char *ip,
+			  int proxy_fd, const char *want_peer)
+{
+	struct sockaddr_storage peer, local;
+	socklen_t pl = sizeof(peer), ll = sizeof(local);
+	struct mg_abi_addr want_dst;
+	struct mg_abi_tuple t;
+	struct mg_abi_origin o;
+	struct child c;
+	struct seen s;
+	char what[160], got[64];
+	int fd, rc;
+
+	if (spawn_connect(&c, SEL->cdir, family, ip, API_PORT)) {
+		snprintf(what, sizeof(what), "%s: fork a pod process", label);
+		check(false, what, "%s", strerror(errno));
+		return;
+	}
+	rc = child_seen(&c, &s);
+	snprintf(what, sizeof(what), "%s: selected pod's connect to %s succeeds", label, want_peer);
+	check(!rc && !s.err, what, "rc=%d connect errno=%d (%s)", rc, s.err, strerror(s.err));
+
+	fd = accept_within(proxy_fd);
+	snprintf(what, sizeof(what), "%s: connection arrives at the proxy, not the API", label);
+	check(fd >= 0 && drain(e->api4) + drain(e->api6) == 0, what, "accept: %s",
+	      fd < 0 ? strerror(-fd) : "the fake API got a connection too");
+
+	snprintf(what, sizeof(what), "%s: getpeername in the pod shows %s", label, want_peer);
+	check(!strcmp(s.peer, want_peer), what, "got \"%s\"", s.peer);
+
+	if (fd >= 0) {
+		getpeername(fd, (struct sockaddr *)&peer, &pl);
+		getsockname(fd, (struct sockaddr *)&local, &ll);
+		to_abi(&peer, &t.client);
+		to_abi(&local, &t.proxy);
+		rc = mg_loader_take_origin(e->l, &t, &o);
+		snprintf(what, sizeof(what), "%s: origin recorded under the accepted 4-tuple %s",
+			 label, fmt_sockaddr(&peer, got, sizeof(got)));
+		check(rc == 0, what, "mg_loader_take_origin: %s", strerror(-rc));
+		if (rc == 0) {
+			mg_config_parse_addr(strchr(ip, ':') && !strncmp(ip, "::ffff:", 7) ? ip + 7
+											  : ip,
+					     API_PORT, &want_dst);
+			snprintf(what, sizeof(what),
+				 "%s: origin names the pod, container cgroup, pid and dialled address",
+				 label);
+			check(o.pod_cgroup_id == SEL->id && o.cgroup_id == SEL->cid &&
+				      o.tgid == (uint32_t)s.pid &&
+				      !memcmp(&o.orig_dst, &want_dst, sizeof(want_dst)) &&
+				      o.family == (uint32_t)family,
+			      what, "pod %llu/%llu cgroup %llu/%llu tgid %u/%d dst %s family %u",
+			      (unsigned long long)o.pod_cgroup_id, (unsigned long long)SEL->id,
+			      (unsigned long long)o.cgroup_id, (unsigned long long)SEL->cid,
+			      o.tgid, (int)s.pid, mg_config_fmt_addr(&o.orig_dst, got, sizeof(got)),
+			      o.family);
+		}
+		close(fd);
+	}
+	child_end(&c);
+}
+
+/* An unselected pod's connect to <ip> reaches the fake API on <api_fd>. */
+static void direct_case(struct pod *p, const char *what, int family, const char *ip, int api_fd,
+			int other_fd)
+{
+	struct child c;
+	struct seen s;
+	int fd, rc;
+
+	if (spawn_connect(&c, p->cdir, family, ip, API_PORT)) {
+		check(false, what, "fork: %s", strerror(errno));
+		return;
+	}
+	rc = child_seen(&c, &s);
+	fd = accept_within(api_fd);
+	check(!rc && !s.err && fd >= 0 && (other_fd < 0 || drain(other_fd) == 0), what,
+	      "rc=%d connect errno=%d accept=%d", rc, s.err, fd);
+	if (fd >= 0)
+		close(fd);
+	child_end(&c);
+}
+
+/* A selected pod's connect to <ip> fails with <want_errno>, reaching neither. */
+static void refused_case(struct env *e, struct pod *p, const char *what, int family,
+			 const char *ip, int want_errno)
+{
+	struct child c;
+	struct seen s;
+	int rc;
+
+	if (spawn_connect(&c, p->cdir, family, ip, API_PORT)) {
+		check(false, what, "fork: %s", strerror(errno));
+		return;
+	}
+	rc = child_seen(&c, &s);
+	check(!rc && s.err == want_errno && drain(e->api4) + drain(e->api6) == 0, what,
+	      "rc=%d connect errno=%d (%s), wanted %s", rc, s.err, strerror(s.err),
+	      strerror(want_errno));
+	child_end(&c);
+}
+
+static void print_counters(struct mg_loader *l)
+{
+	uint64_t cnt[MG_CNT_MAX];
+
+	if (mg_loader_counters(l, cnt))
+		return;
+	printf("# counters:");
+	for (int i = 0; i < MG_CNT_MAX; i++)
+		printf(" %s=%llu", mg_loader_counter_names[i], (unsigned long long)cnt[i]);
+	printf("\n");
+}
+
+static int cmd_loader(const char *root, const char *pin_dir)
+{
+	struct mg_loader_opts lo = { .cgroup_path = root, .pin_dir = pin_dir };
+	struct mg_abi_addr eps[2];
+	struct mg_abi_pod sel = { .state = MG_POD_SELECTED };
+	struct mg_loader_err err;
+	struct env e = { 0 };
+	uint64_t before[MG_CNT_MAX], after[MG_CNT_MAX];
+	int rc;
+
+	rc = make_pods(root);
+	check(rc == 0, "pod cgroups created under the attach point", "%s", strerror(-rc));
+	mg_config_parse_addr(PROXY4, PROXY_PORT, &lo.settings.proxy4);
+	mg_config_parse_addr(PROXY6, PROXY_PORT, &lo.settings.proxy6);
+	rc = mg_loader_open(&e.l, &lo, &err);
+	check(rc == 0, "mg_loader_open: load, verify and attach every program", "%s", err.msg);
+	if (rc)
+		return 1;
+	check(!mg_loader_reused(e.l) && mg_loader_attached(e.l),
+	      "fresh attachment, every link attached", "reused=%d attached=%d",
+	      mg_loader_reused(e.l), mg_loader_attached(e.l));
+
+	mg_config_parse_addr(API4, API_PORT, &eps[0]);
+	mg_config_parse_addr(API6, API_PORT, &eps[1]);
+	rc = mg_loader_set_endpoints(e.l, eps, 2);
+	check(rc == 0, "api_endpoints set", "%s", strerror(-rc));
+	rc = mg_loader_set_pod(e.l, SEL->id, &sel);
+	check(rc == 0, "selected pod put in intercept", "%s", strerror(-rc));
+
+	e.proxy4 = listen_on(PROXY4, PROXY_PORT);
+	e.proxy6 = listen_on(PROXY6, PROXY_PORT);
+	e.api4 = listen_on(API4, API_PORT);
+	e.api6 = listen_on(API6, API_PORT);
+	check(e.proxy4 >= 0 && e.proxy6 >= 0 && e.api4 >= 0 && e.api6 >= 0,
+	      "proxy and fake API listeners on lo", "%d %d %d %d", e.proxy4, e.proxy6, e.api4,
+	      e.api6);
+	if (e.proxy4 < 0 || e.proxy6 < 0 || e.api4 < 0 || e.api6 < 0)
+		return 1;
+
+	mg_loader_counters(e.l, before);
+	redirect_case(&e, "IPv4", AF_INET, API4, e.proxy4, API4 ":443");
+	redirect_case(&e, "IPv6", AF_INET6, API6, e.proxy6, "[" API6 "]:443");
+	redirect_case(&e, "v4-mapped", AF_INET6, API_MAPPED, e.proxy4, "[" API_MAPPED "]:443");
+	mg_loader_counters(e.l, after);
+	check(after[MG_CNT_REDIRECTED] - before[MG_CNT_REDIRECTED] == 3,
+	      "counter redirected counts the three connects", "delta %llu",
+	      (unsigned long long)(after[MG_CNT_REDIRECTED] - before[MG_CNT_REDIRECTED]));
+
+	direct_case(UNSEL, "unselected pod: IPv4 API connect goes direct", AF_INET, API4, e.api4,
+		    e.proxy4);
+	direct_case(UNSEL, "unselected pod: IPv6 API connect goes direct", AF_INET6, API6, e.api6,
+		    e.proxy6);
+
+	/* Fail closed: interception is pinned, the proxy is gone. */
+	close(e.proxy4);
+	close(e.proxy6);
+	refused_case(&e, SEL, "fail closed: no proxy listening, a selected pod's IPv4 connect is "
+			      "refused, not direct",
+		     AF_INET, API4, ECONNREFUSED);
+	refused_case(&e, SEL, "fail closed: same for IPv6", AF_INET6, API6, ECONNREFUSED);
+
+	print_counters(e.l);
+	mg_loader_close(e.l);
+	check(access(pin_dir, F_OK) == 0, "closing the loader leaves the pins in place", "%s",
+	      strerror(errno));
+	close(e.api4);
+	close(e.api6);
+	return n_failed;
+}
+
+/* ---- with the daemon ---- */
+
+/* Reads the whole of <path> (the daemon's log) into a NUL-terminated buffer. */
+static char *slurp(const char *path)
+{
+	FILE *f = fopen(path, "re");
+	char *buf = NULL;
+	size_t len = 0;
+
+	if (!f)
+		return NULL;
+	buf = malloc(1 << 20);
+	if (buf) {
+		len = fread(buf, 1, (1 << 20) - 1, f);
+		buf[len] = '\0';
+	}
+	fclose(f);
+	return buf;
+}
+
+/* True once the daemon's log at <log> holds a "connect" record for <pid>
+ * naming <orig_dst>; waits up to WAIT_MS. */
+static bool daemon_logged(const char *log, pid_t pid, const char *orig_dst)
+{
+	char want_pid[64], want_dst[96];
+
+	snprintf(want_pid, sizeof(want_pid), "\"pid\":%d,", (int)pid);
+	snprintf(want_dst, sizeof(want_dst), "\"orig_dst\":\"%s\"", orig_dst);
+	for (int t = 0; t < WAIT_MS / 100; t++) {
+		char *buf = slurp(log), *line, *save = NULL;
+		bool found = false;
+
+		for (line = buf ? strtok_r(buf, "\n", &save) : NULL; line && !found;
+		     line = strtok_r(NULL, "\n", &save))
+			found = strstr(line, "\"event\":\"connect\"") && strstr(line, want_pid) &&
+				strstr(line, want_dst);
+		free(buf);
+		if (found)
+			return true;
+		usleep(100 * 1000);
+	}
+	return false;
+}
+
+static void daemon_case(const char *log, const char *label, int family, const char *ip,
+			const char *want_peer)
+{
+	char what[160], dst[64];
+	struct child c;
+	struct seen s;
+	int rc;
+
+	if (spawn_connect(&c, SEL->cdir, family, ip, API_PORT)) {
+		check(false, label, "fork: %s", strerror(errno));
+		return;
+	}
+	rc = child_seen(&c, &s);
+	snprintf(what, sizeof(what), "daemon, %s: connect succeeds, getpeername shows %s", label,
+		 want_peer);
+	check(!rc && !s.err && !strcmp(s.peer, want_peer), what, "rc=%d errno=%d peer=\"%s\"",
+	      rc, s.err, s.peer);
+	/* The daemon logs v4-mapped destinations in their IPv4 form. */
+	snprintf(dst, sizeof(dst), "%s", strncmp(want_peer, "[::ffff:", 8) ? want_peer : "");
+	if (!dst[0]) {
+		snprintf(dst, sizeof(dst), "%s", want_peer + 8);
+		*strchr(dst, ']') = '\0';
+		strcat(dst, ":443");
+	}
+	snprintf(what, sizeof(what),
+		 "daemon, %s: mcpgated accepted it and logged the pod's pid and %s", label, dst);
+	check(!rc && daemon_logged(log, s.pid, dst), what, "no connect record for pid %d in %s",
+	      (int)s.pid, log);
+	child_end(&c);
+}
+
+static int cmd_daemon(const char *root, const char *log)
+{
+	int rc = make_pods(root);
+
+	check(rc == 0, "pod cgroups still there", "%s", strerror(-rc));
+	daemon_case(log, "IPv4", AF_INET, API4, API4 ":443");
+	daemon_case(log, "IPv6", AF_INET6, API6, "[" API6 "]:443");
+	daemon_case(log, "v4-mapped", AF_INET6, API_MAPPED, "[" API_MAPPED "]:443");
+	return n_failed;
+}
+
+/* ---- after uninstall ---- */
+
+static int cmd_clean(const char *root, const char *pin_dir)
+{
+	static const struct {
+		enum bpf_attach_type type;
+		const char *name;
+	} hooks[] = {
+		{ BPF_CGROUP_INET4_CONNECT, "connect4" },
+		{ BPF_CGROUP_INET6_CONNECT, "connect6" },
+		{ BPF_CGROUP_SOCK_OPS, "sock_ops" },
+		{ BPF_CGROUP_INET4_GETPEERNAME, "getpeername4" },
+		{ BPF_CGROUP_INET6_GETPEERNAME, "getpeername6" },
+		{ BPF_CGROUP_INET_EGRESS, "egress" },
+	};
+	char attached[256] = "";
+	int cg, api4, api6, rc;
+
+	rc = make_pods(root);
+	check(rc == 0, "pod cgroups still there", "%s", strerror(-rc));
+	cg = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	for (size_t i = 0; i < sizeof(hooks) / sizeof(hooks[0]) && cg >= 0; i++) {
+		__u32 cnt = 0;
+
+		if (bpf_prog_query(cg, hooks[i].type, 0, NULL, NULL, &cnt) == 0 && cnt)
+			snprintf(attached + strlen(attached), sizeof(attached) - strlen(attached),
+				 " %s", hooks[i].name);
+	}
+	check(cg >= 0 && !attached[0], "uninstall: nothing attached at the attach point",
+	      "still attached:%s", attached);
+	if (cg >= 0)
+		close(cg);
+	check(access(pin_dir, F_OK) && errno == ENOENT, "uninstall: nothing pinned",
+	      "%s still exists", pin_dir);
+
+	api4 = listen_on(API4, API_PORT);
+	api6 = listen_on(API6, API_PORT);
+	direct_case(SEL, "uninstall: the formerly selected pod's IPv4 connect goes direct",
+		    AF_INET, API4, api4, -1);
+	direct_case(SEL, "uninstall: same for IPv6", AF_INET6, API6, api6, -1);
+	close(api4);
+	close(api6);
+	return n_failed;
+}
+
+int main(int argc, char **argv)
+{
+	int rc;
+
+	setvbuf(stdout, NULL, _IOLBF, 0);
+	signal(SIGPIPE, SIG_IGN);
+	if (argc != 4) {
+		fprintf(stderr, "usage: smoke loader|clean CGROOT PINDIR | smoke daemon CGROOT LOG\n");
+		return 2;
+	}
+	if (!strcmp(argv[1], "loader"))
+		rc = cmd_loader(argv[2], argv[3]);
+	else if (!strcmp(argv[1], "daemon"))
+		rc = cmd_daemon(argv[2], argv[3]);
+	else if (!strcmp(argv[1], "clean"))
+		rc = cmd_clean(argv[2], argv[3]);
+	else
+		return 2;
+	return rc > 100 ? 100 : rc;
+}
