@@ -70,12 +70,15 @@ help:
 	@echo 'make clean      remove build/'
 	@echo 'V=1 for verbose commands; O=dir for another output directory'
 
+# Every target that builds or runs something installs what it needs first
+# (an order-only prerequisite of the first compile steps); quiet when all is
+# there. Targets with more needs call a profile of the same script.
 deps:
 	$(Q)scripts/install-deps.sh
 
 # ---- eBPF ----
 
-$(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) | $(O)/bpf
+$(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) | $(O)/bpf deps
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 		-Iinclude -Ibpf $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
@@ -151,7 +154,7 @@ $(O)/bench_mask: tests/bench/bench_mask.c userspace/mask.c include/mcpgate/mask.
 	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
 
 # libFuzzer targets: clang, ASan+UBSan, each includes the module it fuzzes.
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz deps
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild \
 		-fsanitize=fuzzer,address,undefined $< -lssl -lcrypto -ljansson -lz -lcurl -lpthread -o $@
@@ -168,6 +171,7 @@ $(O)/bpf $(O)/obj $(O)/tests build/fuzz:
 	$(Q)mkdir -p $@
 
 fmt:
+	$(Q)scripts/install-deps.sh fmt
 	$(Q)clang-format -i $(wildcard userspace/*.c tools/*.c include/mcpgate/*.h bpf/*.c)
 
 clean:

@@ -10,6 +10,7 @@
 #            reference TLS proxy)
 #   kernel   make test-kernel: qemu-system-x86 (the VM), busybox-static (its
 #            userland), apt + dpkg-deb fetch and unpack the kernel package
+#   fmt      make fmt: clang-format
 set -eu
 PKGS="make gcc clang llvm libbpf-dev bpftool libelf-dev zlib1g-dev libssl-dev openssl
 libjansson-dev libcurl4-openssl-dev libcmocka-dev iproute2 util-linux curl procps
@@ -18,7 +19,8 @@ for profile in "$@"; do
 	case "$profile" in
 	bench) PKGS="$PKGS wrk nginx-light" ;;
 	kernel) PKGS="$PKGS qemu-system-x86 busybox-static" ;;
-	*) echo "install-deps: unknown profile $profile (bench, kernel)" >&2; exit 2 ;;
+	fmt) PKGS="$PKGS clang-format" ;;
+	*) echo "install-deps: unknown profile $profile (bench, kernel, fmt)" >&2; exit 2 ;;
 	esac
 done
 missing=""
