@@ -123,6 +123,9 @@ static const struct opt opts[] = {
 	{ "token-review", OPT_BOOL, offsetof(struct mg_config, token_review), 0,
 	  "check each pod's own token with a TokenReview: it must belong to the pod's "
 	  "ServiceAccount, else 401 (default false)" },
+	{ "unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
+	  "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
+	  "daemon has not classified yet (default pass)" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -477,6 +480,7 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	strcpy(c->cluster_domain, "cluster.local");
 	c->leaf_validity = 86400;
 	strcpy(c->creds_provider, "none");
+	strcpy(c->unknown_pods, "pass");
 
 	/* Two passes: the file first, so flags override it wherever they are. */
 	for (int i = 1; i < argc;) {
@@ -545,5 +549,8 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 		return err_line(errbuf, errlen, "--leaf-validity: at least 300 seconds");
 	if (c->endpoints_interval == 0)
 		return err_line(errbuf, errlen, "--endpoints-interval: must be at least 1 second");
+	if (strcmp(c->unknown_pods, "refuse") && strcmp(c->unknown_pods, "pass"))
+		return err_line(errbuf, errlen, "--unknown-pods: refuse or pass, not %s",
+				c->unknown_pods);
 	return 0;
 }
