@@ -70,9 +70,13 @@ struct pod {
 static struct pod pods[] = {
 	{ .name = "sel", .uid = "5e1ec7ed-0000-4000-8000-000000000001" },
 	{ .name = "unsel", .uid = "5e1ec7ed-0000-4000-8000-000000000002" },
+	{ .name = "pending", .uid = "5e1ec7ed-0000-4000-8000-000000000003" },
+	{ .name = "unknown", .uid = "5e1ec7ed-0000-4000-8000-000000000004" },
 };
 #define SEL (&pods[0])
-#define UNSEL (&pods[1])
+#define UNSEL (&pods[1])	/* known, not selected: a PASS entry */
+#define PENDING (&pods[2])	/* cgroup seen, metadata not yet: a PENDING entry */
+#define UNKNOWN (&pods[3])	/* no entry at all */
 
 static int n_failed;
 
@@ -330,6 +334,7 @@ static void child_end(struct child *c)
 
 struct env {
 	struct mg_loader *l;
+	const char *pin_dir;
 	int proxy4, proxy6;	/* our stand-in proxy listeners */
 	int api4, api6;		/* the fake API server's listeners */
 };
@@ -423,9 +428,10 @@ static void direct_case(struct pod *p, const char *what, int family, const char 
 	child_end(&c);
 }
 
-/* A selected pod's connect to <ip> fails with <want_errno>, reaching neither. */
-static void refused_case(struct env *e, struct pod *p, const char *what, int family,
-			 const char *ip, int want_errno)
+/* A connect from pod <p> to <ip> fails with <want_errno>, reaching neither
+ * the fake API nor a proxy. Returns the child's pid (for event checks). */
+static pid_t refused_case(struct env *e, struct pod *p, const char *what, int family,
+			  const char *ip, int want_errno)
 {
 	struct child c;
 	struct seen s;
@@ -433,13 +439,109 @@ static void refused_case(struct env *e, struct pod *p, const char *what, int fam
 
 	if (spawn_connect(&c, p->cdir, family, ip, API_PORT)) {
 		check(false, what, "fork: %s", strerror(errno));
-		return;
+		return 0;
 	}
 	rc = child_seen(&c, &s);
 	check(!rc && s.err == want_errno && drain(e->api4) + drain(e->api6) == 0, what,
 	      "rc=%d connect errno=%d (%s), wanted %s", rc, s.err, strerror(s.err),
 	      strerror(want_errno));
 	child_end(&c);
+	return s.pid;
+}
+
+/* ---- events ---- */
+
+struct ev_seen {
+	uint32_t type;
+	uint32_t tgid;
+	uint64_t pod_cgroup_id;
+	struct mg_abi_addr dst;
+	int n;
+};
+
+static void on_event(void *data, const struct mg_abi_event *ev)
+{
+	struct ev_seen *want = data;
+
+	if (want->type &&ev->type == want->type && ev->tgid == want->tgid &&
+	    ev->pod_cgroup_id == want->pod_cgroup_id && !memcmp(&ev->dst, &want->dst, sizeof(ev->dst)))
+		want->n++;
+}
+
+/* True if the `events` ring holds a record of <type> for <pid>, <pod_id> and
+ * <ip>:443 (consumes every waiting record). */
+static bool event_seen(struct mg_loader *l, uint32_t type, pid_t pid, uint64_t pod_id,
+		       const char *ip)
+{
+	struct ev_seen w = { .type = type, .tgid = (uint32_t)pid, .pod_cgroup_id = pod_id };
+
+	mg_config_parse_addr(ip, API_PORT, &w.dst);
+	mg_loader_read_events(l, on_event, &w);
+	return w.n > 0;
+}
+
+/* Waits up to WAIT_MS for `origins` to have no entry for <t>: the client's
+ * close reaches TCP_CLOSE (FIN_WAIT2 -> time-wait) only once our ACK of its
+ * FIN is processed, shortly after read() here sees the EOF. Reads the pinned
+ * map directly: mg_loader_take_origin() would delete what it finds. Returns
+ * -ENOENT once gone, 0 if still there. */
+static int origin_gone(struct env *e, const struct mg_abi_tuple *t)
+{
+	struct mg_abi_origin o;
+	char path[600];
+	int fd, rc = 0;
+
+	snprintf(path, sizeof(path), "%s/origins", e->pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return -errno;
+	for (int i = 0; i < WAIT_MS / 50 && rc == 0; i++) {
+		if (bpf_map_lookup_elem(fd, t, &o) && errno == ENOENT)
+			rc = -ENOENT;
+		else
+			usleep(50 * 1000);
+	}
+	close(fd);
+	return rc;
+}
+
+/* A connection the proxy never reads the origin of (the client gave up
+ * first) must not leave its `origins` entry behind: a later socket with the
+ * same 4-tuple would inherit this pod. */
+static void origin_forgotten_case(struct env *e)
+{
+	struct sockaddr_storage peer, local;
+	socklen_t pl = sizeof(peer), ll = sizeof(local);
+	const char *what = "origins: a connection closed before the proxy read its origin "
+			   "leaves no entry";
+	struct mg_abi_tuple t;
+	struct child c;
+	struct seen s;
+	int fd, rc = -1;
+
+	if (spawn_connect(&c, SEL->cdir, AF_INET, API4, API_PORT)) {
+		check(false, what, "fork: %s", strerror(errno));
+		return;
+	}
+	child_seen(&c, &s);
+	fd = accept_within(e->proxy4);
+	if (fd >= 0) {
+		char b;
+
+		getpeername(fd, (struct sockaddr *)&peer, &pl);
+		getsockname(fd, (struct sockaddr *)&local, &ll);
+		to_abi(&peer, &t.client);
+		to_abi(&local, &t.proxy);
+		child_end(&c);	/* the client closes */
+		while (read(fd, &b, 1) > 0)
+			;
+		rc = origin_gone(e, &t);
+		close(fd);
+	} else {
+		child_end(&c);
+	}
+	check(fd >= 0 && rc == -ENOENT, what, "accept %d, origins lookup %d s after close: %s",
+	      fd, WAIT_MS / 1000, rc ? strerror(-rc) : "still there");
 }
 
 static void print_counters(struct mg_loader *l)
@@ -458,9 +560,12 @@ static int cmd_loader(const char *root, const char *pin_dir)
 {
 	struct mg_loader_opts lo = { .cgroup_path = root, .pin_dir = pin_dir };
 	struct mg_abi_addr eps[2];
-	struct mg_abi_pod sel = { .state = MG_POD_SELECTED };
+	struct mg_abi_pod sel = { .state = MG_POD_SELECTED, .sel_gen = 1 };
+	struct mg_abi_pod pass = { .state = MG_POD_PASS };
+	struct mg_abi_pod pending = { .state = MG_POD_PENDING };
 	struct mg_loader_err err;
-	struct env e = { 0 };
+	pid_t pid;
+	struct env e = { .pin_dir = pin_dir };
 	uint64_t before[MG_CNT_MAX], after[MG_CNT_MAX];
 	int rc;
 
@@ -481,7 +586,9 @@ static int cmd_loader(const char *root, const char *pin_dir)
 	rc = mg_loader_set_endpoints(e.l, eps, 2);
 	check(rc == 0, "api_endpoints set", "%s", strerror(-rc));
 	rc = mg_loader_set_pod(e.l, SEL->id, &sel);
-	check(rc == 0, "selected pod put in intercept", "%s", strerror(-rc));
+	rc = rc ?: mg_loader_set_pod(e.l, UNSEL->id, &pass);
+	rc = rc ?: mg_loader_set_pod(e.l, PENDING->id, &pending);
+	check(rc == 0, "pods put in intercept: selected, pass, pending", "%s", strerror(-rc));
 
 	e.proxy4 = listen_on(PROXY4, PROXY_PORT);
 	e.proxy6 = listen_on(PROXY6, PROXY_PORT);
@@ -502,10 +609,74 @@ static int cmd_loader(const char *root, const char *pin_dir)
 	      "counter redirected counts the three connects", "delta %llu",
 	      (unsigned long long)(after[MG_CNT_REDIRECTED] - before[MG_CNT_REDIRECTED]));
 
-	direct_case(UNSEL, "unselected pod: IPv4 API connect goes direct", AF_INET, API4, e.api4,
+	direct_case(UNSEL, "pass pod: IPv4 API connect goes direct", AF_INET, API4, e.api4,
 		    e.proxy4);
-	direct_case(UNSEL, "unselected pod: IPv6 API connect goes direct", AF_INET6, API6, e.api6,
+	direct_case(UNSEL, "pass pod: IPv6 API connect goes direct", AF_INET6, API6, e.api6,
 		    e.proxy6);
+	direct_case(UNKNOWN, "unknown pod, unknown-pods=pass: API connect goes direct", AF_INET,
+		    API4, e.api4, e.proxy4);
+	origin_forgotten_case(&e);
+
+	/* Pending: the cgroup is known, the pod's metadata not yet. */
+	mg_loader_counters(e.l, before);
+	event_seen(e.l, 0, 0, 0, API4);	/* drop older records */
+	pid = refused_case(&e, PENDING, "pending pod: IPv4 API connect refused", AF_INET, API4,
+			   EPERM);
+	check(event_seen(e.l, MG_EV_REFUSED_UNKNOWN, pid, PENDING->id, API4),
+	      "pending pod: refusal queued on the events ring with pid, pod and dst",
+	      "no record for pid %d", (int)pid);
+	refused_case(&e, PENDING, "pending pod: IPv6 API connect refused", AF_INET6, API6, EPERM);
+	refused_case(&e, PENDING, "pending pod: v4-mapped API connect refused", AF_INET6,
+		     API_MAPPED, EPERM);
+	mg_loader_counters(e.l, after);
+	check(after[MG_CNT_REFUSED_UNKNOWN] - before[MG_CNT_REFUSED_UNKNOWN] == 3,
+	      "counter refused_unknown counts the three refusals", "delta %llu",
+	      (unsigned long long)(after[MG_CNT_REFUSED_UNKNOWN] - before[MG_CNT_REFUSED_UNKNOWN]));
+	{
+		struct child c;
+		struct seen s;
+		int fd = -1;
+
+		/* Only API endpoints are refused: the proxy address itself is not one. */
+		if (spawn_connect(&c, PENDING->cdir, AF_INET, PROXY4, PROXY_PORT) == 0) {
+			child_seen(&c, &s);
+			fd = accept_within(e.proxy4);
+			child_end(&c);
+		}
+		check(fd >= 0, "pending pod: a connect to a non-API address is untouched",
+		      "accept: %s", strerror(-fd));
+		if (fd >= 0)
+			close(fd);
+	}
+
+	/* unknown-pods=refuse: a restarted loader rewrites the settings. */
+	mg_loader_close(e.l);
+	e.l = NULL;
+	lo.settings.flags |= MG_SET_REFUSE_UNKNOWN;
+	rc = mg_loader_open(&e.l, &lo, &err);
+	check(rc == 0 && mg_loader_reused(e.l), "loader reopened: reuses the pins, new settings",
+	      "%s", err.msg);
+	if (rc)
+		return 1;
+	pid = refused_case(&e, UNKNOWN,
+			   "unknown pod, unknown-pods=refuse: IPv4 API connect refused", AF_INET,
+			   API4, EPERM);
+	check(event_seen(e.l, MG_EV_REFUSED_UNKNOWN, pid, 0, API4),
+	      "unknown pod: refusal queued on the events ring (pod id 0)", "no record for pid %d",
+	      (int)pid);
+	refused_case(&e, UNKNOWN, "unknown pod, unknown-pods=refuse: IPv6 API connect refused",
+		     AF_INET6, API6, EPERM);
+	direct_case(UNSEL, "unknown-pods=refuse: a pass pod still goes direct", AF_INET, API4,
+		    e.api4, e.proxy4);
+	redirect_case(&e, "unknown-pods=refuse, IPv4", AF_INET, API4, e.proxy4, API4 ":443");
+	/* Leave the daemon phase the default. */
+	mg_loader_close(e.l);
+	lo.settings.flags = 0;
+	rc = mg_loader_open(&e.l, &lo, &err);
+	if (rc) {
+		check(false, "loader reopened with unknown-pods=pass", "%s", err.msg);
+		return 1;
+	}
 
 	/* Fail closed: interception is pinned, the proxy is gone. */
 	close(e.proxy4);
@@ -544,21 +715,25 @@ static char *slurp(const char *path)
 	return buf;
 }
 
-/* True once the daemon's log at <log> holds a "connect" record for <pid>
- * naming <orig_dst>; waits up to WAIT_MS. */
-static bool daemon_logged(const char *log, pid_t pid, const char *orig_dst)
+/* True once the daemon's log at <log> holds an <event> record for <pid>
+ * naming <dst> (under <dst_key>); waits up to WAIT_MS. */
+static bool daemon_logged(const char *log, const char *event, pid_t pid, const char *dst_key,
+			  const char *dst)
 {
-	char want_pid[64], want_dst[96];
+	char want_ev[64], want_pid[2][64], want_dst[96];
 
-	snprintf(want_pid, sizeof(want_pid), "\"pid\":%d,", (int)pid);
-	snprintf(want_dst, sizeof(want_dst), "\"orig_dst\":\"%s\"", orig_dst);
+	snprintf(want_ev, sizeof(want_ev), "\"event\":\"%s\"", event);
+	snprintf(want_pid[0], sizeof(want_pid[0]), "\"pid\":%d,", (int)pid);
+	snprintf(want_pid[1], sizeof(want_pid[1]), "\"pid\":%d}", (int)pid);
+	snprintf(want_dst, sizeof(want_dst), "\"%s\":\"%s\"", dst_key, dst);
 	for (int t = 0; t < WAIT_MS / 100; t++) {
 		char *buf = slurp(log), *line, *save = NULL;
 		bool found = false;
 
 		for (line = buf ? strtok_r(buf, "\n", &save) : NULL; line && !found;
 		     line = strtok_r(NULL, "\n", &save))
-			found = strstr(line, "\"event\":\"connect\"") && strstr(line, want_pid) &&
+			found = strstr(line, want_ev) &&
+				(strstr(line, want_pid[0]) || strstr(line, want_pid[1])) &&
 				strstr(line, want_dst);
 		free(buf);
 		if (found)
@@ -594,7 +769,7 @@ static void daemon_case(const char *log, const char *label, int family, const ch
 	}
 	snprintf(what, sizeof(what),
 		 "daemon, %s: mcpgated accepted it and logged the pod's pid and %s", label, dst);
-	check(!rc && daemon_logged(log, s.pid, dst), what, "no connect record for pid %d in %s",
+	check(!rc && daemon_logged(log, "connect", s.pid, "orig_dst", dst), what, "no connect record for pid %d in %s",
 	      (int)s.pid, log);
 	child_end(&c);
 }
@@ -607,6 +782,20 @@ static int cmd_daemon(const char *root, const char *log)
 	daemon_case(log, "IPv4", AF_INET, API4, API4 ":443");
 	daemon_case(log, "IPv6", AF_INET6, API6, "[" API6 "]:443");
 	daemon_case(log, "v4-mapped", AF_INET6, API_MAPPED, "[" API_MAPPED "]:443");
+	{
+		struct child c;
+		struct seen s = { 0 };
+
+		if (spawn_connect(&c, PENDING->cdir, AF_INET, API4, API_PORT) == 0) {
+			child_seen(&c, &s);
+			child_end(&c);
+		}
+		check(s.err == EPERM, "daemon: a pending pod's API connect is refused",
+		      "errno %d", s.err);
+		check(s.pid && daemon_logged(log, "refused_unknown", s.pid, "dst", API4 ":443"),
+		      "daemon: mcpgated logs the refusal from the events ring with the pid",
+		      "no refused_unknown record for pid %d", (int)s.pid);
+	}
 	return n_failed;
 }
 
