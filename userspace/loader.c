@@ -42,13 +42,14 @@ enum {
 	MAP_EVENTS,
 	MAP_NR
 };
-enum { LINK_CONNECT4, LINK_CONNECT6, LINK_SOCKOPS, LINK_PEER4, LINK_PEER6, LINK_NR };
+enum { LINK_CONNECT4, LINK_CONNECT6, LINK_SOCKOPS, LINK_PEER4, LINK_PEER6, LINK_EGRESS, LINK_NR };
 
 static const char *const map_names[MAP_NR] = {
 	"intercept", "api_endpoints", "socks", "origins", "settings", "counters", "events",
 };
 static const char *const link_names[LINK_NR] = {
 	"link_connect4", "link_connect6", "link_sockops", "link_getpeername4", "link_getpeername6",
+	"link_egress",
 };
 
 const char *const mg_loader_counter_names[MG_CNT_MAX] = {
@@ -297,7 +298,7 @@ static int open_pins(struct mg_loader *l, const char *dir, uint64_t cgroup_id,
 	return 0;
 }
 
-/* Loads the programs, attaches all five and pins them via a temp dir.
+/* Loads the programs, attaches all six and pins them via a temp dir.
  * On any error everything attached here is detached again. */
 static int attach_fresh(struct mg_loader *l, const struct mg_loader_opts *o, const char *dir,
 			struct mg_loader_err *err)
@@ -327,6 +328,7 @@ static int attach_fresh(struct mg_loader *l, const struct mg_loader_opts *o, con
 	progs[LINK_SOCKOPS] = skel->progs.mg_sockops;
 	progs[LINK_PEER4] = skel->progs.mg_getpeername4;
 	progs[LINK_PEER6] = skel->progs.mg_getpeername6;
+	progs[LINK_EGRESS] = skel->progs.mg_egress;
 
 	cgfd = open(o->cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cgfd < 0) {

@@ -19,7 +19,7 @@ bad_env() { # NAME WANT-IN-MESSAGE ARGS...
 	local name=$1 want=$2 out rc; shift 2
 	out=$("$@" 2>&1 >/dev/null); rc=$?
 	if [ "$rc" = 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && printf '%s' "$out" | grep -qi -- "$want" &&
-		[ ! -e "$RIG_PIN" ] && [ -z "$(cgtree | grep -E 'connect|sock_ops|getpeername')" ]; then
+		[ ! -e "$RIG_PIN" ] && [ -z "$(cgtree | grep -E 'connect|sock_ops|getpeername|egress')" ]; then
 		pass "bad environment: $name -> exit 2: $out"
 	else
 		fail "bad environment: $name (rc=$rc, out=$out)"
@@ -284,7 +284,7 @@ rig_daemon || fail "mcpgated restarts"
 check "restart: pinned links reused" grep -q '"reused":true' "$RIG_DAEMON_LOG"
 out=$(in_pod sel $PROBE 10.96.0.1 443 --hold 0.3)
 check "restart: redirect works again" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
-for t in cgroup_inet4_connect cgroup_inet6_connect cgroup_sock_ops cgroup_inet4_getpeername cgroup_inet6_getpeername; do
+for t in cgroup_inet4_connect cgroup_inet6_connect cgroup_sock_ops cgroup_inet4_getpeername cgroup_inet6_getpeername cgroup_inet_egress; do
 	check "restart: one $t attachment" test "$(cgtree | awk -v t="$t" '$2 == t' | wc -l)" = 1
 done
 
@@ -298,7 +298,7 @@ check "pod deleted: released from intercept" test "$(rig_metric mcpgate_intercep
 # Uninstall: nothing attached, nothing pinned, no more redirect
 rig_kill_pid "$RIG_DAEMON_PID"
 check "mcpgatectl uninstall succeeds" "$RIG_BUILD/mcpgatectl" uninstall --pin-dir "$RIG_PIN"
-check "uninstall: no program attached" test -z "$(cgtree | grep -E 'connect|sock_ops|getpeername')"
+check "uninstall: no program attached" test -z "$(cgtree | grep -E 'connect|sock_ops|getpeername|egress')"
 check "uninstall: nothing pinned" test ! -e "$RIG_PIN"
 out=$(in_pod sel $PROBE 10.96.0.1 443 --timeout 2)
 check "uninstall: selected pod no longer redirected" test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
