@@ -266,13 +266,73 @@ struct child {
 	int go;			/* write end: closing it lets the child exit */
 };
 
+/* What a child does from inside its pod. */
+enum act {
+	ACT_CONNECT,	/* connect() a TCP socket: the cgroup connect hooks see it */
+	ACT_RAW_SYN,	/* a hand-made TCP SYN on a raw socket: no connect() at all */
+	ACT_UDP,	/* a datagram from an ordinary UDP socket (sendto, no connect) */
+};
+
+/* A TCP SYN header from <sport> to <dport>. No checksum: the receiver in
+ * this test is a raw socket, which gets packets before TCP checks them. */
+static void make_syn(uint8_t h[20], unsigned sport, unsigned dport)
+{
+	memset(h, 0, 20);
+	h[0] = sport >> 8;
+	h[1] = sport & 0xff;
+	h[2] = dport >> 8;
+	h[3] = dport & 0xff;
+	h[7] = 1;		/* sequence number */
+	h[12] = 5 << 4;		/* data offset: 5 words */
+	h[13] = 0x02;		/* SYN */
+	h[14] = 0xfa;		/* window */
+}
+
+/* The child's half of spawn_in(): does <act> and fills <s>. */
+static void child_act(enum act act, int family, const char *ip, unsigned port, unsigned sport,
+		      struct seen *s)
+{
+	struct sockaddr_storage ss, peer;
+	socklen_t len = mk_sockaddr(&ss, ip, port), pl = sizeof(peer);
+	uint8_t syn[20];
+	int fd;
+
+	switch (act) {
+	case ACT_CONNECT:
+		fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len))
+			s->err = errno;
+		else if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
+			fmt_sockaddr(&peer, s->peer, sizeof(s->peer));
+		return; /* the socket stays open until the child exits */
+	case ACT_RAW_SYN:
+		/* A raw socket's "port" must be 0 (IPv6 reads it as the protocol). */
+		len = mk_sockaddr(&ss, ip, 0);
+		make_syn(syn, sport, port);
+		fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
+		if (fd < 0 || sendto(fd, syn, sizeof(syn), 0, (struct sockaddr *)&ss, len) < 0)
+			s->err = errno;
+		return;
+	case ACT_UDP: {
+		struct sockaddr_storage src;
+		socklen_t sl = mk_sockaddr(&src, family == AF_INET6 ? "::" : "0.0.0.0", sport);
+
+		fd = socket(family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+		if (fd < 0 || bind(fd, (struct sockaddr *)&src, sl) ||
+		    sendto(fd, "mcpgate", 7, 0, (struct sockaddr *)&ss, len) < 0)
+			s->err = errno;
+		return;
+	}
+	}
+}
+
 /*
- * Forks a child that moves itself into cgroup <cgdir>, connects a TCP socket
- * of <family> to <ip>:<port>, reports what it saw and keeps the socket open
- * until the parent closes <c->go>. Returns 0 or -errno.
+ * Forks a child that moves itself into cgroup <cgdir>, does <act> towards
+ * <ip>:<port> (from source port <sport> for raw and UDP), reports what it saw
+ * and keeps its socket until the parent closes <c->go>. Returns 0 or -errno.
  */
-static int spawn_connect(struct child *c, const char *cgdir, int family, const char *ip,
-			 unsigned port)
+static int spawn_in(struct child *c, const char *cgdir, enum act act, int family,
+		    const char *ip, unsigned port, unsigned sport)
 {
 	int res[2], go[2];
 
@@ -282,23 +342,15 @@ static int spawn_connect(struct child *c, const char *cgdir, int family, const c
 	if (c->pid < 0)
 		return -errno;
 	if (c->pid == 0) {
-		struct sockaddr_storage ss, peer;
-		socklen_t len, pl = sizeof(peer);
 		struct seen s = { .pid = getpid() };
 		char procs[800], b;
-		int fd;
 
 		close(res[0]);
 		close(go[1]);
 		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgdir);
 		if (write_file(procs, "0"))
 			_exit(100);
-		len = mk_sockaddr(&ss, ip, port);
-		fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-		if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len))
-			s.err = errno;
-		else if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
-			fmt_sockaddr(&peer, s.peer, sizeof(s.peer));
+		child_act(act, family, ip, port, sport, &s);
 		if (write(res[1], &s, sizeof(s)) != sizeof(s))
 			_exit(102);
 		while (read(go[0], &b, 1) > 0)
@@ -310,6 +362,12 @@ static int spawn_connect(struct child *c, const char *cgdir, int family, const c
 	c->res = res[0];
 	c->go = go[1];
 	return 0;
+}
+
+static int spawn_connect(struct child *c, const char *cgdir, int family, const char *ip,
+			 unsigned port)
+{
+	return spawn_in(c, cgdir, ACT_CONNECT, family, ip, port, 0);
 }
 
 /* Reads what the child saw, within WAIT_MS. */
@@ -556,6 +614,8 @@ static void print_counters(struct mg_loader *l)
 	printf("\n");
 }
 
+static void egress_cases(struct env *e);
+
 static int cmd_loader(const char *root, const char *pin_dir)
 {
 	struct mg_loader_opts lo = { .cgroup_path = root, .pin_dir = pin_dir };
@@ -616,6 +676,7 @@ static int cmd_loader(const char *root, const char *pin_dir)
 	direct_case(UNKNOWN, "unknown pod, unknown-pods=pass: API connect goes direct", AF_INET,
 		    API4, e.api4, e.proxy4);
 	origin_forgotten_case(&e);
+	egress_cases(&e);
 
 	/* Pending: the cgroup is known, the pod's metadata not yet. */
 	mg_loader_counters(e.l, before);
@@ -695,6 +756,148 @@ static int cmd_loader(const char *root, const char *pin_dir)
 	return n_failed;
 }
 
+/* ---- egress: paths around the proxy ---- */
+
+/* Receivers on the fake API's addresses that see every TCP packet (raw)
+ * and every datagram to port 443 arriving there. */
+struct sniff {
+	int raw4, raw6, udp4, udp6;
+};
+
+static int sniff_open(struct sniff *n)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+
+	n->raw4 = socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+	n->raw6 = socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, IPPROTO_TCP);
+	n->udp4 = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	n->udp6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (n->raw4 < 0 || n->raw6 < 0 || n->udp4 < 0 || n->udp6 < 0)
+		return -errno;
+	len = mk_sockaddr(&ss, API4, API_PORT);
+	if (bind(n->udp4, (struct sockaddr *)&ss, len))
+		return -errno;
+	len = mk_sockaddr(&ss, API6, API_PORT);
+	setsockopt(n->udp6, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 1 }, sizeof(int));
+	if (bind(n->udp6, (struct sockaddr *)&ss, len))
+		return -errno;
+	return 0;
+}
+
+static void sniff_close(struct sniff *n)
+{
+	close(n->raw4);
+	close(n->raw6);
+	close(n->udp4);
+	close(n->udp6);
+}
+
+/* True if a packet from source port <sport> arrives within <ms>: a TCP
+ * segment to port 443 on the raw socket of <family> (<udp>: a datagram). */
+static bool sniff_seen(struct sniff *n, int family, bool udp, unsigned sport, int ms)
+{
+	int fd = udp ? (family == AF_INET ? n->udp4 : n->udp6) : (family == AF_INET ? n->raw4 : n->raw6);
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+
+	for (;;) {
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		uint8_t buf[2048], *tcp = buf;
+		ssize_t r;
+
+		r = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &fl);
+		if (r < 0) {
+			if (errno != EAGAIN || poll(&p, 1, ms) != 1)
+				return false;
+			continue;
+		}
+		if (udp) {
+			in_port_t fp = family == AF_INET ? ((struct sockaddr_in *)&from)->sin_port
+							  : ((struct sockaddr_in6 *)&from)->sin6_port;
+
+			if (ntohs(fp) == sport)
+				return true;
+			continue;
+		}
+		/* IPv4 raw sockets get the IP header, IPv6 ones do not. */
+		if (family == AF_INET) {
+			if (r < 20 || r < (buf[0] & 0xf) * 4 + 4)
+				continue;
+			tcp = buf + (buf[0] & 0xf) * 4;
+			r -= tcp - buf;
+		}
+		if (r >= 4 && (unsigned)((tcp[0] << 8) | tcp[1]) == sport &&
+		    (unsigned)((tcp[2] << 8) | tcp[3]) == API_PORT)
+			return true;
+	}
+}
+
+/*
+ * One egress case: a child in <p> sends a raw SYN (or a UDP datagram when
+ * <udp>) from <sport> to <ip>:443. <dropped> says what must happen: it never
+ * arrives, is counted in egress_dropped and queued on the events ring with
+ * the pod's id — or it arrives (an unselected pod's packets are untouched).
+ */
+static void egress_case(struct env *e, struct sniff *n, const char *label, struct pod *p,
+			int family, const char *ip, bool udp, unsigned sport, bool dropped)
+{
+	uint64_t before[MG_CNT_MAX], after[MG_CNT_MAX];
+	char what[200];
+	struct child c;
+	struct seen s;
+	bool arrived;
+
+	mg_loader_counters(e->l, before);
+	event_seen(e->l, 0, 0, 0, API4);	/* drop older records */
+	if (spawn_in(&c, p->cdir, udp ? ACT_UDP : ACT_RAW_SYN, family, ip, API_PORT, sport)) {
+		check(false, label, "fork: %s", strerror(errno));
+		return;
+	}
+	child_seen(&c, &s);
+	/* Absence has no end to wait for: 500 ms is ample on loopback, and the
+	 * counter below is the positive proof of the drop. */
+	arrived = sniff_seen(n, family, udp, sport, dropped ? 500 : WAIT_MS);
+	child_end(&c);
+	mg_loader_counters(e->l, after);
+
+	if (!dropped) {
+		snprintf(what, sizeof(what), "egress, %s: arrives", label);
+		check(arrived && after[MG_CNT_EGRESS_DROPPED] == before[MG_CNT_EGRESS_DROPPED], what,
+		      "arrived=%d send errno=%d dropped delta %llu", arrived, s.err,
+		      (unsigned long long)(after[MG_CNT_EGRESS_DROPPED] -
+					   before[MG_CNT_EGRESS_DROPPED]));
+		return;
+	}
+	snprintf(what, sizeof(what), "egress, %s: never arrives (send errno %d)", label, s.err);
+	check(!arrived, what, "the packet reached %s", ip);
+	snprintf(what, sizeof(what), "egress, %s: counted in egress_dropped", label);
+	check(after[MG_CNT_EGRESS_DROPPED] - before[MG_CNT_EGRESS_DROPPED] == 1, what, "delta %llu",
+	      (unsigned long long)(after[MG_CNT_EGRESS_DROPPED] - before[MG_CNT_EGRESS_DROPPED]));
+	snprintf(what, sizeof(what), "egress, %s: queued on the events ring with the pod", label);
+	check(event_seen(e->l, MG_EV_EGRESS_DROPPED, 0, p->id, ip), what, "no record");
+}
+
+static void egress_cases(struct env *e)
+{
+	struct sniff n;
+	int rc = sniff_open(&n);
+
+	check(rc == 0, "egress: raw and UDP receivers on the API addresses", "%s", strerror(-rc));
+	if (rc)
+		return;
+	egress_case(e, &n, "selected pod, raw SYN to " API4, SEL, AF_INET, API4, false, 40001, true);
+	egress_case(e, &n, "selected pod, raw SYN to " API6, SEL, AF_INET6, API6, false, 40002, true);
+	egress_case(e, &n, "selected pod, UDP to " API4, SEL, AF_INET, API4, true, 40003, true);
+	egress_case(e, &n, "selected pod, UDP to " API6, SEL, AF_INET6, API6, true, 40004, true);
+	egress_case(e, &n, "pending pod, raw SYN to " API4, PENDING, AF_INET, API4, false, 40005,
+		    true);
+	egress_case(e, &n, "pass pod, raw SYN to " API4, UNSEL, AF_INET, API4, false, 40006, false);
+	egress_case(e, &n, "pass pod, raw SYN to " API6, UNSEL, AF_INET6, API6, false, 40007, false);
+	egress_case(e, &n, "pass pod, UDP to " API4, UNSEL, AF_INET, API4, true, 40008, false);
+	sniff_close(&n);
+}
+
 /* ---- with the daemon ---- */
 
 /* Reads the whole of <path> (the daemon's log) into a NUL-terminated buffer. */
@@ -716,15 +919,23 @@ static char *slurp(const char *path)
 }
 
 /* True once the daemon's log at <log> holds an <event> record for <pid>
- * naming <dst> (under <dst_key>); waits up to WAIT_MS. */
+ * naming <dst> (under <dst_key>); waits up to WAIT_MS. A <pid> of 0 (a
+ * packet dropped in softirq context has none) matches the pod cgroup id
+ * of the selected pod instead. */
 static bool daemon_logged(const char *log, const char *event, pid_t pid, const char *dst_key,
 			  const char *dst)
 {
 	char want_ev[64], want_pid[2][64], want_dst[96];
 
 	snprintf(want_ev, sizeof(want_ev), "\"event\":\"%s\"", event);
-	snprintf(want_pid[0], sizeof(want_pid[0]), "\"pid\":%d,", (int)pid);
-	snprintf(want_pid[1], sizeof(want_pid[1]), "\"pid\":%d}", (int)pid);
+	if (pid) {
+		snprintf(want_pid[0], sizeof(want_pid[0]), "\"pid\":%d,", (int)pid);
+		snprintf(want_pid[1], sizeof(want_pid[1]), "\"pid\":%d}", (int)pid);
+	} else {
+		snprintf(want_pid[0], sizeof(want_pid[0]), "\"pod_cgroup_id\":%llu,",
+			 (unsigned long long)SEL->id);
+		snprintf(want_pid[1], sizeof(want_pid[1]), "%s", want_pid[0]);
+	}
 	snprintf(want_dst, sizeof(want_dst), "\"%s\":\"%s\"", dst_key, dst);
 	for (int t = 0; t < WAIT_MS / 100; t++) {
 		char *buf = slurp(log), *line, *save = NULL;
@@ -795,6 +1006,13 @@ static int cmd_daemon(const char *root, const char *log)
 		check(s.pid && daemon_logged(log, "refused_unknown", s.pid, "dst", API4 ":443"),
 		      "daemon: mcpgated logs the refusal from the events ring with the pid",
 		      "no refused_unknown record for pid %d", (int)s.pid);
+		if (spawn_in(&c, SEL->cdir, ACT_RAW_SYN, AF_INET, API4, API_PORT, 40101) == 0) {
+			child_seen(&c, &s);
+			child_end(&c);
+		}
+		check(daemon_logged(log, "egress_dropped", 0, "dst", API4 ":443"),
+		      "daemon: mcpgated logs a selected pod's dropped raw SYN with the pod",
+		      "no egress_dropped record for pod cgroup %llu", (unsigned long long)SEL->id);
 	}
 	return n_failed;
 }
