@@ -81,6 +81,25 @@ else
 	notok "mcpgatectl status" "$(echo "$st" | tr '\n' ' ')"
 fi
 echo "$st" | sed 's/^/# /'
+POD=$CG/burstable/pod5e1ec7ed-0000-4000-8000-000000000002
+out=$(/bin/mcpgatectl sockets cut --pod-cgroup "$POD" --pin-dir "$PIN" --method kfunc 2>&1)
+rc=$?
+if [ $rc = 1 ] && [ "$(echo "$out" | wc -l)" = 1 ] && echo "$out" | grep -q kfunc; then
+	ok "mcpgatectl sockets cut --method kfunc: one line, exit 1 (no bpf_sock_destroy on $(uname -r | cut -d- -f1))"
+else
+	notok "mcpgatectl sockets cut --method kfunc" "exit $rc: $out"
+fi
+echo "# $out"
+out=$(/bin/mcpgatectl sockets cut --pod-cgroup "$POD" --pin-dir "$PIN" 2>&1)
+rc=$?
+# The pod has no task left: nothing to cut is a success, whichever way
+# would have been used.
+if [ $rc = 0 ] && echo "$out" | grep -q '^cut 0 '; then
+	ok "mcpgatectl sockets cut (auto), a pod with no running task: exit 0, nothing cut"
+else
+	notok "mcpgatectl sockets cut (auto), a pod with no running task" "exit $rc: $out"
+fi
+echo "# $out"
 kill $DPID
 wait $DPID
 rc=$?

@@ -39,6 +39,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/types.h>
+#include <sys/utsname.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -271,7 +272,11 @@ enum act {
 	ACT_CONNECT,	/* connect() a TCP socket: the cgroup connect hooks see it */
 	ACT_RAW_SYN,	/* a hand-made TCP SYN on a raw socket: no connect() at all */
 	ACT_UDP,	/* a datagram from an ordinary UDP socket (sendto, no connect) */
+	ACT_WATCH,	/* ACT_CONNECT, then report again when the connection breaks
+			 * (or, after WATCH_MS, that it did not) */
 };
+
+#define WATCH_MS 1500	/* how long a watched connection must stay up */
 
 /* A TCP SYN header from <sport> to <dport>. No checksum: the receiver in
  * this test is a raw socket, which gets packets before TCP checks them. */
@@ -288,8 +293,9 @@ static void make_syn(uint8_t h[20], unsigned sport, unsigned dport)
 	h[14] = 0xfa;		/* window */
 }
 
-/* The child's half of spawn_in(): does <act> and fills <s>. */
-static void child_act(enum act act, int family, const char *ip, unsigned port, unsigned sport,
+/* The child's half of spawn_in(): does <act> and fills <s>. Returns the
+ * socket. */
+static int child_act(enum act act, int family, const char *ip, unsigned port, unsigned sport,
 		      struct seen *s)
 {
 	struct sockaddr_storage ss, peer;
@@ -299,12 +305,13 @@ static void child_act(enum act act, int family, const char *ip, unsigned port, u
 
 	switch (act) {
 	case ACT_CONNECT:
+	case ACT_WATCH:
 		fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 		if (fd < 0 || connect(fd, (struct sockaddr *)&ss, len))
 			s->err = errno;
 		else if (getpeername(fd, (struct sockaddr *)&peer, &pl) == 0)
 			fmt_sockaddr(&peer, s->peer, sizeof(s->peer));
-		return; /* the socket stays open until the child exits */
+		return fd; /* the socket stays open until the child exits */
 	case ACT_RAW_SYN:
 		/* A raw socket's "port" must be 0 (IPv6 reads it as the protocol). */
 		len = mk_sockaddr(&ss, ip, 0);
@@ -312,7 +319,7 @@ static void child_act(enum act act, int family, const char *ip, unsigned port, u
 		fd = socket(family, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
 		if (fd < 0 || sendto(fd, syn, sizeof(syn), 0, (struct sockaddr *)&ss, len) < 0)
 			s->err = errno;
-		return;
+		return fd;
 	case ACT_UDP: {
 		struct sockaddr_storage src;
 		socklen_t sl = mk_sockaddr(&src, family == AF_INET6 ? "::" : "0.0.0.0", sport);
@@ -321,9 +328,30 @@ static void child_act(enum act act, int family, const char *ip, unsigned port, u
 		if (fd < 0 || bind(fd, (struct sockaddr *)&src, sl) ||
 		    sendto(fd, "mcpgate", 7, 0, (struct sockaddr *)&ss, len) < 0)
 			s->err = errno;
+		return fd;
+	}
+	}
+	return -1;
+}
+
+/* ACT_WATCH's second report: the errno the connection <fd> broke with
+ * (ECONNABORTED when the kernel destroyed it), or 0 if it was still up
+ * after WATCH_MS. */
+static void child_watch(int fd, struct seen *s)
+{
+	struct pollfd p = { .fd = fd, .events = POLLIN };
+	socklen_t el = sizeof(s->err);
+	char b;
+
+	s->err = 0;
+	if (poll(&p, 1, WATCH_MS) != 1)
 		return;
-	}
-	}
+	if (recv(fd, &b, 1, MSG_DONTWAIT) < 0)
+		s->err = errno;
+	else
+		getsockopt(fd, SOL_SOCKET, SO_ERROR, &s->err, &el);
+	if (!s->err)
+		s->err = -1;	/* closed by the peer: not what a cut looks like */
 }
 
 /*
@@ -344,15 +372,24 @@ static int spawn_in(struct child *c, const char *cgdir, enum act act, int family
 	if (c->pid == 0) {
 		struct seen s = { .pid = getpid() };
 		char procs[800], b;
+		int fd;
 
-		close(res[0]);
-		close(go[1]);
+		/* Only our own pipe ends: a sibling's inherited <go> write end
+		 * would keep that sibling from ever seeing EOF. */
+		for (int i = 3; i < 1024; i++)
+			if (i != res[1] && i != go[0])
+				close(i);
 		snprintf(procs, sizeof(procs), "%s/cgroup.procs", cgdir);
 		if (write_file(procs, "0"))
 			_exit(100);
-		child_act(act, family, ip, port, sport, &s);
+		fd = child_act(act, family, ip, port, sport, &s);
 		if (write(res[1], &s, sizeof(s)) != sizeof(s))
 			_exit(102);
+		if (act == ACT_WATCH && !s.err) {
+			child_watch(fd, &s);
+			if (write(res[1], &s, sizeof(s)) != sizeof(s))
+				_exit(103);
+		}
 		while (read(go[0], &b, 1) > 0)
 			;
 		_exit(0);
@@ -615,6 +652,7 @@ static void print_counters(struct mg_loader *l)
 }
 
 static void egress_cases(struct env *e);
+static void cut_case(struct env *e);
 
 static int cmd_loader(const char *root, const char *pin_dir)
 {
@@ -738,6 +776,8 @@ static int cmd_loader(const char *root, const char *pin_dir)
 		check(false, "loader reopened with unknown-pods=pass", "%s", err.msg);
 		return 1;
 	}
+
+	cut_case(&e);
 
 	/* Fail closed: interception is pinned, the proxy is gone. */
 	close(e.proxy4);
@@ -896,6 +936,78 @@ static void egress_cases(struct env *e)
 	egress_case(e, &n, "pass pod, raw SYN to " API6, UNSEL, AF_INET6, API6, false, 40007, false);
 	egress_case(e, &n, "pass pod, UDP to " API4, UNSEL, AF_INET, API4, true, 40008, false);
 	sniff_close(&n);
+}
+
+/* ---- cutting a pod's open API connections ---- */
+
+/* True when the running kernel is older than <maj>.<min>. */
+static bool kernel_older_than(int maj, int min)
+{
+	struct utsname u;
+	int a = 0, b = 0;
+
+	if (uname(&u) || sscanf(u.release, "%d.%d", &a, &b) != 2)
+		return false;
+	return a < maj || (a == maj && b < min);
+}
+
+/*
+ * A pass pod holds connections straight to the API (v4 and v6) and one to
+ * another address; then it becomes selected and the loader cuts its API
+ * connections: on 6.1 (no bpf_sock_destroy kfunc, which came in 6.5) by
+ * netlink SOCK_DESTROY. The pod sees ECONNABORTED on both, the other
+ * connection stays up.
+ */
+static void cut_case(struct env *e)
+{
+	struct mg_abi_pod pass = { .state = MG_POD_PASS };
+	struct mg_abi_pod sel = { .state = MG_POD_SELECTED, .sel_gen = 1 };
+	struct child c[3];
+	struct seen s[3];
+	struct mg_loader_err err;
+	int other, srv[3] = { -1, -1, -1 }, n;
+	bool up = true;
+
+	other = listen_on("127.0.0.1", 8080);
+	spawn_in(&c[0], UNSEL->cdir, ACT_WATCH, AF_INET, API4, API_PORT, 0);
+	spawn_in(&c[1], UNSEL->cdir, ACT_WATCH, AF_INET6, API6, API_PORT, 0);
+	spawn_in(&c[2], UNSEL->cdir, ACT_WATCH, AF_INET, "127.0.0.1", 8080, 0);
+	srv[0] = accept_within(e->api4);
+	srv[1] = accept_within(e->api6);
+	srv[2] = accept_within(other);
+	for (int i = 0; i < 3; i++)
+		up = up && child_seen(&c[i], &s[i]) == 0 && !s[i].err && srv[i] >= 0;
+	check(up, "socket cut: a pass pod holds two direct API connections and another one",
+	      "errno %d %d %d accept %d %d %d", s[0].err, s[1].err, s[2].err, srv[0], srv[1],
+	      srv[2]);
+
+	if (kernel_older_than(6, 5)) {
+		n = mg_loader_cut_pod_sockets(e->pin_dir, UNSEL->dir, MG_LOADER_CUT_KFUNC, &err);
+		check(n == -EOPNOTSUPP && strstr(err.msg, "kfunc"),
+		      "socket cut: before 6.5 the kfunc way reports -EOPNOTSUPP with a reason",
+		      "returned %d: %s", n, err.msg);
+	}
+	mg_loader_set_pod(e->l, UNSEL->id, &sel);
+	n = mg_loader_destroy_pod_sockets(e->l, UNSEL->id, UNSEL->dir);
+	check(n == 2, "socket cut: the newly selected pod's two API connections are cut",
+	      "mg_loader_destroy_pod_sockets returned %d (%s)", n, n < 0 ? strerror(-n) : "count");
+	for (int i = 0; i < 3; i++) {
+		static const char *const what[] = {
+			"socket cut: the pod's IPv4 API connection sees ECONNABORTED",
+			"socket cut: the pod's IPv6 API connection sees ECONNABORTED",
+			"socket cut: its connection to a non-API address stays up",
+		};
+		struct seen t;
+		int rc = up ? child_seen(&c[i], &t) : -1;
+
+		check(rc == 0 && t.err == (i < 2 ? ECONNABORTED : 0), what[i], "rc %d errno %d (%s)",
+		      rc, t.err, t.err > 0 ? strerror(t.err) : "closed or up");
+		child_end(&c[i]);
+		if (srv[i] >= 0)
+			close(srv[i]);
+	}
+	close(other);
+	mg_loader_set_pod(e->l, UNSEL->id, &pass);
 }
 
 /* ---- with the daemon ---- */
