@@ -15,6 +15,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <limits.h>
 #include <unistd.h>
 #include <dirent.h>
 #include <pthread.h>
@@ -425,6 +426,73 @@ out:
 	return rc;
 }
 
+/* ---- the daemon's own cgroup ---- */
+
+/* Finds this process's cgroup v2 directory (the "0::" line of
+ * /proc/self/cgroup under the cgroup2 mount that holds <attach>) into
+ * <out>. Returns 0, or -ENOENT when it cannot be placed. */
+static int self_cgroup_dir(const char *attach, char *out, size_t len)
+{
+	char line[1024], rel[512] = "", mp[512], root[512], best[512] = "", ra[PATH_MAX];
+	size_t best_len = 0;
+	FILE *f;
+
+	if (!realpath(attach, ra))
+		return -ENOENT;
+	f = fopen("/proc/self/cgroup", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3) && sscanf(line + 3, "%511s", rel) == 1)
+			break;
+	if (f)
+		fclose(f);
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		size_t n;
+
+		if (!strstr(line, " - cgroup2 ") ||
+		    sscanf(line, "%*s %*s %*s %511s %511s", root, mp) != 2 || strcmp(root, "/"))
+			continue;
+		n = strlen(mp);
+		if (n > best_len && !strncmp(ra, mp, n) && (ra[n] == '/' || ra[n] == '\0')) {
+			snprintf(best, sizeof(best), "%s", mp);
+			best_len = n;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (!rel[0] || !best_len)
+		return -ENOENT;
+	if ((size_t)snprintf(out, len, "%s%s", best, strcmp(rel, "/") ? rel : "") >= len)
+		return -ENOENT;
+	return 0;
+}
+
+/*
+ * In a cluster the daemon is a pod itself, under the attach point. With
+ * refuse-unknown, its own API connects (the very pod list that lets it
+ * classify every pod) would be refused before any pod is known, so its own
+ * cgroup gets a PASS entry before any API call. Inserted only if absent:
+ * a state the pods module set wins. Nothing to do when the daemon runs
+ * outside the attached subtree.
+ */
+static void pass_self(struct mg_loader *l, const char *attach)
+{
+	const struct mg_abi_pod pass = { .state = MG_POD_PASS };
+	char dir[1100], rd[PATH_MAX], ra[PATH_MAX];
+	struct stat st;
+	__u64 id;
+	size_t n;
+
+	if (self_cgroup_dir(attach, dir, sizeof(dir)) || !realpath(dir, rd) ||
+	    !realpath(attach, ra) || stat(rd, &st))
+		return;
+	n = strlen(ra);
+	if (strncmp(rd, ra, n) || rd[n] != '/')
+		return;
+	id = st.st_ino;
+	bpf_map_update_elem(l->map_fd[MAP_INTERCEPT], &id, &pass, BPF_NOEXIST);
+}
+
 /* ---- events ---- */
 
 /* libbpf's per-record callback: hands a complete record to the caller of
@@ -518,6 +586,7 @@ int mg_loader_open(struct mg_loader **out, const struct mg_loader_opts *o,
 			goto err;
 		}
 	}
+	pass_self(l, o->cgroup_path);
 	l->events = ring_buffer__new(l->map_fd[MAP_EVENTS], on_event_sample, l, NULL);
 	if (!l->events) {
 		rc = fail(err, -errno ? -errno : -EINVAL, "ring buffer on the events map: %s",

@@ -548,7 +548,8 @@ int main(int argc, char **argv)
 	struct mg_abi_addr admin_addr;
 	static struct daemon d;
 	char err[512];
-	uint64_t preset[MG_INTERCEPT_MAX];
+	static uint64_t preset[MG_INTERCEPT_MAX];
+	static struct mg_abi_pod preset_v[MG_INTERCEPT_MAX];
 	ssize_t npreset;
 	sigset_t mask;
 	int rc, sfd;
@@ -628,9 +629,18 @@ int main(int argc, char **argv)
 	po.intercept_data = &d;
 	if ((rc = mg_pods_new(&d.pods, &po)))
 		die("pods: %s", strerror(-rc));
-	npreset = mg_loader_list_pods(d.loader, preset, NULL, MG_INTERCEPT_MAX);
-	if (npreset > 0)
-		mg_pods_preset(d.pods, preset, (size_t)npreset);
+	npreset = mg_loader_list_pods(d.loader, preset, preset_v, MG_INTERCEPT_MAX);
+	{
+		/* Only selected entries are the pods module's to keep or release;
+		 * others (the loader's PASS entry for the daemon's own cgroup) stay. */
+		size_t k = 0;
+
+		for (ssize_t i = 0; i < npreset; i++)
+			if (preset_v[i].state == MG_POD_SELECTED)
+				preset[k++] = preset[i];
+		if (k)
+			mg_pods_preset(d.pods, preset, k);
+	}
 	mg_pods_scan(d.pods);
 	mg_loop_add_fd(d.loop, mg_pods_inotify_fd(d.pods), EPOLLIN, on_inotify, d.pods);
 	if (mg_loader_events_fd(d.loader) >= 0)

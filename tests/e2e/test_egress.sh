@@ -18,12 +18,15 @@ json_get() { $RIG_PY -c 'import json,sys; d=json.loads(sys.stdin.readline()); pr
 rig_pod sel 1
 rig_pod unsel 0
 rig_fakeapi
+# "ghost": a pod cgroup the API does not know (made after the fake API's
+# state was written); the test marks it pending by hand.
+rig_pod ghost 0
 rig_daemon || { fail "mcpgated starts"; summary; exit 1; }
 
 # A cluster pod has a default route; the rig's have none (so that an
 # unredirected connect fails). Give these pods routes to the API prefixes
 # via the node, as they would have, for this test only.
-for p in sel unsel; do
+for p in sel unsel ghost; do
 	i=$(pod_var "$p" NODEIP); i6=$(sed 's/\.1$//; s/^10\.100\./fd00:100:/' <<<"$i")::1
 	ip netns exec "$(pod_var "$p" NETNS)" ip route add 10.96.0.0/16 via "$i"
 	ip netns exec "$(pod_var "$p" NETNS)" ip route add 10.97.0.0/16 via "$i"
@@ -89,6 +92,16 @@ settle
 check "selected pod: UDP to 10.96.0.1:443 never arrives" test "$(arrived 10.96.0.1 443 $((sport - 1)))" = 0
 check "selected pod: UDP to 10.96.0.1:443 counted" test "$(( $(dropped) - d0 ))" = 2
 
+# A first fragment too short to hold the destination port cannot be matched
+# by port: from a pod whose API packets are dropped, it is dropped too.
+d0=$(dropped)
+in_pod sel $RAW send 10.96.0.1 443 "$((sport + 1))" 1 --tinyfrag >/dev/null
+check "selected pod: a first fragment with no destination port is dropped and counted" \
+	test "$(( $(dropped) - d0 ))" = 1
+d0=$(dropped)
+in_pod unsel $RAW send 10.96.0.1 443 "$((sport + 1))" 1 --tinyfrag >/dev/null
+check "unselected pod: the same fragment is not dropped" test "$(dropped)" = "$d0"
+
 # Other ports of an API address and other addresses are not touched.
 sport=$((sport + 1)); d0=$(dropped)
 in_pod sel $RAW send 10.96.0.1 444 "$sport" 1 >/dev/null
@@ -104,6 +117,18 @@ check "selected pod: kubectl through the proxy still works" grep -q gitVersion <
 check "daemon logs egress_dropped with the pod's namespace/name/uid" \
 	rig_wait_log "$RIG_DAEMON_LOG" "\"event\":\"egress_dropped\".*\"pod\":{\"namespace\":\"default\",\"name\":\"sel\",\"uid\":\"$(pod_var sel UID)\"" 5
 check "daemon logs the dropped destination" rig_wait_log "$RIG_DAEMON_LOG" '"event":"egress_dropped".*"dst":"\[fd00:96::1\]:443"' 5
+
+# A pending pod (cgroup known, metadata not yet) is dropped as well.
+le64() { $RIG_PY -c 'import struct,sys; print(" ".join("%02x" % b for b in struct.pack("<Q", int(sys.argv[1]))))' "$1"; }
+bpftool map update pinned "$RIG_PIN/intercept" key hex $(le64 "$(stat -c %i "$(pod_var ghost CG)")") \
+	value hex 02 00 00 00 00 00 00 00
+sport=$((sport + 1)); d0=$(dropped)
+in_pod ghost $RAW send 10.96.0.1 443 "$sport" 2 >/dev/null
+settle
+check "pending pod: raw SYNs to 10.96.0.1:443 never arrive" test "$(arrived 10.96.0.1 443 "$sport")" = 0
+check "pending pod: counted" test "$(( $(dropped) - d0 ))" = 2
+check "pending pod: logged with its pod cgroup id" rig_wait_log "$RIG_DAEMON_LOG" \
+	"\"event\":\"egress_dropped\",\"pod_cgroup_id\":$(stat -c %i "$(pod_var ghost CG)")," 5
 
 # Refuse-unknown: a cgroup with no entry is dropped too, and only then.
 stray="$RIG_KUBEPODS/stray-$RIG_ID"; mkdir -p "$stray"; RIG_CGROUPS+=("$stray")
