@@ -485,7 +485,8 @@ static void redirect_case(struct env *e, const char *label, int family, const ch
 											  : ip,
 					     API_PORT, &want_dst);
 			snprintf(what, sizeof(what),
-				 "%s: origin names the pod, container cgroup, pid and dialled address",
+				 "%s: origin names the pod, container cgroup, pid and dialled "
+				 "address",
 				 label);
 			check(o.pod_cgroup_id == SEL->id && o.cgroup_id == SEL->cid &&
 				      o.tgid == (uint32_t)s.pid &&
@@ -559,7 +560,8 @@ static void on_event(void *data, const struct mg_abi_event *ev)
 	struct ev_seen *want = data;
 
 	if (want->type &&ev->type == want->type && ev->tgid == want->tgid &&
-	    ev->pod_cgroup_id == want->pod_cgroup_id && !memcmp(&ev->dst, &want->dst, sizeof(ev->dst)))
+	    ev->pod_cgroup_id == want->pod_cgroup_id &&
+	    !memcmp(&ev->dst, &want->dst, sizeof(ev->dst)))
 		want->n++;
 }
 
@@ -837,7 +839,8 @@ static void sniff_close(struct sniff *n)
  * segment to port 443 on the raw socket of <family> (<udp>: a datagram). */
 static bool sniff_seen(struct sniff *n, int family, bool udp, unsigned sport, int ms)
 {
-	int fd = udp ? (family == AF_INET ? n->udp4 : n->udp6) : (family == AF_INET ? n->raw4 : n->raw6);
+	int fd = udp ? (family == AF_INET ? n->udp4 : n->udp6)
+		     : (family == AF_INET ? n->raw4 : n->raw6);
 	struct pollfd p = { .fd = fd, .events = POLLIN };
 
 	for (;;) {
@@ -853,8 +856,9 @@ static bool sniff_seen(struct sniff *n, int family, bool udp, unsigned sport, in
 			continue;
 		}
 		if (udp) {
-			in_port_t fp = family == AF_INET ? ((struct sockaddr_in *)&from)->sin_port
-							  : ((struct sockaddr_in6 *)&from)->sin6_port;
+			const struct sockaddr_in6 *f6 = (const void *)&from;
+			const struct sockaddr_in *f4 = (const void *)&from;
+			in_port_t fp = family == AF_INET ? f4->sin_port : f6->sin6_port;
 
 			if (ntohs(fp) == sport)
 				return true;
@@ -903,10 +907,10 @@ static void egress_case(struct env *e, struct sniff *n, const char *label, struc
 
 	if (!dropped) {
 		snprintf(what, sizeof(what), "egress, %s: arrives", label);
-		check(arrived && after[MG_CNT_EGRESS_DROPPED] == before[MG_CNT_EGRESS_DROPPED], what,
-		      "arrived=%d send errno=%d dropped delta %llu", arrived, s.err,
-		      (unsigned long long)(after[MG_CNT_EGRESS_DROPPED] -
-					   before[MG_CNT_EGRESS_DROPPED]));
+		uint64_t delta = after[MG_CNT_EGRESS_DROPPED] - before[MG_CNT_EGRESS_DROPPED];
+
+		check(arrived && !delta, what, "arrived=%d send errno=%d dropped delta %llu",
+		      arrived, s.err, (unsigned long long)delta);
 		return;
 	}
 	snprintf(what, sizeof(what), "egress, %s: never arrives (send errno %d)", label, s.err);
@@ -920,21 +924,31 @@ static void egress_case(struct env *e, struct sniff *n, const char *label, struc
 
 static void egress_cases(struct env *e)
 {
+	static const struct {
+		const char *label;
+		struct pod *pod;
+		int family;
+		const char *ip;
+		bool udp, dropped;
+	} cases[] = {
+		{ "selected pod, raw SYN to " API4, SEL, AF_INET, API4, false, true },
+		{ "selected pod, raw SYN to " API6, SEL, AF_INET6, API6, false, true },
+		{ "selected pod, UDP to " API4, SEL, AF_INET, API4, true, true },
+		{ "selected pod, UDP to " API6, SEL, AF_INET6, API6, true, true },
+		{ "pending pod, raw SYN to " API4, PENDING, AF_INET, API4, false, true },
+		{ "pass pod, raw SYN to " API4, UNSEL, AF_INET, API4, false, false },
+		{ "pass pod, raw SYN to " API6, UNSEL, AF_INET6, API6, false, false },
+		{ "pass pod, UDP to " API4, UNSEL, AF_INET, API4, true, false },
+	};
 	struct sniff n;
 	int rc = sniff_open(&n);
 
 	check(rc == 0, "egress: raw and UDP receivers on the API addresses", "%s", strerror(-rc));
 	if (rc)
 		return;
-	egress_case(e, &n, "selected pod, raw SYN to " API4, SEL, AF_INET, API4, false, 40001, true);
-	egress_case(e, &n, "selected pod, raw SYN to " API6, SEL, AF_INET6, API6, false, 40002, true);
-	egress_case(e, &n, "selected pod, UDP to " API4, SEL, AF_INET, API4, true, 40003, true);
-	egress_case(e, &n, "selected pod, UDP to " API6, SEL, AF_INET6, API6, true, 40004, true);
-	egress_case(e, &n, "pending pod, raw SYN to " API4, PENDING, AF_INET, API4, false, 40005,
-		    true);
-	egress_case(e, &n, "pass pod, raw SYN to " API4, UNSEL, AF_INET, API4, false, 40006, false);
-	egress_case(e, &n, "pass pod, raw SYN to " API6, UNSEL, AF_INET6, API6, false, 40007, false);
-	egress_case(e, &n, "pass pod, UDP to " API4, UNSEL, AF_INET, API4, true, 40008, false);
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		egress_case(e, &n, cases[i].label, cases[i].pod, cases[i].family, cases[i].ip,
+			    cases[i].udp, 40001 + i, cases[i].dropped);
 	sniff_close(&n);
 }
 
@@ -1000,8 +1014,9 @@ static void cut_case(struct env *e)
 		struct seen t;
 		int rc = up ? child_seen(&c[i], &t) : -1;
 
-		check(rc == 0 && t.err == (i < 2 ? ECONNABORTED : 0), what[i], "rc %d errno %d (%s)",
-		      rc, t.err, t.err > 0 ? strerror(t.err) : "closed or up");
+		check(rc == 0 && t.err == (i < 2 ? ECONNABORTED : 0), what[i],
+		      "rc %d errno %d (%s)", rc, t.err,
+		      t.err > 0 ? strerror(t.err) : "closed or up");
 		child_end(&c[i]);
 		if (srv[i] >= 0)
 			close(srv[i]);
@@ -1092,8 +1107,8 @@ static void daemon_case(const char *log, const char *label, int family, const ch
 	}
 	snprintf(what, sizeof(what),
 		 "daemon, %s: mcpgated accepted it and logged the pod's pid and %s", label, dst);
-	check(!rc && daemon_logged(log, "connect", s.pid, "orig_dst", dst), what, "no connect record for pid %d in %s",
-	      (int)s.pid, log);
+	check(!rc && daemon_logged(log, "connect", s.pid, "orig_dst", dst), what,
+	      "no connect record for pid %d in %s", (int)s.pid, log);
 	child_end(&c);
 }
 
@@ -1181,7 +1196,8 @@ int main(int argc, char **argv)
 	setvbuf(stdout, NULL, _IOLBF, 0);
 	signal(SIGPIPE, SIG_IGN);
 	if (argc != 4) {
-		fprintf(stderr, "usage: smoke loader|clean CGROOT PINDIR | smoke daemon CGROOT LOG\n");
+		fprintf(stderr,
+			"usage: smoke loader|clean CGROOT PINDIR | smoke daemon CGROOT LOG\n");
 		return 2;
 	}
 	if (!strcmp(argv[1], "loader"))
