@@ -66,6 +66,10 @@ if [ ! -d "$kdir/boot" ]; then
 	dpkg-deb -x "$CACHE"/dl/"$pkg"_*.deb "$kdir.tmp" || bail "dpkg-deb -x failed"
 	mv "$kdir.tmp" "$kdir"
 	rm -f "$CACHE"/dl/*.deb
+	# A newer Debian point release replaces the cached one.
+	for old in "$CACHE"/linux-image-*; do
+		[ "$old" = "$kdir" ] || rm -rf "$old"
+	done
 fi
 vmlinuz=$(ls "$kdir"/boot/vmlinuz-* 2>/dev/null | head -1)
 config=$(ls "$kdir"/boot/config-* 2>/dev/null | head -1)
