@@ -87,7 +87,7 @@ $(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) 
 # generated from this machine's BTF and never committed. The object is
 # optional at run time: the loader falls back when it does not load.
 VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
-$(O)/vmlinux.h: | $(O)/bpf
+$(O)/vmlinux.h: | $(O)/bpf deps
 	$(call msg,GEN,$@)
 	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@
 
