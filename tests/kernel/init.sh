@@ -54,7 +54,7 @@ LOG=/run/mg/daemon.log
 	--api-server https://127.0.0.1:1 --api-token-file /run/mg/token \
 	--ca-cert /run/mg/ca.crt --ca-key /run/mg/ca.key --api-ca-file /run/mg/ca.crt \
 	--api-endpoint 10.96.0.1:443 --api-endpoint '[fd00:96::1]:443' \
-	--admin-listen 127.0.0.1:9940 >"$LOG" 2>&1 &
+	--admin-listen 127.0.0.1:9940 --unknown-pods refuse >"$LOG" 2>&1 &
 DPID=$!
 i=0
 while [ $i -lt 100 ] && ! grep -q '"event":"ready"' "$LOG"; do
@@ -75,8 +75,9 @@ fi
 /bin/smoke daemon "$CG" "$LOG"
 st=$(/bin/mcpgatectl status --pin-dir "$PIN")
 red=$(echo "$st" | awk '$1 == "redirected" {print $2}')
-if echo "$st" | grep -q '^installed' && [ "${red:-0}" -ge 3 ]; then
-	ok "mcpgatectl status: installed, redirected $red"
+if echo "$st" | grep -q '^installed' && [ "${red:-0}" -ge 3 ] &&
+	echo "$st" | grep -q '^unknown pods: refuse'; then
+	ok "mcpgatectl status: installed, redirected $red, unknown pods: refuse (the daemon's setting)"
 else
 	notok "mcpgatectl status" "$(echo "$st" | tr '\n' ' ')"
 fi

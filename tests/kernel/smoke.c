@@ -6,13 +6,19 @@
  * here is what mcpgated does on that kernel.
  *
  *   smoke loader CGROOT PINDIR   attach; redirect IPv4, IPv6, v4-mapped;
- *                                getpeername; origins by 4-tuple; unselected
- *                                pods untouched; fail closed with no proxy.
- *                                Leaves the attachment pinned and the
- *                                selected pod in `intercept`, for the daemon
+ *                                getpeername; origins by 4-tuple, forgotten
+ *                                on close; pass / pending / unknown pods
+ *                                (refuse-unknown through a reopened loader),
+ *                                the events ring and counters; the egress
+ *                                drop of raw SYNs and UDP; cutting a newly
+ *                                selected pod's open API connections; fail
+ *                                closed with no proxy. Leaves the attachment
+ *                                pinned and the pods in `intercept`, for the
+ *                                daemon
  *   smoke daemon CGROOT LOG      with mcpgated running (reusing the pins):
  *                                a selected pod's connects reach its proxy,
- *                                which logs the pid and the original dst
+ *                                which logs the pid and the original dst;
+ *                                refusals and drops logged from the events
  *   smoke clean CGROOT PINDIR    after `mcpgatectl uninstall`: nothing
  *                                attached, nothing pinned, connects direct
  *
@@ -1133,6 +1139,15 @@ static int cmd_daemon(const char *root, const char *log)
 		check(s.pid && daemon_logged(log, "refused_unknown", s.pid, "dst", API4 ":443"),
 		      "daemon: mcpgated logs the refusal from the events ring with the pid",
 		      "no refused_unknown record for pid %d", (int)s.pid);
+		memset(&s, 0, sizeof(s));
+		if (spawn_connect(&c, UNKNOWN->cdir, AF_INET6, API6, API_PORT) == 0) {
+			child_seen(&c, &s);
+			child_end(&c);
+		}
+		check(s.err == EPERM && daemon_logged(log, "refused_unknown", s.pid, "dst",
+						      "[" API6 "]:443"),
+		      "daemon, --unknown-pods refuse: a pod cgroup with no entry is refused, logged",
+		      "errno %d", s.err);
 		if (spawn_in(&c, SEL->cdir, ACT_RAW_SYN, AF_INET, API4, API_PORT, 40101) == 0) {
 			child_seen(&c, &s);
 			child_end(&c);
