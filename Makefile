@@ -53,7 +53,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 CLANG_BPF_SYS_INCLUDES := $(shell $(CLANG) -v -E - </dev/null 2>&1 \
 	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
 
-.PHONY: all help deps unit e2e test demo bench fuzz clean fmt
+.PHONY: all help deps unit e2e test test-kernel demo bench fuzz clean fmt
 
 all: $(O)/mcpgated $(O)/mcpgatectl
 
@@ -63,18 +63,22 @@ help:
 	@echo 'make test       install missing packages, unit tests + end-to-end tests (ASan/UBSan build, root)'
 	@echo 'make unit       unit tests only (cmocka)'
 	@echo 'make e2e        end-to-end tests only (real eBPF; root)'
+	@echo 'make test-kernel  kernel-path smoke on Debian 6.1 (the EKS AL2023 kernel) under qemu'
 	@echo 'make bench      benchmarks, printing figures'
 	@echo 'make fuzz       build the libFuzzer targets and run each for FUZZ_SECONDS (default 20)'
 	@echo 'make deps       install the Debian packages the build and tests need'
 	@echo 'make clean      remove build/'
 	@echo 'V=1 for verbose commands; O=dir for another output directory'
 
+# Every target that builds or runs something installs what it needs first
+# (an order-only prerequisite of the first compile steps); quiet when all is
+# there. Targets with more needs call a profile of the same script.
 deps:
 	$(Q)scripts/install-deps.sh
 
 # ---- eBPF ----
 
-$(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) | $(O)/bpf
+$(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) | $(O)/bpf deps
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
 		-Iinclude -Ibpf -I$(O) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
@@ -83,7 +87,7 @@ $(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) 
 # generated from this machine's BTF and never committed. The object is
 # optional at run time: the loader falls back when it does not load.
 VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
-$(O)/vmlinux.h: | $(O)/bpf
+$(O)/vmlinux.h: | $(O)/bpf deps
 	$(call msg,GEN,$@)
 	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@
 
@@ -132,12 +136,25 @@ e2e: all
 test: deps
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 all unit
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 e2e
+	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 test-kernel
+
+# The kernel smoke runs inside a VM on another kernel (tests/kernel/run.sh);
+# it drives the loader module itself, so it links every module object.
+$(O)/tests/smoke: tests/kernel/smoke.c $(MOD_OBJS) $(HEADERS) | $(O)/tests
+	$(call msg,CC,$@)
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(MOD_OBJS) $(LIBS) -o $@
+
+test-kernel: deps
+	$(Q)scripts/install-deps.sh kernel
+	$(Q)$(MAKE) --no-print-directory all $(O)/tests/smoke
+	$(Q)MG_BUILD=$(O) tests/kernel/run.sh
 
 demo: deps
 	$(Q)$(MAKE) --no-print-directory all
 	$(Q)MG_BUILD=$(O) tests/e2e/demo.sh
 
 bench: deps
+	$(Q)scripts/install-deps.sh bench
 	$(Q)$(MAKE) --no-print-directory all $(O)/bench_mask
 	$(Q)MG_BUILD=$(O) tests/bench/run.sh
 
@@ -147,7 +164,7 @@ $(O)/bench_mask: tests/bench/bench_mask.c userspace/mask.c include/mcpgate/mask.
 	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
 
 # libFuzzer targets: clang, ASan+UBSan, each includes the module it fuzzes.
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz deps
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild \
 		-fsanitize=fuzzer,address,undefined $< -lssl -lcrypto -ljansson -lz -lcurl -lpthread -o $@
@@ -164,6 +181,7 @@ $(O)/bpf $(O)/obj $(O)/tests build/fuzz:
 	$(Q)mkdir -p $@
 
 fmt:
+	$(Q)scripts/install-deps.sh fmt
 	$(Q)clang-format -i $(wildcard userspace/*.c tools/*.c include/mcpgate/*.h bpf/*.c)
 
 clean:

@@ -5,7 +5,6 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <errno.h>
-#include <getopt.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +17,10 @@
 #include "mcpgate/worker.h"
 
 #define SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
+
+/* What a certificate name may hold: DNS labels (and a leading wildcard)
+ * or an IP literal. Anything else would go into the leaf's SAN as is. */
+#define SAN_CHARS "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-:*_"
 
 enum opt_kind { OPT_STR, OPT_UINT, OPT_BOOL, OPT_ENDPOINT, OPT_SAN };
 
@@ -164,6 +167,11 @@ static int err_line(char *errbuf, size_t errlen, const char *fmt, ...)
 	va_start(ap, fmt);
 	vsnprintf(errbuf, errlen, fmt, ap);
 	va_end(ap);
+	/* Values come from the file and the command line: a newline or an
+	 * escape sequence in one must not turn the one line into several. */
+	for (char *p = errbuf; errlen && *p; p++)
+		if ((unsigned char)*p < 0x20 || *p == 0x7f)
+			*p = '?';
 	return -EINVAL;
 }
 
@@ -296,7 +304,8 @@ static int set_opt(struct mg_config *c, const struct opt *o, const char *v, char
 		if (c->n_tls_sans == MG_CONFIG_MAX_SANS)
 			return err_line(errbuf, errlen, "--%s: more than %d names", o->name,
 					MG_CONFIG_MAX_SANS);
-		if (!*v || strlen(v) >= sizeof(c->tls_sans[0]) || strpbrk(v, " ,/\\"))
+		if (!*v || strlen(v) >= sizeof(c->tls_sans[0]) ||
+		    strspn(v, SAN_CHARS) != strlen(v))
 			return err_line(errbuf, errlen, "--%s: not a DNS name or IP: %s", o->name, v);
 		strcpy(c->tls_sans[c->n_tls_sans++], v);
 		return 0;
@@ -412,11 +421,56 @@ static void default_cgroup_path(char *out, size_t len)
 	snprintf(out, len, "%s", cands[0]);
 }
 
+enum { FLAG_CONFIG = N_OPTS, FLAG_HELP };
+
+/*
+ * Reads the flag at <argv>[<*i>] ("--name VALUE" or "--name=VALUE") and
+ * advances <*i> past it and its value, which goes to <*val>. Names are exact,
+ * as in the file: an abbreviation unique today would change meaning when an
+ * option is added. No getopt: it keeps state between calls (a short-option
+ * cluster it refused is resumed by the next call, on another argv).
+ * Returns the index in opts[], FLAG_CONFIG, FLAG_HELP, or -EINVAL.
+ */
+static int next_flag(int argc, char **argv, int *i, const char **val, char *errbuf,
+		     size_t errlen)
+{
+	const char *arg = argv[*i], *name = arg + 2, *eq;
+	const struct opt *o;
+	char buf[64];
+	size_t nl;
+	int idx;
+
+	if (strncmp(arg, "--", 2) || !*name)
+		return err_line(errbuf, errlen, "unexpected argument %s (see --help)", arg);
+	eq = strchr(name, '=');
+	nl = eq ? (size_t)(eq - name) : strlen(name);
+	if (nl >= sizeof(buf))
+		return err_line(errbuf, errlen, "unknown option %.*s... (see --help)", 40, arg);
+	memcpy(buf, name, nl);
+	buf[nl] = '\0';
+	if (!strcmp(buf, "help")) {
+		(*i)++;
+		return FLAG_HELP;
+	}
+	o = find_opt(buf);
+	idx = !strcmp(buf, "config") ? FLAG_CONFIG : o ? (int)(o - opts) : -1;
+	if (idx < 0)
+		return err_line(errbuf, errlen, "unknown option --%s (see --help)", buf);
+	if (eq) {
+		*val = eq + 1;
+	} else if (*i + 1 < argc) {
+		*val = argv[++*i];
+	} else {
+		return err_line(errbuf, errlen, "--%s needs a value (see --help)", buf);
+	}
+	(*i)++;
+	return idx;
+}
+
 int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, size_t errlen)
 {
-	struct option lopts[N_OPTS + 3];
 	const char *env, *cfg = NULL;
-	int rc, idx;
+	int rc;
 
 	memset(c, 0, sizeof(*c));
 	env = getenv("NODE_NAME");
@@ -462,33 +516,27 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	c->worker_jobs_per_pod = MG_WORKER_PER_KEY_DEFAULT;
 	strcpy(c->unknown_pods, "pass");
 
-	for (size_t i = 0; i < N_OPTS; i++)
-		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };
-	lopts[N_OPTS] = (struct option){ "config", required_argument, NULL, 1000 };
-	lopts[N_OPTS + 1] = (struct option){ "help", no_argument, NULL, 1001 };
-	lopts[N_OPTS + 2] = (struct option){ NULL, 0, NULL, 0 };
-
 	/* Two passes: the file first, so flags override it wherever they are. */
-	opterr = 0;
-	optind = 1;
-	while ((rc = getopt_long(argc, argv, "+", lopts, &idx)) != -1) {
-		if (rc == 1001) {
+	for (int i = 1; i < argc;) {
+		const char *val = NULL;
+
+		rc = next_flag(argc, argv, &i, &val, errbuf, errlen);
+		if (rc < 0)
+			return rc;
+		if (rc == FLAG_HELP) {
 			print_help();
 			return 1;
 		}
-		if (rc == 1000)
-			cfg = optarg;
-		if (rc == '?' || rc == ':')
-			return err_line(errbuf, errlen, "unknown or incomplete option %s (see --help)",
-					argv[optind - 1]);
+		if (rc == FLAG_CONFIG)
+			cfg = val;
 	}
-	if (optind < argc)
-		return err_line(errbuf, errlen, "unexpected argument %s (see --help)", argv[optind]);
 	if (cfg && (rc = load_file(c, cfg, errbuf, errlen)))
 		return rc;
-	optind = 1;
-	while ((rc = getopt_long(argc, argv, "+", lopts, &idx)) != -1) {
-		if (rc >= 0 && rc < (int)N_OPTS && (rc = set_opt(c, &opts[rc], optarg, errbuf, errlen)))
+	for (int i = 1; i < argc;) {
+		const char *val = NULL;
+
+		rc = next_flag(argc, argv, &i, &val, errbuf, errlen);
+		if (rc >= 0 && rc < (int)N_OPTS && (rc = set_opt(c, &opts[rc], val, errbuf, errlen)))
 			return rc;
 	}
 

@@ -596,6 +596,13 @@ int main(int argc, char **argv)
 			    merr.reason ? merr.reason : strerror(errno));
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Blocked before any thread starts: threads inherit the mask, and a
+	 * SIGTERM delivered to a thread that does not block it would kill the
+	 * daemon (exit 143) instead of reaching the signalfd. */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigprocmask(SIG_BLOCK, &mask, NULL);
 	pthread_mutex_init(&d.ep_mu, NULL);
 
 	lo.cgroup_path = d.cfg.cgroup_path;
@@ -710,10 +717,6 @@ int main(int argc, char **argv)
 	if ((rc = mg_admin_new(&d.admin, d.loop, &admin_addr, on_admin, &d)))
 		die("admin listener %s: %s", d.cfg.admin_listen, strerror(-rc));
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0 || mg_loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d))
 		die("signalfd: %s", strerror(errno));

@@ -9,7 +9,10 @@
 set -u
 . "$(cd "$(dirname "$0")/../e2e" && pwd)/lib/rig.sh"
 DUR=${BENCH_SECONDS:-5}
-for t in wrk nginx; do command -v $t >/dev/null || { echo "bench needs $t (apt-get install wrk nginx-light)"; exit 1; }; done
+# Run directly or through make bench: either way the load generator and the
+# reference proxy get installed (a fresh machine has neither).
+"$RIG_ROOT_DIR/scripts/install-deps.sh" bench || exit 1
+for t in wrk nginx; do command -v $t >/dev/null || { echo "bench needs $t (scripts/install-deps.sh bench)"; exit 1; }; done
 rig_init
 rig_certs
 rig_pod bench 1

@@ -135,6 +135,93 @@ static void test_limits(void **state)
 	assert_int_equal(load(&c, err, sizeof(err), "--max-connections", "-1", NULL), -EINVAL);
 }
 
+/* A refusal must name what was wrong: getopt named the argument before a
+ * short-option cluster ("mcpgated"), or a value, not the bad argument. */
+static void test_bad_flag_error_names_the_argument(void **state)
+{
+	struct mg_config c;
+	char err[256];
+
+	(void)state;
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	assert_int_equal(load(&c, err, sizeof(err), "-1select-labels", "x", NULL), -EINVAL);
+	assert_non_null(strstr(err, "-1select-labels"));
+	assert_int_equal(load(&c, err, sizeof(err), "--proxy-port", "1", "-x", NULL), -EINVAL);
+	assert_non_null(strstr(err, "-x"));
+	assert_int_equal(load(&c, err, sizeof(err), "--proxy-port", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--proxy-port"));
+	assert_non_null(strstr(err, "value"));
+	assert_int_equal(load(&c, err, sizeof(err), "--bogus=1", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--bogus"));
+	assert_int_equal(load(&c, err, sizeof(err), "stray", NULL), -EINVAL);
+	assert_non_null(strstr(err, "stray"));
+}
+
+/* Each load starts afresh: a refused short-option cluster left getopt
+ * pointing into the old argv, so the next load (the fuzzer's next input,
+ * another argv) went on parsing the old one. */
+static void test_load_after_a_bad_cluster_starts_afresh(void **state)
+{
+	struct mg_config c;
+	char err[256];
+	char *argv[4] = { "mcpgated", NULL, NULL, NULL };
+
+	(void)state;
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	assert_int_equal(load(&c, err, sizeof(err), "-ab", NULL), -EINVAL);
+	argv[1] = strdup("--proxy-port");
+	argv[2] = strdup("7443");
+	assert_int_equal(mg_config_load(&c, 3, argv, err, sizeof(err)), 0);
+	assert_int_equal(c.proxy_port, 7443);
+	free(argv[1]);
+	free(argv[2]);
+}
+
+/* Flags take exact names, as the file does: an abbreviation that is unique
+ * today would change meaning when an option is added. */
+static void test_flag_names_are_exact(void **state)
+{
+	struct mg_config c;
+	char err[256];
+
+	(void)state;
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	assert_int_equal(load(&c, err, sizeof(err), "--proxy-p", "7443", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--proxy-p"));
+	assert_int_equal(load(&c, err, sizeof(err), "--proxy-port=7443", NULL), 0);
+	assert_int_equal(c.proxy_port, 7443);
+}
+
+/* The operator gets one line of error whatever bytes a flag or the file
+ * held: control characters (a newline, an escape sequence) are shown as '?'. */
+static void test_error_is_one_printable_line(void **state)
+{
+	char path[] = "/tmp/mg-config-test.XXXXXX";
+	struct mg_config c;
+	char err[256];
+	int fd;
+	FILE *f;
+
+	(void)state;
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	assert_int_equal(load(&c, err, sizeof(err), "--proxy-port", "1\n2", NULL), -EINVAL);
+	assert_null(strpbrk(err, "\n\r\x1b"));
+	assert_non_null(strstr(err, "1?2"));
+	assert_int_equal(load(&c, err, sizeof(err), "--tls-san", "a\x1b[31mb", NULL), -EINVAL);
+	assert_null(strpbrk(err, "\n\r\x1b"));
+	assert_int_equal(load(&c, err, sizeof(err), "--bo\ngus", "1", NULL), -EINVAL);
+	assert_null(strpbrk(err, "\n\r\x1b"));
+
+	fd = mkstemp(path);
+	f = fdopen(fd, "w");
+	fputs("{\"line\\nbreak\": 1}", f);
+	fclose(f);
+	assert_int_equal(load(&c, err, sizeof(err), "--config", path, NULL), -EINVAL);
+	assert_null(strpbrk(err, "\n\r\x1b"));
+	assert_non_null(strstr(err, "line?break"));
+	unlink(path);
+}
+
 static void test_hostport(void **state)
 {
 	struct mg_abi_addr a;
@@ -189,6 +276,10 @@ int main(void)
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_limits),
 		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_bad_flag_error_names_the_argument),
+		cmocka_unit_test(test_load_after_a_bad_cluster_starts_afresh),
+		cmocka_unit_test(test_flag_names_are_exact),
+		cmocka_unit_test(test_error_is_one_printable_line),
 		cmocka_unit_test(test_unknown_pods),
 	};
 
