@@ -1476,28 +1476,27 @@ static bool scan_passes(const struct scan *sc, const uint8_t *blk, size_t n)
 	}
 }
 
-/* True if candidate <c> is a hit when its stream ends or pauses (<pause>)
- * now, short of its detector's minimum. A cut candidate whose literal prefix
- * matched (a token prefix, "eyJ", a keyword) is: limitBytes, a closed
- * connection or an exec exit can stop a token one byte short, and the rest
- * is then a guess away (a GitHub token's tail is a checksum of the rest).
- * A run near an access key id has no prefix of its own: at an end it is
- * one once it holds half a secret key (the rest is then < 128 bits); at a
- * pause it always is, because more may follow and rebuild it. An empty
- * body hides nothing: it is no hit (a pause keeps it waiting). */
-static bool cand_cut_hit(const struct scan *sc, const struct cand *c, bool pause)
+/* True if candidate <c> is a hit when its stream ends or pauses now, short
+ * of its detector's minimum. A cut candidate whose literal prefix matched
+ * (a token prefix, "eyJ", a keyword) is, whatever its length: limitBytes, a
+ * closed connection or an exec exit can stop a token one byte short, and
+ * the rest is then a guess away (a GitHub token's tail is a checksum). A
+ * run near an access key id has no prefix of its own: it is one once it
+ * holds half a secret key (the rest is then < 128 bits). An empty body
+ * hides nothing. */
+static bool cand_cut_hit(const struct scan *sc, const struct cand *c)
 {
 	uint64_t n = sc->pos - c->start;
 
-	if (!n)
-		return false;
-	return pause || c->lit || n >= AWS_SECRET_LEN / 2;
+	return n && (c->lit || n >= AWS_SECRET_LEN / 2);
 }
 
-/* Decides every candidate as if the stream ended (<pause> false) or paused
- * for good here. A hit masks from the earliest hit candidate's body on and,
- * at a pause, goes on swallowing what continues the candidates; what no hit
- * covers is written. At a pause, candidates with nothing held stay. */
+/* Decides the candidates as if the stream ended (<pause> false) or paused
+ * here. A hit masks from the earliest hit candidate's body on and swallows
+ * what continues any candidate (at a pause more may come). Without a hit,
+ * an end writes what is held; a pause leaves it all held and pending (a
+ * bare prefix, a short run near a key id): what follows decides, so a
+ * secret split by the pause is still caught whole. */
 static void cands_resolve(struct scan *sc, bool pause)
 {
 	const struct cand *hit = NULL;
@@ -1505,7 +1504,7 @@ static void cands_resolve(struct scan *sc, bool pause)
 	for (unsigned j = 0; j < sc->nc; j++) {
 		const struct cand *c = &sc->c[j];
 
-		if (cand_cut_hit(sc, c, pause) && (!hit || c->start < hit->start))
+		if (cand_cut_hit(sc, c) && (!hit || c->start < hit->start))
 			hit = c;
 	}
 	if (hit) {
@@ -1517,7 +1516,7 @@ static void cands_resolve(struct scan *sc, bool pause)
 		return;
 	}
 	if (pause)
-		return; /* nothing held: what follows decides */
+		return;
 	sc->nc = 0;
 	if (sc->hold_len)
 		hold_emit(sc, sc->hold_len);

@@ -73,8 +73,8 @@
  * matched prefix or keyword are held, they are masked whatever their length
  * (limitBytes or an exec exit can stop a token one byte short of its
  * detector's minimum, and its tail is then a guess away). A run after an
- * access key id, which has no prefix of its own, is masked at an end once it
- * holds 20 chars, and at a pause always.
+ * access key id, which has no prefix of its own, is masked once it holds 20
+ * chars; shorter, an end writes it and a pause keeps it held.
  *
  * Detectors (names as used in the config and in markers):
  *   aws-access-key   AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA + 16 [A-Z0-9];
@@ -262,7 +262,8 @@ int mg_mask_text_feed(struct mg_mask_text *t, const char *in, size_t len,
  * of a candidate (after `ghp_`, `eyJ`, …) are masked, not written, and what
  * continues the candidate after the flush is swallowed into the same hit, so
  * a secret split across frames on both sides of a flush stays masked. A
- * matched prefix with nothing after it yet stays pending (nothing to write).
+ * matched prefix with nothing after it yet, or a run after an access key id
+ * shorter than 20 chars, stays pending and held.
  */
 int mg_mask_text_flush(struct mg_mask_text *t, const struct mg_mask_sink *out);
 

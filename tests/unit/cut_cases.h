@@ -9,6 +9,9 @@
 #ifndef MG_TEST_CUT_CASES_H
 #define MG_TEST_CUT_CASES_H
 
+#include <stdio.h>
+#include <stdlib.h>
+
 #include "mcpgate/mask.h"
 
 struct cut_case {
