@@ -1525,7 +1525,8 @@ static void cands_resolve(struct scan *sc, bool pause)
 /* End of a segment (a JSON string, a text stream): everything is decided. */
 static void scan_end(struct scan *sc)
 {
-	cands_resolve(sc, false);
+	if (sc->nc)
+		cands_resolve(sc, false);
 	if (sc->ns)
 		swallow_end(sc);
 	sc->kw = KW_NONE;
