@@ -42,6 +42,7 @@
 #define PEM_MAX_SWALLOW (64 * 1024) /* a PEM body without END stops being masked here */
 #define AWS_NEAR	512 /* decoded bytes after an access key id that may hold its secret */
 #define AWS_SECRET_LEN	40
+#define AWS_CUT_MIN	(AWS_SECRET_LEN / 2) /* a cut run near a key id is masked from here */
 #define OUTBUF		16384
 #define CAP_MAX		64 /* decoded bytes kept of keys, kinds and names */
 #define MAX_DEPTH	512
@@ -1488,7 +1489,7 @@ static bool cand_cut_hit(const struct scan *sc, const struct cand *c)
 {
 	uint64_t n = sc->pos - c->start;
 
-	return n && (c->lit || n >= AWS_SECRET_LEN / 2);
+	return n && (c->lit || n >= AWS_CUT_MIN);
 }
 
 /* Decides the candidates as if the stream ended (<pause> false) or paused
