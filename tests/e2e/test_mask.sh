@@ -156,8 +156,10 @@ for c in "table-metadata|$TBL|$S" "table-metadata-one|$TBL|$S/s2" "table-object|
 done
 check "the metadata shapes reached the API server as asked" \
 	grep -q 'as=PartialObjectMetadataList' "$RIG_DIR/api-requests.jsonl"
-in_pod agent "$K" get secrets >"$(out la-kubectl)" 2>&1
-scan "kubectl get secrets (Table, includeObject=Metadata)" "$(out la-kubectl)" "s2"
+# kubectl get secrets itself, with its log (-v=9) of the response body it got
+in_pod agent "$K" get secrets -v=9 >"$(out la-kubectl)" 2>&1
+scan "kubectl get secrets (Table, includeObject=Metadata; body as received)" "$(out la-kubectl)" \
+	"s2" '"Response Body"' '{"kind":"Table"' "last-applied-configuration"
 
 # ---- a token cut short by the end of a stream (issue #8, item 4) ----
 # limitBytes stops the log one character short of the token's minimum
