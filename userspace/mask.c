@@ -42,6 +42,7 @@
 #define PEM_MAX_SWALLOW (64 * 1024) /* a PEM body without END stops being masked here */
 #define AWS_NEAR	512 /* decoded bytes after an access key id that may hold its secret */
 #define AWS_SECRET_LEN	40
+#define AWS_CUT_MIN	(AWS_SECRET_LEN / 2) /* a cut run near a key id is masked from here */
 #define OUTBUF		16384
 #define CAP_MAX		64 /* decoded bytes kept of keys, kinds and names */
 #define MAX_DEPTH	512
@@ -731,6 +732,7 @@ enum { KWF_GENERIC = 1, KWF_AWS = 2, KWF_EOL = 4 };
 struct cand {
 	uint8_t type, det, phase, tok;
 	bool fallback; /* an AWS-keyword value: if not 40 chars, mask it as generic */
+	bool lit;      /* a literal prefix or keyword matched (not a run near a key id) */
 	int8_t rc;
 	uint32_t n;
 	uint64_t start;
@@ -1158,7 +1160,7 @@ static int cands_step(struct scan *sc, uint8_t b)
  * table full, everything undecided is masked instead and true is returned
  * (the current byte then belongs to that hit). */
 static bool cand_start(struct scan *sc, uint8_t type, uint8_t det, uint8_t tok, uint64_t start,
-		       bool fallback)
+		       bool fallback, bool lit)
 {
 	/* a body starting at the current byte already holds it */
 	struct cand nc = {.type = type,
@@ -1166,6 +1168,7 @@ static bool cand_start(struct scan *sc, uint8_t type, uint8_t det, uint8_t tok, 
 			  .tok = tok,
 			  .start = start,
 			  .fallback = fallback,
+			  .lit = lit,
 			  .n = start == sc->pos};
 
 	if (sc->nc == MAX_CAND) {
@@ -1279,7 +1282,7 @@ static int kw_step(struct scan *sc, uint8_t b)
 		return 0;
 	if ((flags & KWF_AWS) && in_set(sc->r->set_aws, b))
 		return cand_start(sc, CT_RUN, MG_MASK_DET_AWS_SECRET_KEY, 0, sc->pos,
-				  flags & KWF_GENERIC);
+				  flags & KWF_GENERIC, true);
 	if (flags & KWF_GENERIC) {
 		struct swal g = {.type = SW_GENERIC, .eol = flags & KWF_EOL};
 
@@ -1304,12 +1307,12 @@ static bool triggers(struct scan *sc, size_t i, uint8_t b)
 
 			mask &= mask - 1;
 			if (lb_ends_with(sc, i, tk->prefix, tk->plen - 1u) &&
-			    cand_start(sc, CT_TOK, tk->det, (uint8_t)k, sc->pos + 1, false))
+			    cand_start(sc, CT_TOK, tk->det, (uint8_t)k, sc->pos + 1, false, true))
 				return true;
 		}
 	}
 	if ((t & T_JWT) && lookback(sc, i, 1) == 'y' && lookback(sc, i, 2) == 'e' &&
-	    cand_start(sc, CT_JWT, MG_MASK_DET_JWT, 0, sc->pos + 1, false))
+	    cand_start(sc, CT_JWT, MG_MASK_DET_JWT, 0, sc->pos + 1, false, true))
 		return true;
 	if ((t & T_PEM) && pem_header(sc, i)) {
 		struct swal p = {.type = SW_PEM};
@@ -1331,7 +1334,7 @@ static bool triggers(struct scan *sc, size_t i, uint8_t b)
 		int prev = lookback(sc, i, 1);
 
 		if ((prev < 0 || !in_set(r->set_aws, (uint8_t)prev)) &&
-		    cand_start(sc, CT_RUN, MG_MASK_DET_AWS_SECRET_KEY, 0, sc->pos, false))
+		    cand_start(sc, CT_RUN, MG_MASK_DET_AWS_SECRET_KEY, 0, sc->pos, false, false))
 			return true;
 	}
 	return false;
@@ -1474,28 +1477,59 @@ static bool scan_passes(const struct scan *sc, const uint8_t *blk, size_t n)
 	}
 }
 
-/* Decides every candidate as if the stream ended here. */
-static void cands_resolve(struct scan *sc)
+/* True if candidate <c> is a hit when its stream ends or pauses now, short
+ * of its detector's minimum. A cut candidate whose literal prefix matched
+ * (a token prefix, "eyJ", a keyword) is, whatever its length: limitBytes, a
+ * closed connection or an exec exit can stop a token one byte short, and
+ * the rest is then a guess away (a GitHub token's tail is a checksum). A
+ * run near an access key id has no prefix of its own: it is one once it
+ * holds half a secret key (the rest is then < 128 bits). An empty body
+ * hides nothing. */
+static bool cand_cut_hit(const struct scan *sc, const struct cand *c)
 {
-	bool fallback = false;
+	uint64_t n = sc->pos - c->start;
 
-	for (unsigned j = 0; j < sc->nc; j++)
-		fallback |= sc->c[j].fallback;
-	sc->nc = 0;
-	if (fallback) {
-		emit_marker(sc, MG_MASK_DET_GENERIC_PASSWORD);
-		sc->hold_len = 0;
-	} else if (sc->hold_len) {
-		hold_emit(sc, sc->hold_len);
+	return n && (c->lit || n >= AWS_CUT_MIN);
+}
+
+/* Decides the candidates as if the stream ended (<pause> false) or paused
+ * here. A hit masks from the earliest hit candidate's body on and swallows
+ * what continues any candidate (at a pause more may come). Without a hit,
+ * an end writes what is held; a pause leaves it all held and pending (a
+ * bare prefix, a short run near a key id): what follows decides, so a
+ * secret split by the pause is still caught whole. */
+static void cands_resolve(struct scan *sc, bool pause)
+{
+	const struct cand *hit = NULL;
+
+	for (unsigned j = 0; j < sc->nc; j++) {
+		const struct cand *c = &sc->c[j];
+
+		if (cand_cut_hit(sc, c) && (!hit || c->start < hit->start))
+			hit = c;
 	}
+	if (hit) {
+		unsigned det = hit->fallback ? MG_MASK_DET_GENERIC_PASSWORD : hit->det;
+
+		if (hit->start > sc->hold_pos)
+			hold_emit(sc, (size_t)(hit->start - sc->hold_pos));
+		commit(sc, det, NULL);
+		return;
+	}
+	if (pause)
+		return;
+	sc->nc = 0;
+	if (sc->hold_len)
+		hold_emit(sc, sc->hold_len);
 }
 
 /* End of a segment (a JSON string, a text stream): everything is decided. */
 static void scan_end(struct scan *sc)
 {
+	if (sc->nc)
+		cands_resolve(sc, false);
 	if (sc->ns)
 		swallow_end(sc);
-	cands_resolve(sc);
 	sc->kw = KW_NONE;
 	sc->lb_len = 0;
 }
@@ -1525,8 +1559,6 @@ enum {
 	K_OBJECT,
 	K_NAME,
 	K_VALUE,
-	K_METADATA,
-	K_ANNOTATIONS,
 	K_LASTAPPLIED,
 };
 enum {
@@ -1651,12 +1683,8 @@ static uint8_t classify_key(const char *k, size_t n, bool over)
 		return IS("items") ? K_ITEMS : IS("value") ? K_VALUE : K_OTHER;
 	case 6:
 		return IS("object") ? K_OBJECT : K_OTHER;
-	case 8:
-		return IS("metadata") ? K_METADATA : K_OTHER;
 	case 10:
 		return IS("apiVersion") ? K_APIVERSION : IS("stringData") ? K_STRINGDATA : K_OTHER;
-	case 11:
-		return IS("annotations") ? K_ANNOTATIONS : K_OTHER;
 	case 48:
 		return IS("kubectl.kubernetes.io/last-applied-configuration") ? K_LASTAPPLIED
 									      : K_OTHER;
@@ -1747,22 +1775,7 @@ struct vctx {
 	uint8_t arr_role, arr_elem; /* for an array */
 	uint8_t obj_role;	    /* for an object */
 	uint8_t mask;		    /* inherited mask for a container */
-	uint8_t la_pos;		    /* for V_INNER */
 };
-
-static uint8_t la_pos(const struct mg_mask_json *m)
-{
-	/* stack: …, resource, metadata, annotations: the annotation belongs to resource */
-	const struct frame *res;
-
-	if (m->depth < 3 || m->stack[m->depth - 2].key != K_ANNOTATIONS ||
-	    m->stack[m->depth - 3].key != K_METADATA)
-		return P_UNKNOWN;
-	res = &m->stack[m->depth - 3];
-	if (res->kind == KD_SECRET || (res->kind == KD_NONE && res->pos == P_SECRET))
-		return P_SECRET;
-	return known_nonsecret(res) ? P_OTHER : P_UNKNOWN;
-}
 
 static void value_ctx(struct mg_mask_json *m, struct vctx *v)
 {
@@ -1836,7 +1849,6 @@ static void value_ctx(struct mg_mask_json *m, struct vctx *v)
 		break;
 	case K_LASTAPPLIED:
 		v->smode = m->level ? V_PLAINMASK : V_INNER;
-		v->la_pos = la_pos(m);
 		break;
 	default:
 		break;
@@ -1892,7 +1904,12 @@ static void inner_fail(struct mg_mask_json *m)
 		out_copy(&m->o, MG_MASK_STRING_MARKER, sizeof(MG_MASK_STRING_MARKER) - 1);
 }
 
-static void inner_begin(struct mg_mask_json *m, uint8_t pos)
+/* Starts the nested masker of a last-applied document. Its position is
+ * unknown whatever encloses it: the annotation holds what was applied, not
+ * the object it sits on (a PartialObjectMetadata in a Table row, a metadata
+ * watch), and kubectl sorts its keys, so "data" comes before "kind": its
+ * data is masked until its own kind says it is not a Secret. */
+static void inner_begin(struct mg_mask_json *m)
 {
 	m->inner_failed = false;
 	m->st->last_applied++;
@@ -1905,7 +1922,7 @@ static void inner_begin(struct mg_mask_json *m, uint8_t pos)
 			return;
 		}
 	}
-	json_reset(m->inner, false, pos, m->level + 1);
+	json_reset(m->inner, false, P_UNKNOWN, m->level + 1);
 }
 
 static void inner_feed(struct mg_mask_json *m, const char *p, size_t n)
@@ -2457,7 +2474,7 @@ static const char *begin_value(struct mg_mask_json *m, const char *p, const char
 		m->sfirst = true;
 		out_byte(&m->o, '"');
 		if (v.smode == V_INNER)
-			inner_begin(m, v.la_pos);
+			inner_begin(m);
 		m->state = S_STR;
 		return m->rc ? p : do_string(m, p + 1, end);
 	case '-':
@@ -2806,7 +2823,7 @@ int mg_mask_text_flush(struct mg_mask_text *t, const struct mg_mask_sink *out)
 	if (t->o.err)
 		return t->o.err;
 	t->o.sink = out;
-	cands_resolve(&t->sc);
+	cands_resolve(&t->sc, true);
 	return text_done(t);
 }
 

@@ -15,7 +15,12 @@
  *  - `kubectl.kubernetes.io/last-applied-configuration` annotations: the
  *    JSON document inside the string is masked by a nested streaming masker
  *    (same rules), its output re-escaped into the string. If that document is
- *    not valid JSON, the rest of the annotation is replaced by a marker.
+ *    not valid JSON, the rest of the annotation is replaced by a marker. The
+ *    nested document's position comes from its own kind alone, never from the
+ *    object it sits on (often a PartialObjectMetadata: Table rows, metadata
+ *    lists and watches): kubectl sorts its keys, so its `data` comes before
+ *    its `kind` and is masked until that kind says it is not a Secret (a
+ *    ConfigMap's last-applied data is masked too: its live `data` is not).
  *  - Pattern detectors over every other string value and over text streams;
  *    a hit keeps any public prefix (`ghp_`, `AKIA`, `-----BEGIN … KEY-----`)
  *    and replaces the secret part by `***MASKED:<detector>***`.
@@ -62,6 +67,14 @@
  * and bytes that cannot be part of a hit are written at once (a log line is
  * out before its newline arrives). Only bytes after a confirmed prefix
  * (e.g. after `ghp_`) are held until the candidate is decided.
+ *
+ * A candidate cut short is masked: when a stream ends (finish, the end of a
+ * JSON string, an exec channel's end) or pauses (flush) while bytes after a
+ * matched prefix or keyword are held, they are masked whatever their length
+ * (limitBytes or an exec exit can stop a token one byte short of its
+ * detector's minimum, and its tail is then a guess away). A run after an
+ * access key id, which has no prefix of its own, is masked once it holds 20
+ * chars; shorter, an end writes it and a pause keeps it held.
  *
  * Detectors (names as used in the config and in markers):
  *   aws-access-key   AKIA|ASIA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA + 16 [A-Z0-9];
@@ -244,14 +257,20 @@ int mg_mask_text_feed(struct mg_mask_text *t, const char *in, size_t len,
 		      const struct mg_mask_sink *out);
 
 /**
- * Writes bytes held for an undecided candidate as if the stream paused here
- * for good. For an interactive exec whose channel has been idle for a short
- * while (a typed `e` could start `eyJ…`): a secret split across frames on
- * both sides of such a flush is then only masked from the flush on.
+ * Decides what is held as if the stream paused here for good. For an
+ * interactive exec whose channel has been idle for a short while: held bytes
+ * of a candidate (after `ghp_`, `eyJ`, …) are masked, not written, and what
+ * continues the candidate after the flush is swallowed into the same hit, so
+ * a secret split across frames on both sides of a flush stays masked. A
+ * matched prefix with nothing after it yet, or a run after an access key id
+ * shorter than 20 chars, stays pending and held.
  */
 int mg_mask_text_flush(struct mg_mask_text *t, const struct mg_mask_sink *out);
 
-/** Ends the stream: writes what is still held. Returns 0 or the sink's error. */
+/**
+ * Ends the stream: decides what is still held (a candidate cut short is
+ * masked, see above) and writes the rest. Returns 0 or the sink's error.
+ */
 int mg_mask_text_finish(struct mg_mask_text *t, const struct mg_mask_sink *out);
 
 const struct mg_mask_stats *mg_mask_text_stats(const struct mg_mask_text *t);

@@ -15,20 +15,34 @@ PW=planted-pw-$RANDOM$RANDOM
 APIKEY=planted-apikey-$RANDOM$RANDOM
 AKID=AKIAQ7PLANTED$((RANDOM % 10))ZZQXWY	# AKIA + 16: a well-formed key id
 GHTOKEN=ghp_planted$(head -c 64 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 30)
-PLANTED=("$PW" "$APIKEY" "$AKID" "$GHTOKEN")
+# s2's last-applied as kubectl writes it (sorted keys: data before kind),
+# under a data key no detector knows
+LAPW=planted-la-$RANDOM$RANDOM
+# cut one character short of a classic GitHub token's 36 (its tail is a checksum)
+GHCUT=$(head -c 96 /dev/urandom | base64 -w0 | tr -dc 'A-Za-z0-9' | head -c 35)
+PLANTED=("$PW" "$APIKEY" "$AKID" "$GHTOKEN" "$LAPW" "$GHCUT")
 LASTAPPLIED=$($RIG_PY -c 'import json,sys; print(json.dumps(json.dumps({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s1","namespace":"default"},"stringData":{"password":sys.argv[1]}})))' "$PW")
+LASTAPPLIED2=$($RIG_PY -c 'import base64,json,sys; print(json.dumps(json.dumps({"apiVersion":"v1","kind":"Secret","metadata":{"name":"s2","namespace":"default"},"data":{"conf":base64.b64encode(sys.argv[1].encode()).decode()},"type":"Opaque"},sort_keys=True)))' "$LAPW")
 
 rig_pod agent 1 burstable default mcp-agent
 cat >"$RIG_DIR/extra-state.json" <<JSON
 {"secrets": [{"metadata": {"name": "s1", "namespace": "default", "labels": {"app": "db"},
    "annotations": {"kubectl.kubernetes.io/last-applied-configuration": $LASTAPPLIED}},
-   "type": "Opaque", "data": {"password": "$(b64 "$PW")", "api-key": "$(b64 "$APIKEY")"}}],
+   "type": "Opaque", "data": {"password": "$(b64 "$PW")", "api-key": "$(b64 "$APIKEY")"}},
+  {"metadata": {"name": "s2", "namespace": "default",
+   "annotations": {"kubectl.kubernetes.io/last-applied-configuration": $LASTAPPLIED2}},
+   "type": "Opaque", "data": {"conf": "$(b64 "$LAPW")"}}],
  "configmaps": [{"metadata": {"name": "cm1", "namespace": "default"},
    "data": {"mode": "demo", "aws": "aws_access_key_id=$AKID"}}],
  "pods": [{"metadata": {"name": "p1", "namespace": "default", "uid": "11111111-2222-3333-4444-777777777777"},
    "spec": {"nodeName": "node2", "containers": [{"name": "main", "image": "x", "env": [{"name": "GITHUB_TOKEN", "value": "$GHTOKEN"}]}]},
+   "status": {"phase": "Running"}},
+  {"metadata": {"name": "p2", "namespace": "default", "uid": "11111111-2222-3333-4444-777777777778"},
+   "spec": {"nodeName": "node2", "containers": [{"name": "main", "image": "x"}]},
    "status": {"phase": "Running"}}],
- "logs": {"default/p1": ["starting", "token=$GHTOKEN", "using key $AKID", "ready"]}}
+ "logs": {"default/p1": ["starting", "token=$GHTOKEN", "using key $AKID", "ready"],
+          "default/p2": ["cut ghp_$GHCUT", "never sent"]},
+ "exec": {"pods": {"default/p2": {"/cut": "tail ghp_$GHCUT"}}}}
 JSON
 rig_fakeapi
 rig_daemon || { fail "mcpgated starts"; summary; exit 1; }
@@ -118,6 +132,47 @@ mcp --read 'k8s://default/pods' >"$(out 20)" 2>&1
 scan "mcp resource k8s://default/pods" "$(out 20)" "p1"
 mcp --call "tools/call:{\"name\":\"exec_in_pod\",\"arguments\":{\"name\":\"p1\",\"namespace\":\"default\",\"command\":[\"echo\",\"$AKID\",\"mcp-ok\"]}}" >"$(out 22)" 2>&1
 scan "mcp exec_in_pod" "$(out 22)" "mcp-ok"
+
+# ---- last-applied on a PartialObjectMetadata (issue #8, item 3) ----
+# The shapes that carry s2's annotation but not s2 itself as a Secret: Table
+# rows (includeObject=Metadata is kubectl get's default), the metadata-only
+# forms, a metadata watch. Each as the API server answered it (the request
+# log shows what was asked), and nothing of s2's last-applied data arrives.
+SA=/var/run/secrets/kubernetes.io/serviceaccount
+TBL='application/json;as=Table;v=v1;g=meta.k8s.io'
+POM='application/json;as=PartialObjectMetadata;v=v1;g=meta.k8s.io'
+POML='application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io'
+raw_get() { # OUTFILE ACCEPT PATH
+	in_pod agent sh -c "curl -s -m 10 --cacert $SA/ca.crt -H \"Authorization: Bearer \$(cat $SA/token)\" \
+		-H 'Accept: $2' 'https://10.96.0.1$3'" >"$1" 2>&1
+}
+S=/api/v1/namespaces/default/secrets
+for c in "table-metadata|$TBL|$S" "table-metadata-one|$TBL|$S/s2" "table-object|$TBL|$S?includeObject=Object" \
+	"table-none|$TBL|$S?includeObject=None" "pom|$POM|$S/s2" "poml|$POML|$S" \
+	"pom-watch|$POM|$S?watch=1&timeoutSeconds=2" "table-watch|$TBL|$S?watch=1&timeoutSeconds=2"; do
+	IFS='|' read -r name accept path <<<"$c"
+	raw_get "$(out "la-$name")" "$accept" "$path"
+	scan "last-applied via $name ($path)" "$(out "la-$name")" '"s2"'
+done
+check "the metadata shapes reached the API server as asked" \
+	grep -q 'as=PartialObjectMetadataList' "$RIG_DIR/api-requests.jsonl"
+# kubectl get secrets itself, with its log (-v=9) of the response body it got
+in_pod agent "$K" get secrets -v=9 >"$(out la-kubectl)" 2>&1
+scan "kubectl get secrets (Table, includeObject=Metadata; body as received)" "$(out la-kubectl)" \
+	"s2" '"Response Body"' '{"kind":"Table"' "last-applied-configuration"
+
+# ---- a token cut short by the end of a stream (issue #8, item 4) ----
+# limitBytes stops the log one character short of the token's minimum
+LIM=$(( ${#GHCUT} + 8 ))
+in_pod agent "$K" logs p2 --limit-bytes=$LIM >"$(out cut-log)" 2>&1
+scan "logs --limit-bytes cutting a token short" "$(out cut-log)" "cut ghp_" "***MASKED:github-token***"
+check "the API server was asked for limitBytes=$LIM" grep -q "limitBytes=$LIM" "$RIG_DIR/api-requests.jsonl"
+# an exec whose output ends mid-token (WebSocket close / SPDY FIN after it);
+# the file is planted, so the token is not in the request's own command line
+for v in 1.33 1.27; do
+	in_pod agent /usr/lib/google-cloud-sdk/bin/kubectl.$v exec p2 -- cat /cut >"$(out cut-exec-$v)" 2>&1
+	scan "kubectl $v exec output ending mid-token" "$(out cut-exec-$v)" "tail ghp_" "***MASKED:github-token***"
+done
 
 # what mcpgated recorded: counts, never values
 check "the request log counts masked secret fields" grep -q '"secretFields":[1-9]' "$RIG_DAEMON_LOG"

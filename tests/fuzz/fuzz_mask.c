@@ -12,7 +12,11 @@
  *     whatever the masker's verdict;
  *  3  the body as text with a planted secret (token, key, PEM, JWT,
  *     password) spliced in at a fuzz-chosen place: the secret part must not
- *     survive, and any split gives the same output.
+ *     survive, and any split gives the same output;
+ *  4  the body as text, then a planted secret cut short by the end of the
+ *     stream (finish, or a flush then finish): its cut part must not survive.
+ * Mode 2 also plants into last-applied documents (sorted keys) on a
+ * PartialObjectMetadata, alone, in a Table row or in a metadata watch.
  */
 #include <stdint.h>
 #include <stdlib.h>
@@ -247,7 +251,7 @@ static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 	}
 	CHECK(v);
 	secret = json_pack("{s:s}", "k", plant);
-	switch (k % 7) {
+	switch (k % 10) {
 	case 0:
 		doc = json_pack("{s:s,s:s,s:O,s:o}", "apiVersion", "v1", "kind", "Secret", "extra",
 				v, "data", secret);
@@ -300,6 +304,41 @@ static void mode_plant(const uint8_t *d, size_t n, uint8_t k)
 				  JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
 		res = "secrets";
 		break;
+	case 7:	  /* last-applied on a PartialObjectMetadata (as=PartialObjectMetadata) */
+	case 8:	  /* ... in a Table row (includeObject=Metadata, what kubectl get asks) */
+	case 9: { /* ... in a metadata-only watch event */
+		json_t *la = json_pack("{s:s,s:s,s:O,s:o}", "apiVersion", "v1", "kind", "Secret",
+				       "metadata", v, (k & 16) ? "stringData" : "data", secret);
+		char *las = json_dumps(la, JSON_COMPACT | JSON_SORT_KEYS);
+		json_t *pom = json_pack("{s:s,s:s,s:{s:s,s:{s:s}}}", "kind",
+					"PartialObjectMetadata", "apiVersion", "meta.k8s.io/v1",
+					"metadata", "name", "s", "annotations",
+					"kubectl.kubernetes.io/last-applied-configuration", las);
+
+		free(las);
+		json_decref(la);
+		res = (k & 32) ? "secrets" : "";
+		if (k % 10 == 7) {
+			doc = pom;
+		} else if (k % 10 == 8) {
+			doc = json_pack("{s:s,s:[{s:[O],s:o}]}", "kind", "Table", "rows", "cells",
+					v, "object", pom);
+		} else {
+			doc = json_pack("{s:s,s:o}", "type", "ADDED", "object", pom);
+			stream = true;
+		}
+		text = json_dumps(doc,
+				  JSON_COMPACT | ((k & 8) ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER));
+		if (stream) {
+			size_t tl = strlen(text);
+
+			text = realloc(text, tl + 2);
+			CHECK(text);
+			text[tl] = '\n';
+			text[tl + 1] = 0;
+		}
+		break;
+	}
 	default: {
 		json_t *la = json_pack("{s:s,s:s,s:O,s:o}", "apiVersion", "v1", "kind", "Secret",
 				       "metadata", v, "data", secret);
@@ -350,6 +389,45 @@ static size_t count(const char *h, size_t hl, const char *n, size_t nl)
 	for (const char *p = h; h && (p = memmem(p, hl - (size_t)(p - h), n, nl)); p++)
 		c++;
 	return c;
+}
+
+/*
+ * The body as text, then a planted token cut short by the end of the stream
+ * (finish, or an idle flush then finish): the token's cut body after its
+ * public part must not survive (a run near a key id only from 20 chars on).
+ */
+static void mode_cut(const uint8_t *d, size_t n, uint8_t k)
+{
+	unsigned which = k % (sizeof(plants) / sizeof(plants[0]));
+	const char *bf = plants[which].before, *sp = plants[which].secret,
+		   *af = plants[which].after;
+	size_t bl = strlen(bf), sl = strlen(sp), al = strlen(af);
+	size_t min = which == 6 ? 20 : 1, cut = min + (size_t)(k >> 3) % (al - min);
+	size_t len = n + 1 + bl + sl + cut, tail = bl + sl < 6 ? bl + sl : 6;
+	char *in = malloc(len + 1), *needle = malloc(tail + cut + 1);
+	struct sbuf o = {0};
+	struct mg_mask_sink s = {sbuf_write, &o};
+	struct mg_mask_text *t = mg_mask_text_new(NULL);
+
+	CHECK(in && needle && t);
+	memcpy(in, d, n);
+	in[n] = ' ';
+	memcpy(in + n + 1, bf, bl);
+	memcpy(in + n + 1 + bl, sp, sl);
+	memcpy(in + n + 1 + bl + sl, af, cut);
+	in[len] = 0;
+	/* the last bytes before the body, then the cut body */
+	memcpy(needle, in + len - cut - tail, tail + cut);
+	needle[tail + cut] = 0;
+	CHECK(mg_mask_text_feed(t, in, len, &s) == 0);
+	if (k & 4)
+		CHECK(mg_mask_text_flush(t, &s) == 0);
+	CHECK(mg_mask_text_finish(t, &s) == 0);
+	CHECK(count(o.p, o.len, needle, tail + cut) < count(in, len, needle, tail + cut));
+	mg_mask_text_free(t);
+	free(in);
+	free(needle);
+	free(o.p);
 }
 
 static void mode_text(const uint8_t *d, size_t n, uint8_t k)
@@ -414,7 +492,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 2)
 		return 0;
-	switch (data[0] % 4) {
+	switch (data[0] % 5) {
 	case 0:
 		mode_json(data + 2, size - 2, data[1], false);
 		break;
@@ -424,8 +502,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	case 2:
 		mode_plant(data + 2, size - 2, data[1]);
 		break;
-	default:
+	case 3:
 		mode_text(data + 2, size - 2, data[1]);
+		break;
+	default:
+		mode_cut(data + 2, size - 2, data[1]);
 		break;
 	}
 	return 0;

@@ -17,6 +17,7 @@
 #include <sys/wait.h>
 
 #include "../../userspace/mask.c"
+#include "cut_cases.h"
 
 /* ---- helpers ---- */
 
@@ -535,7 +536,8 @@ static void test_last_applied(void **state)
 
 static void test_last_applied_configmap_and_broken(void **state)
 {
-	/* a ConfigMap's own last-applied: readable, byte for byte */
+	/* a ConfigMap's own last-applied as kubectl writes it (sorted keys):
+	 * its data comes before its kind, so it is masked (the live data is not) */
 	const char *cm =
 		"{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"c\","
 		"\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":"
@@ -543,6 +545,20 @@ static void test_last_applied_configmap_and_broken(void **state)
 		"\\\"kind\\\":\\\"ConfigMap\\\",\\\"metadata\\\":{\\\"annotations\\\":{},"
 		"\\\"name\\\":"
 		"\\\"c\\\"}}\\n\"}},\"data\":{\"k\":\"v \\u003c\"}}";
+	const char *cm_masked =
+		"{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"c\","
+		"\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":"
+		"\"{\\\"apiVersion\\\":\\\"v1\\\",\\\"data\\\":{\\\"k\\\":\\\"" MG_MASK_DATA_MARKER
+		"\\\"},"
+		"\\\"kind\\\":\\\"ConfigMap\\\",\\\"metadata\\\":{\\\"annotations\\\":{},"
+		"\\\"name\\\":"
+		"\\\"c\\\"}}\\n\"}},\"data\":{\"k\":\"v \\u003c\"}}";
+	/* kind first: readable, byte for byte */
+	const char *cm_kind_first =
+		"{\"kind\":\"ConfigMap\",\"apiVersion\":\"v1\",\"metadata\":{\"name\":\"c\","
+		"\"annotations\":{\"kubectl.kubernetes.io/last-applied-configuration\":"
+		"\"{\\\"kind\\\":\\\"ConfigMap\\\",\\\"apiVersion\\\":\\\"v1\\\",\\\"data\\\":"
+		"{\\\"k\\\":\\\"v \\\\u003c\\\"}}\\n\"}},\"data\":{\"k\":\"v \\u003c\"}}";
 	/* not JSON inside: the rest of the annotation goes */
 	const char *broken =
 		"{\"kind\":\"Secret\",\"metadata\":{\"annotations\":{"
@@ -552,7 +568,10 @@ static void test_last_applied_configmap_and_broken(void **state)
 
 	(void)state;
 	out = mask_all_ways(&plain, cm, NULL);
-	assert_string_equal(out, cm);
+	assert_string_equal(out, cm_masked);
+	free(out);
+	out = mask_all_ways(&plain, cm_kind_first, NULL);
+	assert_string_equal(out, cm_kind_first);
 	free(out);
 	out = mask_all_ways(&plain, broken, NULL);
 	assert_absent(out, "c2VjcmV0");
@@ -819,7 +838,7 @@ static void test_detector_switches_and_custom(void **state)
 			   "\"custom\":[{\"name\":\"acme-key\",\"prefix\":\"acme_\",\"charset\":"
 			   "\"A-Za-z0-9\",\"min\":8,\"max\":12}]}";
 	const char *in = "t eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0In0.c2ln password=visible "
-			 "acme_ABCDEFGHIJKLMNOP acme_short";
+			 "acme_ABCDEFGHIJKLMNOP acme_short end";
 	struct mg_mask_stats st;
 	char *out;
 
@@ -924,11 +943,13 @@ static void test_text_live(void **state)
 	assert_string_equal(b.p, "hello world ghp_");
 	assert_int_equal(mg_mask_text_feed(t, "E6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6\n", 33, &s), 0);
 	assert_string_equal(b.p, "hello world ghp_***MASKED:github-token***\n");
-	/* an idle flush writes an undecided body as it is */
+	/* an idle flush masks an undecided body, and swallows what continues it */
 	assert_int_equal(mg_mask_text_feed(t, "ghp_abc", 7, &s), 0);
 	assert_string_equal(b.p + strlen(b.p) - 4, "ghp_");
 	assert_int_equal(mg_mask_text_flush(t, &s), 0);
-	assert_string_equal(b.p + strlen(b.p) - 7, "ghp_abc");
+	assert_string_equal(b.p + strlen(b.p) - 29, "ghp_***MASKED:github-token***");
+	assert_int_equal(mg_mask_text_feed(t, "def more", 8, &s), 0);
+	assert_string_equal(b.p + strlen(b.p) - 34, "ghp_***MASKED:github-token*** more");
 	assert_int_equal(mg_mask_text_finish(t, &s), 0);
 	mg_mask_text_free(t);
 	sbuf_reset(&b);
@@ -1470,8 +1491,8 @@ static void test_akid_glued_run(void **state)
 {
 	const char *in = "x AKIAZ7VRSQ5TAYQHAKIAZ7VRSQ5TAVXHXYZQVZXX y\n";
 	struct mg_mask_text *t = mg_mask_text_new(NULL);
-	struct sbuf o = { 0 };
-	struct mg_mask_sink sink = { sbuf_write, &o };
+	struct sbuf o = {0};
+	struct mg_mask_sink sink = {sbuf_write, &o};
 
 	(void)state;
 	assert_int_equal(mg_mask_text_feed(t, in, strlen(in), &sink), 0);
@@ -1482,6 +1503,321 @@ static void test_akid_glued_run(void **state)
 	assert_non_null(strstr(o.p, " y\n"));
 	mg_mask_text_free(t);
 	free(o.p);
+}
+
+/* ---- every response shape x key order x data/stringData ---- */
+
+#define LA_DATA	    "bGFzdC1hcHBsaWVkLWRhdGE=" /* base64("last-applied-data") */
+#define LA_PLAIN    "la-plain-s3cret-value"
+#define OUTER_DATA  "b3V0ZXItc2VjcmV0LWRhdGE=" /* base64("outer-secret-data") */
+#define OUTER_PLAIN "outer-plain-s3cret"
+
+/* Response shape <shape> around object <obj> (stolen): a single object, a
+ * typed or generic list, a Table row (includeObject=Object/Metadata), a
+ * watch event. <obj> is what the server puts there (a Secret, or the
+ * PartialObjectMetadata the Metadata forms carry). Returns NULL past the
+ * last shape; sets <*stream> for watch events. */
+static json_t *shape_around(int shape, json_t *obj, bool *stream)
+{
+	json_t *cols = json_pack("[{s:s,s:s},{s:s,s:s}]", "name", "Name", "type", "string", "name",
+				 "Type", "type", "string");
+
+	*stream = false;
+	switch (shape) {
+	case 0: /* the object itself */
+		json_decref(cols);
+		return obj;
+	case 1: /* a typed list: items carry no kind */
+		json_object_del(obj, "kind");
+		json_object_del(obj, "apiVersion");
+		json_decref(cols);
+		return json_pack("{s:s,s:s,s:{},s:[o]}", "kind", "SecretList", "apiVersion", "v1",
+				 "metadata", "items", obj);
+	case 2: /* a generic List */
+		json_decref(cols);
+		return json_pack("{s:s,s:s,s:{},s:[o]}", "kind", "List", "apiVersion", "v1",
+				 "metadata", "items", obj);
+	case 3: /* a generic List whose item lost its kind */
+		json_object_del(obj, "kind");
+		json_decref(cols);
+		return json_pack("{s:s,s:s,s:[o]}", "kind", "List", "apiVersion", "v1", "items",
+				 obj);
+	case 4: /* Table rows, as kubectl get asks for them */
+		return json_pack("{s:s,s:s,s:{},s:o,s:[{s:[s,s],s:o}]}", "kind", "Table",
+				 "apiVersion", "meta.k8s.io/v1", "metadata", "columnDefinitions",
+				 cols, "rows", "cells", "s1", "Opaque", "object", obj);
+	case 5: /* a watch event */
+		*stream = true;
+		json_decref(cols);
+		return json_pack("{s:s,s:o}", "type", "ADDED", "object", obj);
+	case 6: /* a Table watch event (kubectl get -w) */
+		*stream = true;
+		return json_pack("{s:s,s:{s:s,s:s,s:{},s:o,s:[{s:[s,s],s:o}]}}", "type", "ADDED",
+				 "object", "kind", "Table", "apiVersion", "meta.k8s.io/v1",
+				 "metadata", "columnDefinitions", cols, "rows", "cells", "s1",
+				 "Opaque", "object", obj);
+	default:
+		json_decref(cols);
+		json_decref(obj);
+		return NULL;
+	}
+}
+
+/* Masks <doc> every way for each resource hint in <hints> and checks that
+ * none of <gone> survives. */
+static void assert_masked_all_hints(json_t *doc, bool stream, size_t flags,
+				    const char *const *hints, const char *const *gone)
+{
+	char *text = json_dumps(doc, JSON_COMPACT | flags);
+	size_t n = strlen(text);
+
+	if (stream) { /* two events, each on its line */
+		text = realloc(text, 2 * n + 3);
+		text[n] = '\n';
+		memcpy(text + n + 1, text, n);
+		text[2 * n + 1] = '\n';
+		text[2 * n + 2] = 0;
+	}
+	for (const char *const *h = hints; *h; h++) {
+		struct run r = {.resource = *h, .stream = stream};
+		char *out = mask_all_ways(&r, text, NULL);
+
+		for (const char *const *g = gone; *g; g++)
+			if (strstr(out, *g))
+				fail_msg("%s survived (hint '%s'):\nin:  %s\nout: %s", *g, *h, text,
+					 out);
+		free(out);
+	}
+	free(text);
+}
+
+/* A last-applied document on any object (a PartialObjectMetadata in a Table
+ * row or a metadata list or watch, a Secret, a ConfigMap, a Pod), in
+ * kubectl's sorted key order (data before kind) or kind first, holding data
+ * or stringData: its values never get out. Before, the enclosing object's
+ * kind set the nested document's position, so under a PartialObjectMetadata
+ * its data went out and the late "kind":"Secret" only appended a marker. */
+static void test_last_applied_masked_whatever_encloses_it(void **state)
+{
+	static const char *const hints_sec[] = {"secrets", "", NULL};
+	static const char *const gone[] = {LA_DATA, LA_PLAIN, "bGFzdC1hcHBsaWVk", NULL};
+	static const char *const enclosing[] = {"PartialObjectMetadata", "Secret", "ConfigMap",
+						"Pod"};
+	static const char *const enc_hint[][3] = {{"secrets", "", NULL},
+						  {"secrets", "", NULL},
+						  {"configmaps", "", NULL},
+						  {"pods", "", NULL}};
+
+	(void)state;
+	for (int field = 0; field < 2; field++) {
+		for (int la_sorted = 0; la_sorted < 2; la_sorted++) {
+			json_t *la =
+				json_pack("{s:s,s:s,s:{s:s,s:s},s:{s:s},s:s}", "apiVersion", "v1",
+					  "kind", "Secret", "metadata", "name", "s1", "namespace",
+					  "default", field ? "stringData" : "data", "conf",
+					  field ? LA_PLAIN : LA_DATA, "type", "Opaque");
+			char *las =
+				json_dumps(la, JSON_COMPACT | (la_sorted ? JSON_SORT_KEYS
+									 : JSON_PRESERVE_ORDER));
+
+			for (size_t e = 0; e < sizeof(enclosing) / sizeof(enclosing[0]); e++) {
+				for (int shape = 0;; shape++) {
+					json_t *obj = json_pack(
+						"{s:s,s:s,s:{s:s,s:{s:s}}}", "kind", enclosing[e],
+						"apiVersion", e ? "v1" : "meta.k8s.io/v1",
+						"metadata", "name", "s1", "annotations",
+						"kubectl.kubernetes.io/last-applied-configuration",
+						las);
+					bool stream;
+					json_t *doc = shape_around(shape, obj, &stream);
+
+					if (!doc)
+						break;
+					for (int sorted = 0; sorted < 2; sorted++)
+						assert_masked_all_hints(
+							doc, stream,
+							sorted ? JSON_SORT_KEYS
+							       : JSON_PRESERVE_ORDER,
+							e < 2 && shape < 3 ? hints_sec
+									   : enc_hint[e],
+							gone);
+					json_decref(doc);
+				}
+			}
+			free(las);
+			json_decref(la);
+		}
+	}
+}
+
+/* A Secret's own data and stringData in every response shape, with kind
+ * first (typed) or after data (sorted keys, as unstructured objects come),
+ * items without kind, watch events, Table rows with includeObject=Object,
+ * with a secrets hint or none: never out. Table rows with
+ * includeObject=None carry cells only and pass byte for byte. */
+static void test_secret_data_masked_in_every_shape_and_order(void **state)
+{
+	static const char *const hints[] = {"secrets", "", NULL};
+	static const char *const gone[] = {OUTER_DATA, OUTER_PLAIN, "b3V0ZXItc2Vj", NULL};
+	const char *none = "{\"kind\":\"Table\",\"apiVersion\":\"meta.k8s.io/v1\",\"metadata\":{},"
+			   "\"columnDefinitions\":[{\"name\":\"Name\",\"type\":\"string\"}],"
+			   "\"rows\":[{\"cells\":[\"s1\",\"Opaque\",1,\"5d\"]}]}";
+	struct run r = {.resource = "secrets"};
+	char *out;
+
+	(void)state;
+	for (int field = 0; field < 2; field++) {
+		for (int shape = 0;; shape++) {
+			json_t *obj = json_pack("{s:s,s:s,s:{s:s},s:{s:s},s:s}", "kind", "Secret",
+						"apiVersion", "v1", "metadata", "name", "s1",
+						field ? "stringData" : "data", "k",
+						field ? OUTER_PLAIN : OUTER_DATA, "type", "Opaque");
+			bool stream;
+			json_t *doc = shape_around(shape, obj, &stream);
+
+			if (!doc)
+				break;
+			for (int sorted = 0; sorted < 2; sorted++)
+				assert_masked_all_hints(
+					doc, stream, sorted ? JSON_SORT_KEYS : JSON_PRESERVE_ORDER,
+					hints, gone);
+			json_decref(doc);
+		}
+	}
+	out = mask_all_ways(&r, none, NULL);
+	assert_string_equal(out, none);
+	free(out);
+}
+
+/* ---- a detector candidate cut short by the end of its stream ---- */
+
+/* For every detector, a token cut 1..len-1 bytes into its body by the end of
+ * a text stream (limitBytes, a closed connection) or of a JSON string (a
+ * truncated message): the held body is masked, not written. Before, a
+ * candidate pending at the end was written as it was. */
+static void test_cut_candidate_masked_at_stream_end(void **state)
+{
+	struct mg_mask_cfg cfg;
+	struct run r = {.cfg = &cfg};
+
+	(void)state;
+	cut_cfg(&cfg);
+	for (size_t i = 0; i < N_CUT_CASES; i++) {
+		const struct cut_case *c = &cut_cases[i];
+
+		for (size_t cut = 1; cut < strlen(c->body); cut++) {
+			char in[512], want[512];
+			char *out, *jin;
+			json_t *doc, *j;
+
+			cut_input(in, sizeof(in), c, cut);
+			if (cut >= c->min_end)
+				cut_expect(want, sizeof(want), c);
+			else /* a short run near a key id: no prefix, too short to matter */
+				snprintf(want, sizeof(want), "x %s%.*s", c->out_pre, (int)cut,
+					 c->body);
+			out = text_all_ways(&cfg, in, NULL);
+			if (strcmp(out, want))
+				fail_msg(
+					"text end, case %zu cut %zu:\nin:   %s\nout:  %s\nwant: %s",
+					i, cut, in, out, want);
+			free(out);
+			/* the same cut at the end of a JSON string */
+			doc = json_pack("{s:s,s:{s:s}}", "kind", "ConfigMap", "data", "v", in);
+			jin = json_dumps(doc, JSON_COMPACT);
+			out = mask_all_ways(&r, jin, NULL);
+			j = parse(out);
+			if (strcmp(jstr(j, "data.v"), want))
+				fail_msg("JSON end, case %zu cut %zu:\nout:  %s\nwant: %s", i, cut,
+					 out, want);
+			json_decref(j);
+			json_decref(doc);
+			free(jin);
+			free(out);
+		}
+	}
+}
+
+/* The same cuts at an idle flush (an interactive exec that went quiet), for
+ * a text masker and an exec channel, then the rest of the token after it:
+ * masked from its first body byte to its end, never written. Before, a
+ * flush wrote the held body and the rest went out unmasked. */
+static void test_cut_candidate_masked_at_flush(void **state)
+{
+	struct mg_mask_cfg cfg;
+
+	(void)state;
+	cut_cfg(&cfg);
+	for (size_t i = 0; i < N_CUT_CASES; i++) {
+		const struct cut_case *c = &cut_cases[i];
+
+		for (size_t cut = 1; cut < strlen(c->body); cut++) {
+			char in[512], rest[512], want[512], fwant[512];
+			size_t n = cut_input(in, sizeof(in), c, cut);
+			int rn = snprintf(rest, sizeof(rest), "%s%s tail\n", c->body + cut, c->end);
+
+			/* at the flush: the marker, or (a short run near a key id) all held */
+			cut_expect(fwant, sizeof(fwant), c);
+			if (cut < c->min_end)
+				snprintf(fwant, sizeof(fwant), "x %s", c->out_pre);
+			cut_expect(want, sizeof(want), c);
+			snprintf(want + strlen(want), sizeof(want) - strlen(want), "%s tail\n",
+				 c->end);
+			for (int exec = 0; exec < 2; exec++) {
+				struct sbuf o = {0};
+				struct mg_mask_sink s = {sbuf_write, &o};
+				struct mg_mask_text *t = exec ? NULL : mg_mask_text_new(&cfg);
+				struct mg_mask_exec *x = exec ? mg_mask_exec_new(&cfg) : NULL;
+
+				if (exec) {
+					assert_int_equal(mg_mask_exec_feed(x, 1, in, n, &s), 0);
+					assert_int_equal(mg_mask_exec_flush(x, 1, &s), 0);
+					/* nothing of the body went out at the flush */
+					assert_string_equal(o.p, fwant);
+					assert_int_equal(
+						mg_mask_exec_feed(x, 1, rest, (size_t)rn, &s), 0);
+					assert_int_equal(mg_mask_exec_finish(x, 1, &s), 0);
+				} else {
+					assert_int_equal(mg_mask_text_feed(t, in, n, &s), 0);
+					assert_int_equal(mg_mask_text_flush(t, &s), 0);
+					assert_string_equal(o.p, fwant);
+					assert_int_equal(mg_mask_text_feed(t, rest, (size_t)rn, &s),
+							 0);
+					assert_int_equal(mg_mask_text_finish(t, &s), 0);
+				}
+				if (strcmp(o.p, want))
+					fail_msg("flush, case %zu cut %zu:\nout:  %s\nwant: %s", i,
+						 cut, o.p, want);
+				mg_mask_text_free(t);
+				mg_mask_exec_free(x);
+				sbuf_reset(&o);
+			}
+		}
+	}
+}
+
+/* A matched prefix with nothing after it hides nothing: at an end it stays
+ * as it is (no marker), and at a flush it stays pending, so a body that
+ * arrives after the flush is still caught. */
+static void test_bare_prefix_at_end_and_flush(void **state)
+{
+	struct sbuf o = {0};
+	struct mg_mask_sink s = {sbuf_write, &o};
+	struct mg_mask_text *t = mg_mask_text_new(NULL);
+	char *out;
+
+	(void)state;
+	out = text_all_ways(NULL, "EURASIA", NULL);
+	assert_string_equal(out, "EURASIA");
+	free(out);
+	assert_int_equal(mg_mask_text_feed(t, "tok ghp_", 8, &s), 0);
+	assert_int_equal(mg_mask_text_flush(t, &s), 0);
+	assert_string_equal(o.p, "tok ghp_");
+	assert_int_equal(mg_mask_text_feed(t, "aB3dE6gH9jK2mN5pQ8sT1vW4yZ7bC0dF3gH6 x", 38, &s), 0);
+	assert_int_equal(mg_mask_text_finish(t, &s), 0);
+	assert_string_equal(o.p, "tok ghp_***MASKED:github-token*** x");
+	mg_mask_text_free(t);
+	sbuf_reset(&o);
 }
 
 int main(void)
@@ -1524,6 +1860,11 @@ int main(void)
 		cmocka_unit_test(test_cli),
 		cmocka_unit_test(test_cli_path),
 		cmocka_unit_test(test_akid_glued_run),
+		cmocka_unit_test(test_last_applied_masked_whatever_encloses_it),
+		cmocka_unit_test(test_secret_data_masked_in_every_shape_and_order),
+		cmocka_unit_test(test_cut_candidate_masked_at_stream_end),
+		cmocka_unit_test(test_cut_candidate_masked_at_flush),
+		cmocka_unit_test(test_bare_prefix_at_end_and_flush),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

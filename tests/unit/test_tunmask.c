@@ -9,6 +9,7 @@
 #include <cmocka.h>
 
 #include "../../userspace/tunmask.c"
+#include "cut_cases.h"
 
 #define KEY "AKIAQ7PLANTED1ZZQXWY"
 
@@ -99,12 +100,12 @@ static void test_websocket_every_split(void **state)
 static void test_websocket_refusals(void **state)
 {
 	static const unsigned char bad[][4] = {
-		{ 0x81, 0x02, 0x01, 'x' },	/* text data frame */
-		{ 0xc2, 0x02, 0x01, 'x' },	/* RSV1 (compression) */
-		{ 0x83, 0x02, 0x01, 'x' },	/* reserved opcode */
-		{ 0x82, 0x82, 0x01, 'x' },	/* masked server frame */
-		{ 0x09, 0x02, 0x01, 'x' },	/* fragmented control frame */
-		{ 0x82, 0x02, 0x09, 'x' },	/* channel out of range */
+		{0x81, 0x02, 0x01, 'x'}, /* text data frame */
+		{0xc2, 0x02, 0x01, 'x'}, /* RSV1 (compression) */
+		{0x83, 0x02, 0x01, 'x'}, /* reserved opcode */
+		{0x82, 0x82, 0x01, 'x'}, /* masked server frame */
+		{0x09, 0x02, 0x01, 'x'}, /* fragmented control frame */
+		{0x82, 0x02, 0x09, 'x'}, /* channel out of range */
 	};
 
 	(void)state;
@@ -183,12 +184,190 @@ static void test_spdy_every_split(void **state)
 	}
 }
 
+/* ---- a detector candidate cut short by the end of the tunnel ---- */
+
+enum { END_WS_CLOSE, END_SPDY_FIN, END_SPDY_RST, END_SPDY_GOAWAY, END_CONN, END_N };
+
+/* Appends to <out> a server frame for channel 1 (WebSocket) or stream 3
+ * (SPDY) carrying <s>[0..<n>); <fin> sets SPDY's FIN. */
+static size_t tun_data(unsigned char *out, enum mg_tunmask_proto proto, const char *s, size_t n,
+		       bool fin)
+{
+	size_t o = 0;
+
+	if (proto == MG_TUNMASK_WEBSOCKET) {
+		out[o++] = 0x82;
+		if (n + 1 < 126) {
+			out[o++] = (unsigned char)(n + 1);
+		} else {
+			out[o++] = 126;
+			out[o++] = (unsigned char)((n + 1) >> 8);
+			out[o++] = (unsigned char)(n + 1);
+		}
+		out[o++] = 1;
+	} else {
+		memcpy(out, "\x00\x00\x00\x03", 4);
+		out[4] = fin ? 1 : 0;
+		out[5] = (unsigned char)(n >> 16);
+		out[6] = (unsigned char)(n >> 8);
+		out[7] = (unsigned char)n;
+		o = 8;
+	}
+	memcpy(out + o, s, n);
+	return o + n;
+}
+
+/* Appends the frame that ends the stream the way <end> says (nothing for
+ * END_CONN: the caller flushes as the proxy does when the API server
+ * closes). */
+static size_t tun_end(unsigned char *out, int end)
+{
+	switch (end) {
+	case END_WS_CLOSE: /* the kubelet closes after the exit status */
+		memcpy(out, "\x88\x02\x03\xe8", 4);
+		return 4;
+	case END_SPDY_FIN:
+		return tun_data(out, MG_TUNMASK_SPDY, "", 0, true);
+	case END_SPDY_RST:
+		memcpy(out, "\x80\x03\x00\x03\x00\x00\x00\x08\x00\x00\x00\x03\x00\x00\x00\x05", 16);
+		return 16;
+	case END_SPDY_GOAWAY:
+		memcpy(out, "\x80\x03\x00\x07\x00\x00\x00\x08\x00\x00\x00\x03\x00\x00\x00\x00", 16);
+		return 16;
+	default:
+		return 0;
+	}
+}
+
+/* The channel-1 / stream-3 text of the frames in <b>, into <text>. */
+static void tun_text(const struct mg_buf *b, enum mg_tunmask_proto proto, char *text, size_t cap)
+{
+	const unsigned char *p = (const unsigned char *)mg_buf_head(b);
+	size_t len = mg_buf_size(b), i = 0, tl = 0;
+
+	if (proto == MG_TUNMASK_WEBSOCKET) {
+		text[0] = '\0';
+		ws_collect(b, 1, text, cap);
+		return;
+	}
+	while (i < len) {
+		size_t n;
+
+		assert_true(i + 8 <= len);
+		n = ((size_t)p[i + 5] << 16) | ((size_t)p[i + 6] << 8) | p[i + 7];
+		assert_true(i + 8 + n <= len);
+		if (!(p[i] & 0x80) && p[i + 3] == 3) {
+			assert_true(tl + n < cap);
+			memcpy(text + tl, p + i + 8, n);
+			tl += n;
+		}
+		i += 8 + n;
+	}
+	text[tl] = '\0';
+}
+
+/* Feeds <in>[0..<n>) in one piece and, for END_CONN, flushes. */
+static void tun_run(struct mg_tunmask *t, const unsigned char *in, size_t n, int end,
+		    struct mg_buf *out)
+{
+	assert_int_equal(mg_tunmask_feed(t, (const char *)in, n, out), (ssize_t)n);
+	if (end == END_CONN)
+		assert_int_equal(mg_tunmask_flush(t, out), 0);
+}
+
+/* Every detector's token cut 1..len-1 bytes into its body by the end of an
+ * exec: a WebSocket close frame, SPDY FIN, RST_STREAM or GOAWAY, or the
+ * connection closing (the proxy's flush at upstream EOF): the held body is
+ * masked. And an idle flush in the middle masks it and what continues it. */
+static void test_cut_candidate_masked_at_tunnel_end(void **state)
+{
+	static const struct {
+		enum mg_tunmask_proto proto;
+		int end;
+	} ends[] = {
+		{MG_TUNMASK_WEBSOCKET, END_WS_CLOSE}, {MG_TUNMASK_WEBSOCKET, END_CONN},
+		{MG_TUNMASK_SPDY, END_SPDY_FIN},      {MG_TUNMASK_SPDY, END_SPDY_RST},
+		{MG_TUNMASK_SPDY, END_SPDY_GOAWAY},   {MG_TUNMASK_SPDY, END_CONN},
+	};
+	struct mg_mask_cfg cfg;
+
+	(void)state;
+	cut_cfg(&cfg);
+	for (size_t i = 0; i < N_CUT_CASES; i++) {
+		const struct cut_case *c = &cut_cases[i];
+
+		for (size_t cut = 1; cut < strlen(c->body); cut++) {
+			char tok[512], rest[512], want[512], fwant[512], pwant[1024], text[2048];
+			size_t tn = cut_input(tok, sizeof(tok), c, cut);
+			int rn = snprintf(rest, sizeof(rest), "%s%s tail\n", c->body + cut, c->end);
+
+			cut_expect(want, sizeof(want), c);
+			snprintf(pwant, sizeof(pwant), "%s%s tail\n", want, c->end);
+			/* at a flush, a short run near a key id stays held */
+			cut_expect(fwant, sizeof(fwant), c);
+			if (cut < c->min_end)
+				snprintf(fwant, sizeof(fwant), "x %s", c->out_pre);
+			for (size_t k = 0; k < 2 * sizeof(ends) / sizeof(ends[0]); k++) {
+				enum mg_tunmask_proto proto = ends[k / 2].proto;
+				int end = ends[k / 2].end + (k % 2 ? END_N : 0);
+				struct mg_tunmask *t = mg_tunmask_new(proto, &cfg);
+				unsigned char in[2048];
+				size_t n = 0;
+				struct mg_buf out;
+
+				mg_buf_init(&out, 1 << 20);
+				if (end < END_N) {
+					/* the stream ends right after the cut token */
+					n += tun_data(in + n, proto, tok, tn, false);
+					n += tun_end(in + n, end);
+					tun_run(t, in, n, end, &out);
+					tun_text(&out, proto, text, sizeof(text));
+					/* a short run near a key id: an end writes it, the
+					 * flush at a connection end keeps it (and drops it) */
+					if (cut < c->min_end && end == END_CONN)
+						snprintf(want, sizeof(want), "x %s", c->out_pre);
+					else if (cut < c->min_end)
+						snprintf(want, sizeof(want), "x %s%.*s", c->out_pre,
+							 (int)cut, c->body);
+					else
+						cut_expect(want, sizeof(want), c);
+					if (strcmp(text, want))
+						fail_msg("end %d, case %zu cut %zu:\nout:  "
+							 "%s\nwant: %s",
+							 end, i, cut, text, want);
+				} else {
+					/* an idle flush after the cut, then the rest, then the end
+					 */
+					n += tun_data(in + n, proto, tok, tn, false);
+					assert_int_equal(
+						mg_tunmask_feed(t, (const char *)in, n, &out),
+						(ssize_t)n);
+					assert_int_equal(mg_tunmask_flush(t, &out), 0);
+					tun_text(&out, proto, text, sizeof(text));
+					assert_string_equal(text, fwant);
+					n = tun_data(in, proto, rest, (size_t)rn, false);
+					n += tun_end(in + n, end - END_N);
+					tun_run(t, in, n, end - END_N, &out);
+					tun_text(&out, proto, text, sizeof(text));
+					if (strcmp(text, pwant))
+						fail_msg("flush, end %d, case %zu cut %zu:\nout:  "
+							 "%s\nwant: %s",
+							 end - END_N, i, cut, text, pwant);
+				}
+				mg_buf_free(&out);
+				mg_tunmask_free(t);
+			}
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_websocket_every_split),
 		cmocka_unit_test(test_websocket_refusals),
 		cmocka_unit_test(test_spdy_every_split),
+		cmocka_unit_test(test_cut_candidate_masked_at_tunnel_end),
 	};
 
 	return cmocka_run_group_tests_name("tunmask", tests, NULL, NULL);
