@@ -33,11 +33,17 @@ LDFLAGS  += -fsanitize=address,undefined
 endif
 LIBS     := -lbpf -lelf -lz -lssl -lcrypto -ljansson -lcurl -lpthread
 
-# Every userspace module except the daemon's main(); the unit tests include
-# the module they test, so they link against the others.
-MODULES  := $(filter-out userspace/mcpgated.c,$(wildcard userspace/*.c))
+# Every userspace module except the daemon's main(), in its concern folder
+# (userspace/core, net, node, proxy, ...: DESIGN.md). The unit tests include
+# the module they test, so they link against the others; base names must
+# stay unique for tests/unit/test_<module>.c to name exactly one module.
+MODULES  := $(filter-out userspace/mcpgated.c,$(sort $(shell find userspace -name '*.c')))
 MOD_OBJS := $(patsubst userspace/%.c,$(O)/obj/%.o,$(MODULES))
 HEADERS  := $(wildcard include/mcpgate/*.h)
+ifneq ($(words $(notdir $(MODULES))),$(words $(sort $(notdir $(MODULES)))))
+$(error userspace module base names must be unique: $(notdir $(MODULES)))
+endif
+CTL_SRCS := $(sort $(wildcard tools/mcpgatectl/*.c))
 
 BPF_SRCS := $(wildcard bpf/*.bpf.c)
 BPF_OBJS := $(patsubst bpf/%.bpf.c,$(O)/bpf/%.o,$(BPF_SRCS))
@@ -103,17 +109,21 @@ $(O)/%.skel.h: $(O)/bpf/%.o
 
 # ---- userspace ----
 
-$(O)/obj/%.o: userspace/%.c $(HEADERS) $(SKELS) | $(O)/obj
+# -MMD: each object depends on exactly the headers it includes.
+$(O)/obj/%.o: userspace/%.c $(SKELS) | $(O)/obj
 	$(call msg,CC,$@)
-	$(Q)$(CC) $(CFLAGS) -c $< -o $@
+	$(Q)mkdir -p $(@D)
+	$(Q)$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+-include $(MOD_OBJS:.o=.d) $(O)/obj/mcpgated.d
 
 $(O)/mcpgated: $(O)/obj/mcpgated.o $(MOD_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
-$(O)/mcpgatectl: tools/mcpgatectl.c $(MOD_OBJS) $(HEADERS)
+$(O)/mcpgatectl: $(CTL_SRCS) $(MOD_OBJS) $(HEADERS)
 	$(call msg,LD,$@)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) tools/mcpgatectl.c $(MOD_OBJS) $(LIBS) -o $@
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $(CTL_SRCS) $(MOD_OBJS) $(LIBS) -o $@
 
 # ---- tests ----
 
@@ -121,7 +131,7 @@ $(O)/mcpgatectl: tools/mcpgatectl.c $(MOD_OBJS) $(HEADERS)
 # linked against every other module object but that one.
 $(O)/tests/test_%: tests/unit/test_%.c $(MOD_OBJS) $(HEADERS) | $(O)/tests
 	$(call msg,TEST-CC,$@)
-	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(filter-out $(O)/obj/$*.o,$(MOD_OBJS)) \
+	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $< $(filter-out %/$*.o,$(MOD_OBJS)) \
 		$(LIBS) -lcmocka -o $@
 
 unit: $(UNIT_BINS)
@@ -159,7 +169,7 @@ bench: deps
 	$(Q)MG_BUILD=$(O) tests/bench/run.sh
 
 # The masking benchmark includes the module it measures.
-$(O)/bench_mask: tests/bench/bench_mask.c userspace/mask.c include/mcpgate/mask.h
+$(O)/bench_mask: tests/bench/bench_mask.c userspace/mask/mask.c $(HEADERS)
 	$(call msg,CC,$@)
 	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
 
@@ -180,9 +190,13 @@ fuzz: $(FUZZ_BINS)
 $(O)/bpf $(O)/obj $(O)/tests build/fuzz:
 	$(Q)mkdir -p $@
 
+# What clang-format keeps in shape (the repo's .clang-format); `make
+# fmt-check` fails on any difference, and `make test` runs it.
+FMT_SRCS = $(sort $(shell find userspace tools include/mcpgate -name '*.[ch]') $(wildcard bpf/*.c bpf/lib/*.h))
+
 fmt:
 	$(Q)scripts/install-deps.sh fmt
-	$(Q)clang-format -i $(wildcard userspace/*.c tools/*.c include/mcpgate/*.h bpf/*.c)
+	$(Q)clang-format -i $(FMT_SRCS)
 
 clean:
 	$(Q)rm -rf build

@@ -19,7 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../userspace/mask.c"
+#include "../../userspace/mask/mask.c"
 
 #define CHUNK	16384
 #define SEGMENT (4u << 20)

@@ -6,9 +6,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../userspace/kube.c"
-#include "../../userspace/log.c"
-#include "../../userspace/pods.c"
+#include "../../userspace/net/kube.c"
+#include "../../userspace/core/log.c"
+#include "../../userspace/node/pods.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -19,7 +19,7 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-#include "../../userspace/config.c"
+#include "../../userspace/core/config.c"
 
 #define MAX_ARGS 24
 

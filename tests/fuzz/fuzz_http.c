@@ -12,7 +12,7 @@
 #include <string.h>
 #include <jansson.h>
 
-#include "../../userspace/http.c"
+#include "../../userspace/net/http.c"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \

@@ -23,7 +23,7 @@
 #include <string.h>
 #include <jansson.h>
 
-#include "../../userspace/mask.c"
+#include "../../userspace/mask/mask.c"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \

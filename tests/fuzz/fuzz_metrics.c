@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../userspace/metrics.c"
+#include "../../userspace/core/metrics.c"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../userspace/reqinfo.c"
+#include "../../userspace/net/reqinfo.c"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \

@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../../userspace/sigv4.c"
+#include "../../userspace/net/sigv4.c"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \

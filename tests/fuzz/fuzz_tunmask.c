@@ -25,8 +25,8 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "../../userspace/mask.c"
-#include "../../userspace/tunmask.c"
+#include "../../userspace/mask/mask.c"
+#include "../../userspace/mask/tunmask.c"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \

@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 
-#include "../../userspace/config.c"
+#include "../../userspace/core/config.c"
 
 static int load(struct mg_config *c, char *err, size_t n, ...)
 {

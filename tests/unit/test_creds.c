@@ -27,7 +27,7 @@
 #include <sys/wait.h>
 #include <cmocka.h>
 
-#include "../../userspace/creds.c"
+#include "../../userspace/creds/creds.c"
 
 /* ---- expected tokens, produced by awscli ----
  *

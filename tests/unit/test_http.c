@@ -12,7 +12,7 @@
 #include <cmocka.h>
 #include <jansson.h>
 
-#include "../../userspace/http.c"
+#include "../../userspace/net/http.c"
 
 /* A byte string that may hold NULs. */
 struct raw {

@@ -16,7 +16,7 @@
 #include <openssl/evp.h>
 #include <sys/wait.h>
 
-#include "../../userspace/mask.c"
+#include "../../userspace/mask/mask.c"
 #include "cut_cases.h"
 
 /* ---- helpers ---- */

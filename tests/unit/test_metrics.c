@@ -8,7 +8,7 @@
 #include <cmocka.h>
 #include <stdlib.h>
 
-#include "../../userspace/metrics.c"
+#include "../../userspace/core/metrics.c"
 
 static void expect_escape(const char *in, const char *want)
 {

@@ -7,7 +7,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../userspace/pods.c"
+#include "../../userspace/node/pods.c"
 
 #define UID "0f6a8d3e-2b7c-4c1e-9a5d-1234567890ab"
 #define UIDU "0f6a8d3e_2b7c_4c1e_9a5d_1234567890ab"

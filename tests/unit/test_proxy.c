@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 
-#include "../../userspace/proxy.c"
+#include "../../userspace/proxy/proxy.c"
 
 static struct mg_proxy *fake_proxy(size_t slots, unsigned max, unsigned per_pod)
 {

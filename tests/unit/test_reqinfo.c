@@ -13,7 +13,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../userspace/reqinfo.c"
+#include "../../userspace/net/reqinfo.c"
 
 /* ---- helpers ---- */
 

@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <cmocka.h>
 
-#include "../../userspace/sigv4.c"
+#include "../../userspace/net/sigv4.c"
 
 #define SUITE_TIME  ((time_t)1440938160) /* 2015-08-30T12:36:00Z */
 #define EMPTY_SHA   "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"

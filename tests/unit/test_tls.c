@@ -11,7 +11,7 @@
 #include <dirent.h>
 #include <ftw.h>
 
-#include "../../userspace/tls.c"
+#include "../../userspace/net/tls.c"
 
 /* ---- helpers ---- */
 

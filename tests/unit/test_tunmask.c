@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../userspace/tunmask.c"
+#include "../../userspace/mask/tunmask.c"
 #include "cut_cases.h"
 
 #define KEY "AKIAQ7PLANTED1ZZQXWY"

@@ -10,7 +10,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 
-#include "../../userspace/worker.c"
+#include "../../userspace/core/worker.c"
 
 /* A gate the test holds closed so jobs block on their thread. */
 static pthread_mutex_t gate_mu = PTHREAD_MUTEX_INITIALIZER;
