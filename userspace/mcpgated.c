@@ -26,6 +26,7 @@
 #include "mcpgate/admin.h"
 #include "mcpgate/config.h"
 #include "mcpgate/creds.h"
+#include "mcpgate/endpoints.h"
 #include "mcpgate/kube.h"
 #include "mcpgate/loader.h"
 #include "mcpgate/log.h"
@@ -44,14 +45,12 @@ struct daemon {
 	struct mg_kube *kube;
 	struct mg_proxy *proxy;
 	struct mg_admin *admin;
-	pthread_t ep_thread;
-	bool ep_started;
+	struct mg_endpoints *endpoints;
 	volatile bool stop;
-	pthread_mutex_t ep_mu;
-	bool ep_synced;		/* endpoints fetched from the API at least once */
+	/* What api_endpoints holds, for the leaf's SANs: written at startup,
+	 * then only by the endpoints thread (apply_endpoints). */
 	size_t n_endpoints;
-	struct mg_abi_addr ep[MG_ENDPOINTS_MAX];	/* current api_endpoints (for SANs) */
-	bool ep_changed;	/* the leaf must be reissued with new IP SANs */
+	struct mg_abi_addr ep[MG_ENDPOINTS_MAX];
 	struct mg_creds *creds;
 	struct mg_mask_cfg mask_cfg;
 	struct mg_tls_ca *ca;
@@ -87,184 +86,148 @@ static int set_intercept(void *data, uint64_t id, bool on)
 	return rc;
 }
 
-/* ---- API endpoints ---- */
+/* ---- TLS and API endpoints ---- */
 
-/* Adds every address of <addrs> (JSON array of strings) x <port> to <out>. */
-static void add_addrs(json_t *addrs, unsigned port, struct mg_abi_addr *out, size_t *n)
+/* The bare address of <a> ("10.96.0.1", "fd00::1") into <buf>. */
+static const char *bare_ip(const struct mg_abi_addr *a, char *buf, size_t len)
 {
-	size_t i;
-	json_t *a;
+	char *colon;
 
-	json_array_foreach(addrs, i, a) {
-		const char *s = json_string_value(a);
-
-		if (s && *n < MG_ENDPOINTS_MAX && !mg_config_parse_addr(s, port, &out[*n]))
-			(*n)++;
+	mg_config_fmt_addr(a, buf, len);
+	/* "1.2.3.4:443" / "[::1]:443" -> the address alone */
+	colon = strrchr(buf, ':');
+	*colon = '\0';
+	if (buf[0] == '[') {
+		memmove(buf, buf + 1, strlen(buf));
+		buf[strlen(buf) - 1] = '\0';
 	}
+	return buf;
 }
 
-/* Fetches the kubernetes Service's ClusterIPs and the default/kubernetes
- * EndpointSlices. Returns 0 when both answered. */
-static int fetch_endpoints(struct daemon *d, struct mg_abi_addr *out, size_t *n)
+/* The leaf's IP SANs: the --tls-san IPs, then every address of <a>[0..<n>)
+ * and <b>[0..<nb>), each once (an address serves several ports). Fills
+ * <ips> with pointers into <bufs> or the config; returns the count. */
+static size_t leaf_ips(struct daemon *d, const struct mg_abi_addr *a, size_t n,
+		       const struct mg_abi_addr *b, size_t nb, const char **ips,
+		       char (*bufs)[64])
 {
-	json_t *svc = NULL, *slices = NULL, *ports, *p, *items, *it, *eps, *ep;
-	char err[512];
-	long status;
-	size_t i, j, k;
-	int rc;
+	size_t ni = 0, nbuf = 0;
 
-	rc = mg_kube_get_json(d->kube, "/api/v1/namespaces/default/services/kubernetes", &svc,
-			      &status, err, sizeof(err));
-	if (rc)
-		goto out;
-	ports = json_object_get(json_object_get(svc, "spec"), "ports");
-	json_array_foreach(ports, i, p) {
-		unsigned port = (unsigned)json_integer_value(json_object_get(p, "port"));
-		json_t *ips = json_object_get(json_object_get(svc, "spec"), "clusterIPs");
+	for (size_t i = 0; i < d->cfg.n_tls_sans; i++)
+		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
+			ips[ni++] = d->cfg.tls_sans[i];
+	for (size_t i = 0; i < n + nb; i++) {
+		const char *ip = bare_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
+		bool dup = false;
 
-		if (json_is_array(ips))
-			add_addrs(ips, port, out, n);
-		else {
-			json_t *one = json_pack("[O]", json_object_get(json_object_get(svc, "spec"),
-								      "clusterIP"));
-
-			add_addrs(one, port, out, n);
-			json_decref(one);
+		for (size_t j = 0; j < ni && !dup; j++)
+			dup = !strcmp(ips[j], ip);
+		if (!dup) {
+			ips[ni++] = ip;
+			nbuf++;
 		}
 	}
-	rc = mg_kube_get_json(d->kube,
-			      "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
-			      "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes",
-			      &slices, &status, err, sizeof(err));
-	if (rc)
-		goto out;
-	items = json_object_get(slices, "items");
-	json_array_foreach(items, i, it) {
-		ports = json_object_get(it, "ports");
-		eps = json_object_get(it, "endpoints");
-		json_array_foreach(ports, j, p) {
-			unsigned port = (unsigned)json_integer_value(json_object_get(p, "port"));
-
-			json_array_foreach(eps, k, ep)
-				add_addrs(json_object_get(ep, "addresses"), port, out, n);
-		}
-	}
-out:
-	if (rc)
-		mg_log_json("warn", json_pack("{s:s,s:s}", "event", "endpoints_fetch_failed",
-					      "error", err));
-	json_decref(svc);
-	json_decref(slices);
-	return rc;
+	return ni;
 }
 
-/* Keeps api_endpoints = configured + Service + EndpointSlice. On an API
- * error the last good set stays: shrinking the set on a failed fetch would
- * open a way around the proxy. */
-static void *endpoints_main(void *arg)
+/* Fills d->ep with the configured addresses and those the pinned map holds
+ * (a restarted daemon's pods are redirected for them already). Returns the
+ * count. */
+static size_t initial_endpoints(struct daemon *d)
 {
-	struct daemon *d = arg;
-	struct mg_abi_addr cur[MG_ENDPOINTS_MAX], fetched[MG_ENDPOINTS_MAX];
-	size_t ncur = 0;
+	struct mg_abi_addr pinned[MG_ENDPOINTS_MAX];
+	ssize_t np = mg_loader_list_endpoints(d->loader, pinned, MG_ENDPOINTS_MAX);
+	size_t n = 0;
 
-	while (!d->stop) {
-		size_t n = 0;
+	for (size_t i = 0; i < d->cfg.n_endpoints; i++)
+		d->ep[n++] = d->cfg.endpoints[i];
+	for (ssize_t i = 0; i < np && n < MG_ENDPOINTS_MAX; i++) {
+		bool dup = false;
 
-		if (fetch_endpoints(d, fetched, &n) == 0) {
-			struct mg_abi_addr all[MG_ENDPOINTS_MAX];
-			size_t na = 0;
-
-			for (size_t i = 0; i < d->cfg.n_endpoints && na < MG_ENDPOINTS_MAX; i++)
-				all[na++] = d->cfg.endpoints[i];
-			for (size_t i = 0; i < n && na < MG_ENDPOINTS_MAX; i++) {
-				bool dup = false;
-
-				for (size_t j = 0; j < na && !dup; j++)
-					dup = !memcmp(&all[j], &fetched[i], sizeof(all[j]));
-				if (!dup)
-					all[na++] = fetched[i];
-			}
-			if (na != ncur || memcmp(all, cur, na * sizeof(all[0]))) {
-				json_t *list = json_array();
-				char buf[64];
-				int rc = mg_loader_set_endpoints(d->loader, all, na);
-
-				for (size_t i = 0; i < na; i++)
-					json_array_append_new(
-						list, json_string(mg_config_fmt_addr(
-							      &all[i], buf, sizeof(buf))));
-				mg_log_json(rc ? "error" : "info",
-					    json_pack("{s:s,s:o,s:i}", "event", "api_endpoints",
-						      "endpoints", list, "rc", rc));
-				if (!rc) {
-					memcpy(cur, all, na * sizeof(all[0]));
-					ncur = na;
-					pthread_mutex_lock(&d->ep_mu);
-					memcpy(d->ep, cur, ncur * sizeof(cur[0]));
-					d->n_endpoints = ncur;
-					d->ep_changed = true;
-					pthread_mutex_unlock(&d->ep_mu);
-				}
-			}
-			pthread_mutex_lock(&d->ep_mu);
-			d->ep_synced = true;
-			pthread_mutex_unlock(&d->ep_mu);
-		}
-		for (unsigned t = 0; t < d->cfg.endpoints_interval * 10 && !d->stop; t++) {
-			struct timespec ts = { 0, 100 * 1000000L };
-
-			nanosleep(&ts, NULL);
-		}
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = !memcmp(&d->ep[j], &pinned[i], sizeof(pinned[i]));
+		if (!dup)
+			d->ep[n++] = pinned[i];
 	}
-	return NULL;
+	return n;
 }
 
-/* ---- TLS ---- */
-
-/* Builds the downstream TLS state for the API server's names and every
- * address a pod may dial (configured + discovered endpoints + --tls-san).
- * Returns NULL with <err> filled. */
+/* Builds the downstream TLS state for the API server's names and the
+ * addresses a pod may dial now (d->ep: configured, and what the pinned map
+ * holds) plus --tls-san. Returns NULL with <err> filled. */
 static struct mg_tls_server *build_tls(struct daemon *d, struct mg_tls_err *err)
 {
-	const char *dns[8 + MG_CONFIG_MAX_SANS], *ips[MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS];
-	char ipbuf[MG_ENDPOINTS_MAX][64], svc[200];
+	static const char *ips[2 * MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS];
+	static char bufs[2 * MG_ENDPOINTS_MAX][64];
+	const char *dns[8 + MG_CONFIG_MAX_SANS];
 	struct mg_tls_server_opts o = { 0 };
-	size_t nd = 0, ni = 0, n;
+	char svc[200];
+	size_t nd = 0;
 
 	snprintf(svc, sizeof(svc), "kubernetes.default.svc.%s", d->cfg.cluster_domain);
 	dns[nd++] = "kubernetes";
 	dns[nd++] = "kubernetes.default";
 	dns[nd++] = "kubernetes.default.svc";
 	dns[nd++] = svc;
-	for (size_t i = 0; i < d->cfg.n_tls_sans; i++) {
-		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
-			ips[ni++] = d->cfg.tls_sans[i];
-		else
+	for (size_t i = 0; i < d->cfg.n_tls_sans; i++)
+		if (!mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
 			dns[nd++] = d->cfg.tls_sans[i];
-	}
-	pthread_mutex_lock(&d->ep_mu);
-	n = d->n_endpoints;
-	for (size_t i = 0; i < n; i++) {
-		char *colon;
-
-		mg_config_fmt_addr(&d->ep[i], ipbuf[i], sizeof(ipbuf[i]));
-		/* "1.2.3.4:443" / "[::1]:443" -> the bare address */
-		colon = strrchr(ipbuf[i], ':');
-		*colon = '\0';
-		if (ipbuf[i][0] == '[') {
-			memmove(ipbuf[i], ipbuf[i] + 1, strlen(ipbuf[i]));
-			ipbuf[i][strlen(ipbuf[i]) - 1] = '\0';
-		}
-		ips[ni++] = ipbuf[i];
-	}
-	d->ep_changed = false;
-	pthread_mutex_unlock(&d->ep_mu);
 	o.dns_names = dns;
 	o.n_dns = nd;
 	o.ips = ips;
-	o.n_ips = ni;
+	o.n_ips = leaf_ips(d, d->ep, d->n_endpoints, NULL, 0, ips, bufs);
 	o.validity_seconds = d->cfg.leaf_validity;
 	return mg_tls_server_new(d->ca, &o, err);
+}
+
+/* Reissues the leaf for the IPs of <a> and <b> (see leaf_ips). 0 / -errno,
+ * logged. Runs on the endpoints thread: key generation never blocks the
+ * loop, and the loop keeps serving the old leaf meanwhile. */
+static int reissue_leaf(struct daemon *d, const struct mg_abi_addr *a, size_t n,
+			const struct mg_abi_addr *b, size_t nb)
+{
+	const char **ips = calloc(2 * MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS, sizeof(*ips));
+	char(*bufs)[64] = calloc(2 * MG_ENDPOINTS_MAX, sizeof(*bufs));
+	struct mg_tls_err err = { { 0 } };
+	size_t ni;
+	int rc = -ENOMEM;
+
+	if (ips && bufs) {
+		ni = leaf_ips(d, a, n, b, nb, ips, bufs);
+		rc = mg_tls_server_set_ips(d->tls, ips, ni, &err);
+	}
+	if (rc)
+		mg_log_json("error", json_pack("{s:s,s:s}", "event", "tls_leaf_failed", "error",
+					       rc == -ENOMEM ? "out of memory" : err.msg));
+	else
+		mg_log_json("info", json_pack("{s:s,s:I}", "event", "tls_leaf_reissued", "ips",
+					      (json_int_t)ni));
+	free(ips);
+	free(bufs);
+	return rc;
+}
+
+/* The endpoints module's apply callback: a new set of API addresses.
+ * Order matters. A pod whose connect is redirected to an address must meet
+ * a leaf naming it, so the leaf covering old and new addresses is in place
+ * before the map changes; after it, a leaf for the new set alone. If the
+ * leaf cannot be issued the map is still updated (an address pods dial
+ * must be redirected, whatever the certificate) and -EIO makes the module
+ * retry, keeping /readyz at 503 meanwhile. */
+static int apply_endpoints(void *data, const struct mg_abi_addr *addrs, size_t n)
+{
+	struct daemon *d = data;
+	int leaf_rc, rc;
+
+	leaf_rc = reissue_leaf(d, d->ep, d->n_endpoints, addrs, n);
+	rc = mg_loader_set_endpoints(d->loader, addrs, n);
+	if (rc)
+		return rc;
+	memcpy(d->ep, addrs, n * sizeof(*addrs));
+	d->n_endpoints = n;
+	if (leaf_rc || reissue_leaf(d, addrs, n, NULL, 0))
+		return -EIO;
+	return 0;
 }
 
 static SSL_CTX *server_ctx(void *data)
@@ -274,33 +237,17 @@ static SSL_CTX *server_ctx(void *data)
 	return mg_tls_server_ctx(d->tls);
 }
 
-/* Once a second on the loop: reissue the leaf when the endpoint addresses
- * changed, renew it before expiry. Open connections keep their context. */
+/* Once a second on the loop: renew the leaf before expiry. Open
+ * connections keep their context. */
 static void on_tls_timer(struct mg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct daemon *d = data;
 	struct mg_tls_err err;
-	bool changed;
 	int rc;
 
 	(void)loop;
 	(void)fd;
 	(void)events;
-	pthread_mutex_lock(&d->ep_mu);
-	changed = d->ep_changed;
-	pthread_mutex_unlock(&d->ep_mu);
-	if (changed) {
-		struct mg_tls_server *t = build_tls(d, &err);
-
-		if (t) {
-			mg_tls_server_free(d->tls);
-			d->tls = t;
-			mg_log_json("info", json_pack("{s:s}", "event", "tls_leaf_reissued"));
-		} else {
-			mg_log_json("error", json_pack("{s:s,s:s}", "event", "tls_leaf_failed",
-						       "error", err.msg));
-		}
-	}
 	rc = mg_tls_server_maybe_renew(d->tls, time(NULL));
 	if (rc > 0)
 		mg_log_json("info", json_pack("{s:s}", "event", "tls_leaf_renewed"));
@@ -370,6 +317,31 @@ static struct mg_creds *build_creds(struct daemon *d)
 
 /* ---- admin ---- */
 
+static void write_endpoint_metrics(struct daemon *d, FILE *f)
+{
+	struct mg_endpoints_stats es;
+
+	mg_endpoints_get_stats(d->endpoints, &es);
+	fprintf(f,
+		"# HELP mcpgate_api_endpoints Addresses in api_endpoints (the last good set).\n"
+		"# TYPE mcpgate_api_endpoints gauge\n"
+		"mcpgate_api_endpoints %zu\n"
+		"# HELP mcpgate_endpoints_fetches_kept_total Endpoint fetches that kept the last "
+		"good set, by why.\n"
+		"# TYPE mcpgate_endpoints_fetches_kept_total counter\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"failed\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"empty\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"overflow\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"apply_failed\"} %llu\n"
+		"# HELP mcpgate_endpointslices_rejected_total EndpointSlices labelled for the "
+		"kubernetes Service but not written by the API server, summed over fetches.\n"
+		"# TYPE mcpgate_endpointslices_rejected_total counter\n"
+		"mcpgate_endpointslices_rejected_total %llu\n",
+		es.n_current, (unsigned long long)es.fetches_failed,
+		(unsigned long long)es.fetches_empty, (unsigned long long)es.overflows,
+		(unsigned long long)es.apply_failed, (unsigned long long)es.rejected_slices);
+}
+
 static char *metrics_text(struct daemon *d)
 {
 	uint64_t cnt[MG_CNT_MAX] = { 0 };
@@ -421,6 +393,7 @@ static char *metrics_text(struct daemon *d)
 		(unsigned long long)st.active,
 		(unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
 		mg_pods_intercepted(d->pods));
+	write_endpoint_metrics(d, f);
 	mg_proxy_write_metrics(d->proxy, f);
 	fclose(f);
 	return out;
@@ -435,11 +408,10 @@ static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
 		r->body = strdup("ok\n");
 	} else if (!strcmp(path, "/readyz")) {
 		bool attached = mg_loader_attached(d->loader), synced = mg_pods_synced(d->pods),
-		     ep;
+		     ep = mg_endpoints_synced(d->endpoints);
 
-		pthread_mutex_lock(&d->ep_mu);
-		ep = d->ep_synced;
-		pthread_mutex_unlock(&d->ep_mu);
+		/* "api endpoints synced" means the set from the API is in the
+		 * map AND the leaf names every address in it. */
 		r->status = attached && synced && ep ? 200 : 503;
 		if (asprintf(&r->body, "programs attached: %s\npod watch synced: %s\n"
 				       "api endpoints synced: %s\n",
@@ -534,7 +506,6 @@ int main(int argc, char **argv)
 			    merr.reason ? merr.reason : strerror(errno));
 	}
 	signal(SIGPIPE, SIG_IGN);
-	pthread_mutex_init(&d.ep_mu, NULL);
 
 	lo.cgroup_path = d.cfg.cgroup_path;
 	lo.pin_dir = d.cfg.pin_dir;
@@ -561,9 +532,7 @@ int main(int argc, char **argv)
 		d.client_ctx = mg_tls_client_ctx_new(d.cfg.api_ca_file, &terr);
 		if (!d.client_ctx)
 			die("upstream TLS (--api-ca-file %s): %s", d.cfg.api_ca_file, terr.msg);
-		for (size_t i = 0; i < d.cfg.n_endpoints; i++)
-			d.ep[i] = d.cfg.endpoints[i];
-		d.n_endpoints = d.cfg.n_endpoints;
+		d.n_endpoints = initial_endpoints(&d);
 		d.tls = build_tls(&d, &terr);
 		if (!d.tls)
 			die("proxy certificate: %s", terr.msg);
@@ -572,9 +541,10 @@ int main(int argc, char **argv)
 	if ((rc = mg_loop_new(&d.loop)))
 		die("event loop: %s", strerror(-rc));
 
-	/* Initial API endpoints: the configured ones, before any API answer. */
-	if (d.cfg.n_endpoints &&
-	    (rc = mg_loader_set_endpoints(d.loader, d.cfg.endpoints, d.cfg.n_endpoints)))
+	/* Initial API endpoints, before any API answer: the configured ones
+	 * and what a predecessor left (never fewer: a dropped address would
+	 * let pods around the proxy until the first fetch). */
+	if (d.n_endpoints && (rc = mg_loader_set_endpoints(d.loader, d.ep, d.n_endpoints)))
 		die("api_endpoints map: %s", strerror(-rc));
 
 	po.cgroup_root = d.cfg.cgroup_path;
@@ -597,9 +567,21 @@ int main(int argc, char **argv)
 		die("out of memory");
 	if ((rc = mg_pods_watch_start(d.pods, d.kube)))
 		die("pod watch thread: %s", strerror(-rc));
-	if ((rc = pthread_create(&d.ep_thread, NULL, endpoints_main, &d)))
-		die("endpoints thread: %s", strerror(rc));
-	d.ep_started = true;
+	{
+		struct mg_endpoints_opts eo = { 0 };
+
+		eo.kube = d.kube;
+		eo.extra = d.cfg.endpoints;
+		eo.n_extra = d.cfg.n_endpoints;
+		eo.initial = d.ep;
+		eo.n_initial = d.n_endpoints;
+		eo.interval_s = d.cfg.endpoints_interval;
+		eo.apply = apply_endpoints;
+		eo.apply_data = &d;
+		if ((rc = mg_endpoints_new(&d.endpoints, &eo)) ||
+		    (rc = mg_endpoints_start(d.endpoints)))
+			die("endpoints thread: %s", strerror(-rc));
+	}
 
 	pxo.loop = d.loop;
 	pxo.loader = d.loader;
@@ -643,8 +625,7 @@ int main(int argc, char **argv)
 	rc = mg_loop_run(d.loop);
 
 	d.stop = true;
-	if (d.ep_started)
-		pthread_join(d.ep_thread, NULL);
+	mg_endpoints_free(d.endpoints);
 	mg_admin_free(d.admin);
 	mg_proxy_free(d.proxy);
 	mg_creds_free(d.creds);
