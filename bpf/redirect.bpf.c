@@ -1,17 +1,26 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
  * mcpgate kernel half: send selected pods' API-server connections to the
- * node-local proxy and remember where they were going.
+ * node-local proxy, remember where they were going, and keep pods the daemon
+ * has not classified (pending, or unknown with refuse-unknown) away from the
+ * API server.
  *
- *   cgroup/connect4|6   selected pod + API endpoint -> rewrite dst to the
- *                       proxy, record the origin by socket cookie
+ *   cgroup/connect4|6   first `intercept` entry on the cgroup's ancestor path:
+ *                       SELECTED + API endpoint -> rewrite dst to the proxy,
+ *                       record the origin by socket cookie; PENDING (or no
+ *                       entry with MG_SET_REFUSE_UNKNOWN) + API endpoint ->
+ *                       refuse, count, event; PASS -> untouched
  *   sockops             TCP_CONNECT_CB (source port chosen, SYN not sent):
  *                       copy the origin to `origins` under the 4-tuple the
- *                       proxy will see on accept(); STATE_CB: forget it
+ *                       proxy will see on accept(); STATE_CB to CLOSE: forget
+ *                       both, so a later socket with the same 4-tuple never
+ *                       inherits a dead connection's pod
  *   cgroup/getpeername4|6  the pod still sees the address it dialled
  *
  * Attached once, with bpf links, at the kubepods cgroup so these hooks run
  * before a socket load-balancer attached at the root rewrites the ClusterIP.
+ * UAPI context structs only (no vmlinux.h, no kfuncs): loads on Linux 5.8+
+ * (ring buffer), checked on 6.1 by `make test-kernel`.
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
@@ -33,7 +42,8 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-/* Pod-level cgroup ids (directory inodes) of the selected pods. */
+/* Pod-level cgroup ids (directory inodes) -> what to do with the pod's API
+ * connects (struct mg_abi_pod: pass, selected, pending). */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);
 	__uint(max_entries, MG_INTERCEPT_MAX);
@@ -83,6 +93,23 @@ struct {
 	__type(value, __u64);
 } counters SEC(".maps");
 
+/* Refusals and drops the daemon logs with the pod's identity (struct
+ * mg_abi_event). Best effort: rate-limited per CPU and lost when full; the
+ * counters are exact. */
+#define MG_EVENTS_BYTES (64 * 1024)
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MG_EVENTS_BYTES);
+} events SEC(".maps");
+
+/* Per-CPU event budget (mg_event_allow); internal, not pinned. */
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct mg_event_budget);
+} event_budget SEC(".maps");
+
 /* Context fields must be read with exactly the width the verifier allows:
  * without this, clang merges two adjacent 4-byte loads of an IPv6 address
  * into one 8-byte load, which the verifier rejects. */
@@ -96,19 +123,58 @@ static __always_inline void count(__u32 idx)
 		*v += 1;
 }
 
-/* Returns the id of the caller's cgroup or nearest ancestor that is a
- * selected pod, or 0. Walking ancestors means every container cgroup a
- * selected pod ever gets is covered without a map update. */
-static __always_inline __u64 find_pod(void)
+static __always_inline __u32 settings_flags(void)
+{
+	struct mg_abi_settings *s;
+	__u32 zero = 0;
+
+	s = bpf_map_lookup_elem(&settings, &zero);
+	return s ? s->flags : 0;
+}
+
+/* Queues one event for the daemon unless this CPU's budget is spent. */
+static __always_inline void emit_event(__u32 type, __u32 tgid, __u64 pod_id, __u64 cgroup_id,
+				       const struct mg_abi_addr *dst)
+{
+	struct mg_event_budget *b;
+	struct mg_abi_event *e;
+	__u64 now = bpf_ktime_get_ns();
+	__u32 zero = 0;
+
+	b = bpf_map_lookup_elem(&event_budget, &zero);
+	if (!b || !mg_event_allow(b, now))
+		return;
+	e = bpf_ringbuf_reserve(&events, sizeof(*e), 0);
+	if (!e)
+		return;
+	e->type = type;
+	e->tgid = tgid;
+	e->pod_cgroup_id = pod_id;
+	e->cgroup_id = cgroup_id;
+	e->ktime_ns = now;
+	e->dst = *dst;
+	bpf_ringbuf_submit(e, 0);
+}
+
+/* Returns the `intercept` entry of the caller's cgroup or of its nearest
+ * ancestor that has one, with that cgroup's id in <*pod_id>; NULL (and 0)
+ * when none has. Walking ancestors means every container cgroup a pod ever
+ * gets is covered without a map update. */
+static __always_inline const struct mg_abi_pod *find_pod(__u64 *pod_id)
 {
 	for (int lvl = 0; lvl < MG_MAX_CGROUP_DEPTH; lvl++) {
 		__u64 id = bpf_get_current_ancestor_cgroup_id(lvl);
+		const struct mg_abi_pod *v;
 
 		if (!id)
 			break;
-		if (bpf_map_lookup_elem(&intercept, &id))
-			return id;
+		v = bpf_map_lookup_elem(&intercept, &id);
+		if (v) {
+			*pod_id = id;
+			return v;
+		}
 	}
+	*pod_id = 0;
 	return 0;
 }
 
@@ -122,16 +188,27 @@ decide(struct bpf_sock_addr *ctx, const struct mg_abi_addr *dst, __u32 family, i
 {
 	struct mg_abi_origin o = {};
 	const struct mg_abi_addr *proxy;
+	const struct mg_abi_pod *pod;
 	struct mg_abi_settings *s;
 	__u32 zero = 0;
-	__u64 pod, cookie;
+	__u64 pod_id, cookie;
+	int is_api;
 
-	pod = find_pod();
-	if (!pod)
+	pod = find_pod(&pod_id);
+	is_api = bpf_map_lookup_elem(&api_endpoints, dst) != 0;
+	switch (mg_decide(pod, settings_flags(), is_api)) {
+	case MG_VERDICT_PASS:
+		if (pod && pod->state == MG_POD_SELECTED)
+			count(MG_CNT_PASSED);
 		return 0;
-	if (!bpf_map_lookup_elem(&api_endpoints, dst)) {
-		count(MG_CNT_PASSED);
+	case MG_VERDICT_REFUSE_UNKNOWN:
+		count(MG_CNT_REFUSED_UNKNOWN);
+		emit_event(MG_EV_REFUSED_UNKNOWN, bpf_get_current_pid_tgid() >> 32, pod_id,
+			   bpf_get_current_cgroup_id(), dst);
+		*refuse = 1;
 		return 0;
+	case MG_VERDICT_REDIRECT:
+		break;
 	}
 
 	s = bpf_map_lookup_elem(&settings, &zero);
@@ -144,7 +221,7 @@ decide(struct bpf_sock_addr *ctx, const struct mg_abi_addr *dst, __u32 family, i
 
 	cookie = bpf_get_socket_cookie(ctx);
 	o.orig_dst = *dst;
-	o.pod_cgroup_id = pod;
+	o.pod_cgroup_id = pod_id;
 	o.cgroup_id = bpf_get_current_cgroup_id();
 	o.netns_cookie = bpf_get_netns_cookie(ctx);
 	o.socket_cookie = cookie;
@@ -230,20 +307,12 @@ static __always_inline void check_direct(struct bpf_sock_ops *skops)
 		count(MG_CNT_ORIGIN_MISSING);
 }
 
-/* TCP_CONNECT_CB: the source port is chosen and the SYN not yet sent, so the
- * 4-tuple is final and the proxy cannot accept() before the record exists. */
-static __always_inline void on_tcp_connect(struct bpf_sock_ops *skops)
+/* Fills <t> with the socket's 4-tuple as the proxy sees it on accept().
+ * Called at TCP_CONNECT_CB and again at the CLOSE state change, which runs
+ * before the kernel unhashes the socket, so both calls see the same ports. */
+static __always_inline void sock_tuple(struct bpf_sock_ops *skops, struct mg_abi_tuple *t)
 {
-	struct mg_abi_tuple t = {};
-	struct mg_abi_origin *o;
-	__u64 cookie = bpf_get_socket_cookie(skops);
 	__u32 r6[4];
-
-	o = bpf_map_lookup_elem(&socks, &cookie);
-	if (!o) {
-		check_direct(skops);
-		return;
-	}
 
 	r6[0] = CTX_U32(skops->remote_ip6[0]);
 	r6[1] = CTX_U32(skops->remote_ip6[1]);
@@ -254,8 +323,8 @@ static __always_inline void on_tcp_connect(struct bpf_sock_ops *skops)
 	if (skops->family == AF_INET || mg_ip6_is_v4mapped(r6)) {
 		/* A v4-mapped socket's v6 source is set only after tcp_connect()
 		 * returns; its IPv4 fields are already final here. */
-		mg_addr_set_v4(&t.client, skops->local_ip4, bpf_htons(skops->local_port));
-		mg_addr_set_v4(&t.proxy, skops->remote_ip4, bpf_htons(bpf_ntohl(skops->remote_port)));
+		mg_addr_set_v4(&t->client, skops->local_ip4, bpf_htons(skops->local_port));
+		mg_addr_set_v4(&t->proxy, skops->remote_ip4, bpf_htons(bpf_ntohl(skops->remote_port)));
 	} else {
 		__u32 l6[4];
 
@@ -263,31 +332,62 @@ static __always_inline void on_tcp_connect(struct bpf_sock_ops *skops)
 		l6[1] = CTX_U32(skops->local_ip6[1]);
 		l6[2] = CTX_U32(skops->local_ip6[2]);
 		l6[3] = CTX_U32(skops->local_ip6[3]);
-		mg_addr_set_v6(&t.client, l6, bpf_htons(skops->local_port));
-		mg_addr_set_v6(&t.proxy, r6, bpf_htons(bpf_ntohl(skops->remote_port)));
+		mg_addr_set_v6(&t->client, l6, bpf_htons(skops->local_port));
+		mg_addr_set_v6(&t->proxy, r6, bpf_htons(bpf_ntohl(skops->remote_port)));
 	}
+}
+
+/* TCP_CONNECT_CB: the source port is chosen and the SYN not yet sent, so the
+ * 4-tuple is final and the proxy cannot accept() before the record exists. */
+static __always_inline void on_tcp_connect(struct bpf_sock_ops *skops)
+{
+	struct mg_abi_tuple t = {};
+	struct mg_abi_origin *o;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+
+	o = bpf_map_lookup_elem(&socks, &cookie);
+	if (!o) {
+		check_direct(skops);
+		return;
+	}
+	sock_tuple(skops, &t);
 	if (bpf_map_update_elem(&origins, &t, o, BPF_ANY)) {
 		count(MG_CNT_MAP_FULL);
 		return;
 	}
-	/* Ask for state callbacks so the cookie record goes with the socket. */
+	/* Ask for state callbacks so the records go with the socket. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+}
+
+/* The pod's socket is closing (closed, reset, refused, timed out, or into
+ * TIME_WAIT). Its `origins` entry, if the proxy has not taken it yet (the
+ * connection was reset in the accept queue, or never accepted), must go
+ * now: otherwise the next socket with the same 4-tuple (a hostNetwork pod
+ * binding the same port, a reused pod IP) would be served as this pod. Only
+ * this socket's own entry is removed, by its cookie. */
+static __always_inline void on_tcp_close(struct bpf_sock_ops *skops)
+{
+	struct mg_abi_tuple t = {};
+	struct mg_abi_origin *o;
+	__u64 cookie = bpf_get_socket_cookie(skops);
+
+	sock_tuple(skops, &t);
+	o = bpf_map_lookup_elem(&origins, &t);
+	if (o && o->socket_cookie == cookie)
+		bpf_map_delete_elem(&origins, &t);
+	bpf_map_delete_elem(&socks, &cookie);
 }
 
 SEC("sockops")
 int mg_sockops(struct bpf_sock_ops *skops)
 {
-	__u64 cookie;
-
 	switch (skops->op) {
 	case BPF_SOCK_OPS_TCP_CONNECT_CB:
 		on_tcp_connect(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
-		if (skops->args[1] == TCP_CLOSE_STATE) {
-			cookie = bpf_get_socket_cookie(skops);
-			bpf_map_delete_elem(&socks, &cookie);
-		}
+		if (skops->args[1] == TCP_CLOSE_STATE)
+			on_tcp_close(skops);
 		break;
 	default:
 		break;

@@ -21,6 +21,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "mcpgate/config.h"
 #include "mcpgate/creds.h"
 #include "mcpgate/loader.h"
 #include "mcpgate/mask.h"
@@ -95,11 +96,17 @@ static int cmd_eks_token(int argc, char **argv)
 	return 0;
 }
 
+/* Prints what is pinned under <pin_dir>: the ABI and settings the last
+ * daemon wrote, how many pod cgroups are classified, and every counter. */
 static int cmd_status(const char *pin_dir)
 {
-	char path[512];
-	__u64 vals[1024];
+	struct mg_abi_settings st;
+	unsigned long n_state[3] = { 0 }, n_other = 0;
+	char path[512], a4[64], a6[64];
+	__u64 vals[1024], key, next;
 	int fd, ncpu = libbpf_num_possible_cpus();
+	void *prev = NULL;
+	__u32 zero = 0;
 
 	snprintf(path, sizeof(path), "%s/counters", pin_dir);
 	fd = bpf_obj_get(path);
@@ -118,6 +125,37 @@ static int cmd_status(const char *pin_dir)
 		printf("  %-16s %llu\n", mg_loader_counter_names[i], sum);
 	}
 	close(fd);
+
+	snprintf(path, sizeof(path), "%s/settings", pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd >= 0 && bpf_map_lookup_elem(fd, &zero, &st) == 0)
+		printf("abi: v%u (this build v%d)\nproxy: %s %s\nunknown pods: %s\n",
+		       st.abi_version, MG_ABI_VERSION,
+		       st.proxy4.port ? mg_config_fmt_addr(&st.proxy4, a4, sizeof(a4)) : "-",
+		       st.proxy6.port ? mg_config_fmt_addr(&st.proxy6, a6, sizeof(a6)) : "-",
+		       st.flags & MG_SET_REFUSE_UNKNOWN ? "refuse" : "pass");
+	if (fd >= 0)
+		close(fd);
+
+	snprintf(path, sizeof(path), "%s/intercept", pin_dir);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return 0;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		struct mg_abi_pod v;
+
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0) {
+			if (v.state < 3)
+				n_state[v.state]++;
+			else
+				n_other++;
+		}
+		key = next;
+		prev = &key;
+	}
+	close(fd);
+	printf("pod cgroups: %lu selected, %lu pending, %lu pass%s\n", n_state[MG_POD_SELECTED],
+	       n_state[MG_POD_PENDING], n_state[MG_POD_PASS], n_other ? ", others unknown" : "");
 	return 0;
 }
 

@@ -120,6 +120,9 @@ static const struct opt opts[] = {
 	{ "token-review", OPT_BOOL, offsetof(struct mg_config, token_review), 0,
 	  "check each pod's own token with a TokenReview: it must belong to the pod's "
 	  "ServiceAccount, else 401 (default false)" },
+	{ "unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
+	  "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
+	  "daemon has not classified yet (default pass)" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -423,6 +426,7 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	strcpy(c->cluster_domain, "cluster.local");
 	c->leaf_validity = 86400;
 	strcpy(c->creds_provider, "none");
+	strcpy(c->unknown_pods, "pass");
 
 	for (size_t i = 0; i < N_OPTS; i++)
 		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };
@@ -497,5 +501,8 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 		return err_line(errbuf, errlen, "--leaf-validity: at least 300 seconds");
 	if (c->endpoints_interval == 0)
 		return err_line(errbuf, errlen, "--endpoints-interval: must be at least 1 second");
+	if (strcmp(c->unknown_pods, "refuse") && strcmp(c->unknown_pods, "pass"))
+		return err_line(errbuf, errlen, "--unknown-pods: refuse or pass, not %s",
+				c->unknown_pods);
 	return 0;
 }

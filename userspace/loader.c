@@ -32,11 +32,20 @@
 #define BPF_FS_MAGIC 0xcafe4a11
 #endif
 
-enum { MAP_INTERCEPT, MAP_ENDPOINTS, MAP_SOCKS, MAP_ORIGINS, MAP_SETTINGS, MAP_COUNTERS, MAP_NR };
+enum {
+	MAP_INTERCEPT,
+	MAP_ENDPOINTS,
+	MAP_SOCKS,
+	MAP_ORIGINS,
+	MAP_SETTINGS,
+	MAP_COUNTERS,
+	MAP_EVENTS,
+	MAP_NR
+};
 enum { LINK_CONNECT4, LINK_CONNECT6, LINK_SOCKOPS, LINK_PEER4, LINK_PEER6, LINK_NR };
 
 static const char *const map_names[MAP_NR] = {
-	"intercept", "api_endpoints", "socks", "origins", "settings", "counters",
+	"intercept", "api_endpoints", "socks", "origins", "settings", "counters", "events",
 };
 static const char *const link_names[LINK_NR] = {
 	"link_connect4", "link_connect6", "link_sockops", "link_getpeername4", "link_getpeername6",
@@ -57,6 +66,9 @@ struct mg_loader {
 	int link_fd[LINK_NR];
 	bool reused;
 	int ncpus;
+	struct ring_buffer *events;
+	mg_loader_event_cb *ev_cb;	/* set during mg_loader_read_events() */
+	void *ev_data;
 };
 
 static int fail(struct mg_loader_err *err, int rc, const char *fmt, ...)
@@ -176,21 +188,90 @@ static int remove_pins(const char *dir, bool detach)
 	return rc;
 }
 
-/* Opens every pin under <dir> into <l>. */
+/* A pinned install made by another ABI cannot be driven by this build: its
+ * maps hold other layouts. The settings map records the ABI version of the
+ * loader that last wrote it; every map's layout is compared too (against
+ * this build's object, opened but not loaded), so a layout change that
+ * forgot the version bump is caught as well. */
+static int abi_mismatch(struct mg_loader_err *err, unsigned pinned, const char *detail)
+{
+	return fail(err, -EPROTO, "pinned mcpgate programs are ABI v%u, this is v%d%s: run "
+				  "mcpgatectl uninstall",
+		    pinned, MG_ABI_VERSION, detail);
+}
+
+static int check_pinned_abi(struct mg_loader *l, const char *dir, struct mg_loader_err *err)
+{
+	struct mg_abi_settings cur;
+	struct mg_redirect *skel;
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), zero = 0;
+	char path[600], detail[200];
+	int rc = 0;
+
+	pin_path(path, sizeof(path), dir, map_names[MAP_SETTINGS]);
+	l->map_fd[MAP_SETTINGS] = bpf_obj_get(path);
+	if (l->map_fd[MAP_SETTINGS] < 0)
+		return fail(err, -errno,
+			    "pinned map %s: %s (incomplete install: run mcpgatectl uninstall)", path,
+			    strerror(errno));
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(l->map_fd[MAP_SETTINGS], &info, &len))
+		return fail(err, -errno, "bpf_obj_get_info_by_fd(%s): %s", path, strerror(errno));
+	if (info.value_size != sizeof(cur))
+		return abi_mismatch(err, 0, " (settings of another size)");
+	if (bpf_map_lookup_elem(l->map_fd[MAP_SETTINGS], &zero, &cur))
+		return fail(err, -errno, "reading %s: %s", path, strerror(errno));
+	if (cur.abi_version != MG_ABI_VERSION)
+		return abi_mismatch(err, cur.abi_version, "");
+
+	skel = mg_redirect__open();
+	if (!skel)
+		return fail(err, -errno ? -errno : -EINVAL, "opening the eBPF object: %s",
+			    strerror(errno));
+	for (int i = 0; i < MAP_NR && !rc; i++) {
+		const struct bpf_map *m = bpf_object__find_map_by_name(skel->obj, map_names[i]);
+
+		pin_path(path, sizeof(path), dir, map_names[i]);
+		if (l->map_fd[i] < 0)
+			l->map_fd[i] = bpf_obj_get(path);
+		if (l->map_fd[i] < 0) {
+			snprintf(detail, sizeof(detail), " (no pinned map %s)", map_names[i]);
+			rc = abi_mismatch(err, cur.abi_version, detail);
+			break;
+		}
+		len = sizeof(info);
+		memset(&info, 0, sizeof(info));
+		if (bpf_obj_get_info_by_fd(l->map_fd[i], &info, &len)) {
+			rc = fail(err, -errno, "bpf_obj_get_info_by_fd(%s): %s", path,
+				  strerror(errno));
+			break;
+		}
+		if (!m || info.type != bpf_map__type(m) || info.key_size != bpf_map__key_size(m) ||
+		    info.value_size != bpf_map__value_size(m) ||
+		    info.max_entries != bpf_map__max_entries(m)) {
+			snprintf(detail, sizeof(detail),
+				 " (map %s: type %u key %u value %u max %u, this build's differs)",
+				 map_names[i], info.type, info.key_size, info.value_size,
+				 info.max_entries);
+			rc = abi_mismatch(err, cur.abi_version, detail);
+		}
+	}
+	mg_redirect__destroy(skel);
+	return rc;
+}
+
+/* Opens every pin under <dir> into <l>, after checking they are of this
+ * build's ABI. */
 static int open_pins(struct mg_loader *l, const char *dir, uint64_t cgroup_id,
 		     struct mg_loader_err *err)
 {
 	char path[600];
+	int rc;
 
-	for (int i = 0; i < MAP_NR; i++) {
-		pin_path(path, sizeof(path), dir, map_names[i]);
-		l->map_fd[i] = bpf_obj_get(path);
-		if (l->map_fd[i] < 0)
-			return fail(err, -errno,
-				    "pinned map %s: %s (incomplete install: run mcpgatectl "
-				    "uninstall)",
-				    path, strerror(errno));
-	}
+	rc = check_pinned_abi(l, dir, err);
+	if (rc)
+		return rc;
 	for (int i = 0; i < LINK_NR; i++) {
 		struct bpf_link_info info;
 		__u32 len = sizeof(info);
@@ -240,6 +321,7 @@ static int attach_fresh(struct mg_loader *l, const struct mg_loader_opts *o, con
 	maps[MAP_ORIGINS] = skel->maps.origins;
 	maps[MAP_SETTINGS] = skel->maps.settings;
 	maps[MAP_COUNTERS] = skel->maps.counters;
+	maps[MAP_EVENTS] = skel->maps.events;
 	progs[LINK_CONNECT4] = skel->progs.mg_connect4;
 	progs[LINK_CONNECT6] = skel->progs.mg_connect6;
 	progs[LINK_SOCKOPS] = skel->progs.mg_sockops;
@@ -329,6 +411,42 @@ out:
 	return rc;
 }
 
+/* ---- events ---- */
+
+/* libbpf's per-record callback: hands a complete record to the caller of
+ * mg_loader_read_events(). A record of another size (a newer kernel half
+ * would have been refused by the ABI check) is skipped. */
+static int on_event_sample(void *ctx, void *data, size_t size)
+{
+	struct mg_loader *l = ctx;
+	struct mg_abi_event ev;
+
+	if (size < sizeof(ev) || !l->ev_cb)
+		return 0;
+	memcpy(&ev, data, sizeof(ev));
+	l->ev_cb(l->ev_data, &ev);
+	return 0;
+}
+
+int mg_loader_events_fd(struct mg_loader *l)
+{
+	return l && l->events ? ring_buffer__epoll_fd(l->events) : -1;
+}
+
+int mg_loader_read_events(struct mg_loader *l, mg_loader_event_cb *cb, void *data)
+{
+	int n;
+
+	if (!l->events)
+		return -EBADF;
+	l->ev_cb = cb;
+	l->ev_data = data;
+	n = ring_buffer__consume(l->events);
+	l->ev_cb = NULL;
+	l->ev_data = NULL;
+	return n;
+}
+
 /* ---- public ---- */
 
 int mg_loader_open(struct mg_loader **out, const struct mg_loader_opts *o,
@@ -386,6 +504,12 @@ int mg_loader_open(struct mg_loader **out, const struct mg_loader_opts *o,
 			goto err;
 		}
 	}
+	l->events = ring_buffer__new(l->map_fd[MAP_EVENTS], on_event_sample, l, NULL);
+	if (!l->events) {
+		rc = fail(err, -errno ? -errno : -EINVAL, "ring buffer on the events map: %s",
+			  strerror(errno));
+		goto err;
+	}
 	*out = l;
 	return 0;
 err:
@@ -397,6 +521,7 @@ void mg_loader_close(struct mg_loader *l)
 {
 	if (!l)
 		return;
+	ring_buffer__free(l->events);
 	for (int i = 0; i < MAP_NR; i++)
 		if (l->map_fd[i] >= 0)
 			close(l->map_fd[i]);
@@ -579,4 +704,15 @@ int mg_loader_uninstall(const char *pin_dir, struct mg_loader_err *err)
 	}
 	closedir(d);
 	return 0;
+}
+
+/* ---- cutting a pod's open API connections ---- */
+
+int mg_loader_destroy_pod_sockets(struct mg_loader *l, uint64_t pod_cgroup_id,
+				  const char *pod_cgroup_dir)
+{
+	(void)l;
+	(void)pod_cgroup_id;
+	(void)pod_cgroup_dir;
+	return -EOPNOTSUPP;
 }

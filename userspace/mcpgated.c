@@ -448,6 +448,42 @@ static void on_inotify(struct mg_loop *loop, int fd, uint32_t events, void *data
 	mg_pods_on_inotify(data);
 }
 
+/* ---- kernel events ---- */
+
+/* Logs one refusal or drop of the kernel half with the pod it came from
+ * (namespace/name/uid when the cgroup is known; a pending or unknown pod
+ * may have none yet). */
+static void log_kernel_event(void *data, const struct mg_abi_event *ev)
+{
+	struct daemon *d = data;
+	struct mg_pod_ident id = { 0 };
+	char dst[64];
+	json_t *j;
+
+	j = json_pack("{s:s,s:I,s:I,s:s}", "event",
+		      ev->type == MG_EV_EGRESS_DROPPED ? "egress_dropped" : "refused_unknown",
+		      "pod_cgroup_id", (json_int_t)ev->pod_cgroup_id, "cgroup_id",
+		      (json_int_t)ev->cgroup_id, "dst", mg_config_fmt_addr(&ev->dst, dst, sizeof(dst)));
+	if (ev->tgid)
+		json_object_set_new(j, "pid", json_integer(ev->tgid));
+	if (ev->pod_cgroup_id && mg_pods_lookup(d->pods, ev->pod_cgroup_id, ev->cgroup_id, &id) == 0)
+		json_object_set_new(j, "pod",
+				    json_pack("{s:s,s:s,s:s,s:b}", "namespace", id.namespace, "name",
+					      id.name, "uid", id.uid, "known", id.known));
+	mg_pod_ident_release(&id);
+	mg_log_json("warn", j);
+}
+
+static void on_kernel_events(struct mg_loop *loop, int fd, uint32_t events, void *data)
+{
+	struct daemon *d = data;
+
+	(void)loop;
+	(void)fd;
+	(void)events;
+	mg_loader_read_events(d->loader, log_kernel_event, d);
+}
+
 /* ---- setup ---- */
 
 /* Puts the proxy addresses on the node: the dummy interface if the kernel
@@ -514,6 +550,8 @@ int main(int argc, char **argv)
 		mg_config_parse_addr(d.cfg.proxy_addr4, d.cfg.proxy_port, &lo.settings.proxy4);
 	if (d.cfg.proxy_addr6[0])
 		mg_config_parse_addr(d.cfg.proxy_addr6, d.cfg.proxy_port, &lo.settings.proxy6);
+	if (!strcmp(d.cfg.unknown_pods, "refuse"))
+		lo.settings.flags |= MG_SET_REFUSE_UNKNOWN;
 	rc = mg_loader_open(&d.loader, &lo, &lerr);
 	if (rc)
 		die("%s", lerr.msg);
@@ -558,6 +596,8 @@ int main(int argc, char **argv)
 		mg_pods_preset(d.pods, preset, (size_t)npreset);
 	mg_pods_scan(d.pods);
 	mg_loop_add_fd(d.loop, mg_pods_inotify_fd(d.pods), EPOLLIN, on_inotify, d.pods);
+	if (mg_loader_events_fd(d.loader) >= 0)
+		mg_loop_add_fd(d.loop, mg_loader_events_fd(d.loader), EPOLLIN, on_kernel_events, &d);
 
 	ko.server = d.cfg.api_server;
 	ko.ca_file = d.cfg.api_ca_file;

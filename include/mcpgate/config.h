@@ -58,6 +58,8 @@ struct mg_config {
 	char impersonate_groups[512];	/* comma-separated */
 	char mask_config[512];		/* masking configuration (JSON); "" = defaults */
 	bool token_review;		/* check the pod's own token with TokenReview */
+	/* kernel: API connects of pod cgroups with no intercept entry yet */
+	char unknown_pods[8];		/* "refuse" (MG_SET_REFUSE_UNKNOWN) or "pass" */
 };
 
 /**

@@ -138,6 +138,142 @@ out=$(in_pod sel $PROBE 169.254.77.1 6443 --send "x")
 check "proxy port dialled directly from a pod: counted by the kernel as origin_missing" \
 	test "$(rig_metric 'mcpgate_bpf_events_total{event="origin_missing"}')" -gt "$om_before"
 
+# ---- stale origins (issue 8 item 6) ----
+# A selected pod's redirected connection is reset while it waits in the
+# proxy's accept queue (daemon stopped); then an unselected process in the
+# same network namespace (hostNetwork: two cgroups, one netns) binds the same
+# source port and dials the proxy address directly. It must be turned away as
+# having no origin, never served as the selected pod.
+STALE="$RIG_PY $RIG_ROOT_DIR/tests/e2e/lib/stale_origin.py"
+unsel_cg="$(pod_var unsel CG)/$(pod_var unsel CID)"
+stale_case() { # NAME SRC PORT API-ADDR API-PORT PROXY-ADDR
+	local name=$1 src=$2 port=$3 api=$4 aport=$5 proxy=$6 marker out rej om
+	marker="stale-origin-$name-$RANDOM"
+	rej=$(rig_metric 'mcpgate_connections_total{result="rejected_no_origin"}')
+	om=$(rig_metric 'mcpgate_bpf_events_total{event="origin_missing"}')
+	kill -STOP "$RIG_DAEMON_PID"
+	out=$(in_pod sel $STALE reset "$src" "$port" "$api" "$aport")
+	if ! grep -q '"connected": true' <<<"$out"; then
+		kill -CONT "$RIG_DAEMON_PID"; fail "stale origin ($name): first connect ($out)"; return
+	fi
+	(in_pod_bg sel --cgroup "$unsel_cg" $STALE reuse "$src" "$port" "$proxy" 6443 \
+		"/api/v1/namespaces/default/pods/$marker" >"$RIG_DIR/stale-$name.out" 2>&1) &
+	local cpid=$!
+	sleep 0.5 # the reuse connect is queued behind the reset one (no assertion on time)
+	kill -CONT "$RIG_DAEMON_PID"
+	wait "$cpid"
+	out=$(cat "$RIG_DIR/stale-$name.out")
+	check "stale origin ($name): a reused 4-tuple from another cgroup is not served as the first pod" \
+		grep -q '"served": false' <<<"$out"
+	check "stale origin ($name): nothing reached the API server" \
+		test -z "$(grep -- "$marker" "$RIG_DIR/api-requests.jsonl")"
+	check "stale origin ($name): rejected as having no origin" \
+		test "$(rig_metric 'mcpgate_connections_total{result="rejected_no_origin"}')" -gt "$rej"
+	check "stale origin ($name): counted by the kernel as origin_missing" \
+		test "$(rig_metric 'mcpgate_bpf_events_total{event="origin_missing"}')" -gt "$om"
+}
+stale_case ipv4 "$(pod_var sel IP)" 40123 10.96.0.1 443 169.254.77.1
+stale_case ipv6 fd00:100:1::2 40124 fd00:96::1 443 fd00:6d67::1
+stale_case v4-mapped ::ffff:"$(pod_var sel IP)" 40125 ::ffff:10.96.0.1 443 ::ffff:169.254.77.1
+# The fix must not eat the origins of connections the proxy serves.
+out=$(in_pod sel $PROBE 10.96.0.1 443 --hold 0.3)
+check "stale origin: redirect still served afterwards" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
+
+# ---- pods the daemon has not classified (issue 8 item 5, kernel side) ----
+# "ghost": a pod cgroup the API does not know (created after the fake API's
+# state); "stray": a cgroup under the attach point that is not a pod's.
+rig_pod ghost 0
+ghost_cg=$(pod_var ghost CG)
+stray_cg="$RIG_KUBEPODS/stray-$RIG_ID"
+mkdir -p "$stray_cg"; RIG_CGROUPS+=("$stray_cg")
+le64() { $RIG_PY -c 'import struct,sys; print(" ".join("%02x" % b for b in struct.pack("<Q", int(sys.argv[1]))))' "$1"; }
+set_state() { # CGROUP-DIR STATE|del
+	local key; key=$(le64 "$(stat -c %i "$1")")
+	if [ "$2" = del ]; then bpftool map delete pinned "$RIG_PIN/intercept" key hex $key
+	else bpftool map update pinned "$RIG_PIN/intercept" key hex $key value hex "0$2" 00 00 00 00 00 00 00; fi
+}
+ru() { rig_metric 'mcpgate_bpf_events_total{event="refused_unknown"}'; }
+# A pod port on the node with nothing listening: a connect that passes the
+# hook gets ECONNREFUSED (RST), one refused by the hook EPERM.
+node_ip=$(pod_var ghost NODEIP)
+
+ru0=$(ru)
+out=$(in_pod ghost --cgroup "$stray_cg" $PROBE 10.96.0.1 443 --timeout 2)
+check "unknown cgroup, --unknown-pods pass: API connect passes (no route here)" \
+	test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
+check "unknown cgroup, --unknown-pods pass: not counted" test "$(ru)" = "$ru0"
+
+set_state "$ghost_cg" 2
+for dst in "10.96.0.1 443" "fd00:96::1 443" "::ffff:10.96.0.1 443 --family 6" "10.97.0.10 6443"; do
+	ru0=$(ru)
+	# shellcheck disable=SC2086
+	out=$(in_pod ghost $PROBE $dst --timeout 2)
+	pid=$(printf '%s' "$out" | json_get pid)
+	check "pending pod: API connect to ${dst%% --*} refused (EPERM)" test "$(printf '%s' "$out" | json_get errno)" = EPERM
+	check "pending pod: ${dst%% --*} counted as refused_unknown" test "$(ru)" -gt "$ru0"
+	check "pending pod: ${dst%% --*} logged by the daemon with pid and pod cgroup" \
+		rig_wait_log "$RIG_DAEMON_LOG" "\"event\":\"refused_unknown\",\"pod_cgroup_id\":$(stat -c %i "$ghost_cg"),.*\"pid\":$pid[,}]" 5
+done
+out=$(in_pod ghost $PROBE "$node_ip" 9 --timeout 2)
+check "pending pod: a non-API connect passes" test "$(printf '%s' "$out" | json_get errno)" = ECONNREFUSED
+set_state "$ghost_cg" 0
+out=$(in_pod ghost $PROBE 10.96.0.1 443 --timeout 2)
+check "pass state: API connect untouched (no route here)" test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
+set_state "$ghost_cg" 1
+out=$(in_pod ghost $PROBE 10.96.0.1 443 --hold 0.3)
+check "selected state: API connect redirected" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
+set_state "$ghost_cg" del
+
+# --unknown-pods refuse, written into the pinned settings by a restarted
+# daemon that reuses the links.
+rig_kill_pid "$RIG_DAEMON_PID"
+rig_daemon --unknown-pods refuse || fail "mcpgated restarts with --unknown-pods refuse"
+check "refuse-unknown: pinned links reused" grep -q '"reused":true' "$RIG_DAEMON_LOG"
+ru0=$(ru)
+out=$(in_pod ghost --cgroup "$stray_cg" $PROBE 10.96.0.1 443 --timeout 2)
+pid=$(printf '%s' "$out" | json_get pid)
+check "refuse-unknown: API connect of a cgroup with no entry refused (EPERM)" \
+	test "$(printf '%s' "$out" | json_get errno)" = EPERM
+check "refuse-unknown: counted" test "$(ru)" -gt "$ru0"
+check "refuse-unknown: logged with pid" rig_wait_log "$RIG_DAEMON_LOG" "\"event\":\"refused_unknown\",.*\"pid\":$pid[,}]" 5
+out=$(in_pod ghost --cgroup "$stray_cg" $PROBE "$node_ip" 9 --timeout 2)
+check "refuse-unknown: a non-API connect passes" test "$(printf '%s' "$out" | json_get errno)" = ECONNREFUSED
+set_state "$stray_cg" 0
+out=$(in_pod ghost --cgroup "$stray_cg" $PROBE 10.96.0.1 443 --timeout 2)
+check "refuse-unknown: a cgroup with a pass entry is untouched" test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
+set_state "$stray_cg" del
+out=$(in_pod sel $PROBE 10.96.0.1 443 --hold 0.3)
+check "refuse-unknown: selected pod still redirected" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
+st=$("$RIG_BUILD/mcpgatectl" status --pin-dir "$RIG_PIN")
+check "mcpgatectl status: shows refuse-unknown, the ABI and the new counters" \
+	grep -q 'unknown pods: refuse' <<<"$st" && grep -q "abi: v" <<<"$st" &&
+	grep -q 'refused_unknown' <<<"$st" && grep -q 'egress_dropped' <<<"$st"
+rig_kill_pid "$RIG_DAEMON_PID"
+rig_daemon || fail "mcpgated restarts with --unknown-pods pass"
+out=$(in_pod ghost --cgroup "$stray_cg" $PROBE 10.96.0.1 443 --timeout 2)
+check "back to pass: the flag is rewritten on reuse" test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
+
+# ---- ABI check on reuse ----
+# A pinned install of another ABI (settings.abi_version) is refused in one line.
+bpftool map update pinned "$RIG_PIN/settings" key hex 00 00 00 00 value hex \
+	$(bpftool -j map lookup pinned "$RIG_PIN/settings" key hex 00 00 00 00 | $RIG_PY -c '
+import json,sys
+v=[int(x,16) for x in json.load(sys.stdin)["value"]]
+v[40:44]=[1,0,0,0]
+print(" ".join("%02x"%b for b in v))')
+rig_kill_pid "$RIG_DAEMON_PID"
+out=$(nsenter --net="/run/netns/$RIG_NODE" "$RIG_BUILD/mcpgated" --cgroup-path "$RIG_KUBEPODS" --pin-dir "$RIG_PIN" \
+	--api-server https://10.96.0.1 --admin-listen 127.0.0.1:19941 --manage-address false 2>&1 >/dev/null); rc=$?
+check "ABI mismatch on reuse: exit 2 with one line naming both versions ($out)" \
+	test "$rc" = 2 -a "$(printf '%s\n' "$out" | wc -l)" = 1 && grep -q 'pinned mcpgate programs are ABI v1, this is v2: run mcpgatectl uninstall' <<<"$out"
+bpftool map update pinned "$RIG_PIN/settings" key hex 00 00 00 00 value hex \
+	$(bpftool -j map lookup pinned "$RIG_PIN/settings" key hex 00 00 00 00 | $RIG_PY -c '
+import json,sys
+v=[int(x,16) for x in json.load(sys.stdin)["value"]]
+v[40:44]=[2,0,0,0]
+print(" ".join("%02x"%b for b in v))')
+rig_daemon || fail "mcpgated restarts after the ABI check"
+
 # SIGKILL: interception stays, connections are refused, never direct
 kill -KILL "$RIG_DAEMON_PID"; wait "$RIG_DAEMON_PID" 2>/dev/null
 api_before=$(api_conns)

@@ -1,6 +1,8 @@
 /*
  * The eBPF programs' decision helpers (bpf/lib/decide.bpf.h), compiled for
- * userspace: address normalization and which proxy a destination gets.
+ * userspace: address normalization, which proxy a destination gets, what
+ * a connect or an egress packet of each pod state becomes, and the event
+ * rate limit.
  */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -82,12 +84,96 @@ static void test_pick_proxy(void **state)
 	assert_null(mg_pick_proxy(&s, &d4));
 }
 
+/* Every pod state x API or not x refuse-unknown on or off. */
+static void test_decide_states(void **state)
+{
+	const struct mg_abi_pod pass = { .state = MG_POD_PASS },
+				sel = { .state = MG_POD_SELECTED, .sel_gen = 3 },
+				pend = { .state = MG_POD_PENDING };
+	const __u32 flag_sets[2] = { 0, MG_SET_REFUSE_UNKNOWN };
+
+	(void)state;
+	for (int f = 0; f < 2; f++) {
+		__u32 fl = flag_sets[f];
+
+		/* Not an API endpoint: nobody is touched, whatever the state. */
+		assert_int_equal(mg_decide(NULL, fl, 0), MG_VERDICT_PASS);
+		assert_int_equal(mg_decide(&pass, fl, 0), MG_VERDICT_PASS);
+		assert_int_equal(mg_decide(&sel, fl, 0), MG_VERDICT_PASS);
+		assert_int_equal(mg_decide(&pend, fl, 0), MG_VERDICT_PASS);
+		/* An API endpoint: the state decides, the flag does not. */
+		assert_int_equal(mg_decide(&pass, fl, 1), MG_VERDICT_PASS);
+		assert_int_equal(mg_decide(&sel, fl, 1), MG_VERDICT_REDIRECT);
+		assert_int_equal(mg_decide(&pend, fl, 1), MG_VERDICT_REFUSE_UNKNOWN);
+	}
+	/* No entry on the ancestor path: only the flag decides. */
+	assert_int_equal(mg_decide(NULL, 0, 1), MG_VERDICT_PASS);
+	assert_int_equal(mg_decide(NULL, MG_SET_REFUSE_UNKNOWN, 1), MG_VERDICT_REFUSE_UNKNOWN);
+	/* Unknown flag bits do not change the no-entry answer. */
+	assert_int_equal(mg_decide(NULL, 0x80000000u, 1), MG_VERDICT_PASS);
+}
+
+/* A state value this build does not know is read as pending: refused. */
+static void test_decide_unknown_state_fails_closed(void **state)
+{
+	struct mg_abi_pod odd = { .state = 3 };
+
+	(void)state;
+	assert_int_equal(mg_decide(&odd, 0, 1), MG_VERDICT_REFUSE_UNKNOWN);
+	odd.state = 0xffffffffu;
+	assert_int_equal(mg_decide(&odd, 0, 1), MG_VERDICT_REFUSE_UNKNOWN);
+	assert_int_equal(mg_decide(&odd, 0, 0), MG_VERDICT_PASS);
+}
+
+static void test_egress_drop(void **state)
+{
+	const struct mg_abi_pod pass = { .state = MG_POD_PASS },
+				sel = { .state = MG_POD_SELECTED },
+				pend = { .state = MG_POD_PENDING };
+
+	(void)state;
+	assert_true(mg_egress_drop(&sel, 0, 1));
+	assert_true(mg_egress_drop(&pend, 0, 1));
+	assert_false(mg_egress_drop(&pass, 0, 1));
+	assert_false(mg_egress_drop(NULL, 0, 1));
+	assert_true(mg_egress_drop(NULL, MG_SET_REFUSE_UNKNOWN, 1));
+	assert_false(mg_egress_drop(&pass, MG_SET_REFUSE_UNKNOWN, 1));
+	/* Not to an API endpoint (the proxy address of a redirected
+	 * connection, anything else): never dropped. */
+	assert_false(mg_egress_drop(&sel, MG_SET_REFUSE_UNKNOWN, 0));
+	assert_false(mg_egress_drop(&pend, MG_SET_REFUSE_UNKNOWN, 0));
+	assert_false(mg_egress_drop(NULL, MG_SET_REFUSE_UNKNOWN, 0));
+}
+
+static void test_event_rate_limit(void **state)
+{
+	struct mg_event_budget b = { 0 };
+	__u64 t0 = 5 * MG_EVENTS_WINDOW_NS;
+	int n = 0;
+
+	(void)state;
+	for (int i = 0; i < 3 * MG_EVENTS_PER_WINDOW; i++)
+		n += mg_event_allow(&b, t0 + (__u64)i);
+	assert_int_equal(n, MG_EVENTS_PER_WINDOW);
+	/* Still the same window one nanosecond before its end. */
+	assert_false(mg_event_allow(&b, t0 + MG_EVENTS_WINDOW_NS - 1));
+	/* A new window starts a new budget. */
+	assert_true(mg_event_allow(&b, t0 + MG_EVENTS_WINDOW_NS));
+	/* The first call at boot-time 0 (window_start 0) is allowed too. */
+	memset(&b, 0, sizeof(b));
+	assert_true(mg_event_allow(&b, 0));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_v4_is_mapped),
 		cmocka_unit_test(test_v6),
 		cmocka_unit_test(test_pick_proxy),
+		cmocka_unit_test(test_decide_states),
+		cmocka_unit_test(test_decide_unknown_state_fails_closed),
+		cmocka_unit_test(test_egress_drop),
+		cmocka_unit_test(test_event_rate_limit),
 	};
 
 	return cmocka_run_group_tests_name("decide", tests, NULL, NULL);
