@@ -56,6 +56,8 @@ struct daemon {
 	struct mg_tls_ca *ca;
 	struct mg_tls_server *tls;
 	SSL_CTX *client_ctx;
+	/* cutting newly selected pods' open connections (atomics) */
+	uint64_t sockets_cut, cut_unsupported, cut_failed;
 };
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -74,16 +76,47 @@ static int die(const char *fmt, ...)
 	_exit(2);
 }
 
-static int set_intercept(void *data, uint64_t id, bool on)
+/* ---- pods -> intercept ---- */
+
+static int set_pod_state(void *data, uint64_t id, const struct mg_abi_pod *v)
 {
 	struct daemon *d = data;
-	struct mg_abi_pod v = { .state = MG_POD_SELECTED };
-	int rc = on ? mg_loader_set_pod(d->loader, id, &v) : mg_loader_del_pod(d->loader, id);
+	int rc = v ? mg_loader_set_pod(d->loader, id, v) : mg_loader_del_pod(d->loader, id);
 
-	mg_log_json(rc ? "error" : "info",
-		    json_pack("{s:s,s:I,s:b,s:i}", "event", on ? "intercept" : "release",
-			      "pod_cgroup_id", (json_int_t)id, "on", on, "rc", rc));
+	if (rc)
+		mg_log_json("error", json_pack("{s:s,s:I,s:i,s:i}", "event", "intercept_write_failed",
+					       "pod_cgroup_id", (json_int_t)id, "state",
+					       v ? (int)v->state : -1, "rc", rc));
 	return rc;
+}
+
+/* A pod just became selected: cut the API connections it opened before,
+ * so a long-lived client keeps no unmediated connection. Where the kernel
+ * offers no way to, say so once per pod and count it. */
+static void cut_pod_sockets(void *data, uint64_t id, const char *dir,
+			    const struct mg_pod_ident *pod)
+{
+	struct daemon *d = data;
+	int rc = mg_loader_destroy_pod_sockets(d->loader, id, dir);
+	json_t *j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "event", "pod_sockets_cut",
+			      "pod_cgroup_id", (json_int_t)id, "namespace", pod->namespace, "name",
+			      pod->name, "uid", pod->uid);
+
+	if (rc >= 0) {
+		__atomic_add_fetch(&d->sockets_cut, (uint64_t)rc, __ATOMIC_RELAXED);
+		json_object_set_new(j, "sockets", json_integer(rc));
+		mg_log_json("info", j);
+		return;
+	}
+	__atomic_add_fetch(rc == -EOPNOTSUPP ? &d->cut_unsupported : &d->cut_failed, 1,
+			   __ATOMIC_RELAXED);
+	json_object_set_new(j, "error",
+			    json_string(rc == -EOPNOTSUPP
+						? "this kernel offers neither bpf_sock_destroy nor "
+						  "SOCK_DESTROY: connections opened before the pod "
+						  "was selected stay open until they close"
+						: strerror(-rc)));
+	mg_log_json(rc == -EOPNOTSUPP ? "warn" : "error", j);
 }
 
 /* ---- TLS and API endpoints ---- */
@@ -342,6 +375,32 @@ static void write_endpoint_metrics(struct daemon *d, FILE *f)
 		(unsigned long long)es.apply_failed, (unsigned long long)es.rejected_slices);
 }
 
+static void write_pod_metrics(struct daemon *d, FILE *f)
+{
+	struct mg_pods_counts c;
+
+	mg_pods_counts(d->pods, &c);
+	fprintf(f,
+		"# HELP mcpgate_pods Pod cgroups in the intercept map, by state.\n"
+		"# TYPE mcpgate_pods gauge\n"
+		"mcpgate_pods{state=\"selected\"} %zu\n"
+		"mcpgate_pods{state=\"pending\"} %zu\n"
+		"mcpgate_pods{state=\"pass\"} %zu\n"
+		"# HELP mcpgate_pod_sockets_cut_total Open API connections cut when their pod "
+		"became selected.\n"
+		"# TYPE mcpgate_pod_sockets_cut_total counter\n"
+		"mcpgate_pod_sockets_cut_total %llu\n"
+		"# HELP mcpgate_pod_sockets_cut_failed_total Newly selected pods whose open "
+		"connections could not be cut, by why.\n"
+		"# TYPE mcpgate_pod_sockets_cut_failed_total counter\n"
+		"mcpgate_pod_sockets_cut_failed_total{reason=\"unsupported\"} %llu\n"
+		"mcpgate_pod_sockets_cut_failed_total{reason=\"error\"} %llu\n",
+		c.selected, c.pending, c.pass,
+		(unsigned long long)__atomic_load_n(&d->sockets_cut, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&d->cut_unsupported, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&d->cut_failed, __ATOMIC_RELAXED));
+}
+
 static char *metrics_text(struct daemon *d)
 {
 	uint64_t cnt[MG_CNT_MAX] = { 0 };
@@ -382,7 +441,7 @@ static char *metrics_text(struct daemon *d)
 		"# TYPE mcpgate_relayed_bytes_total counter\n"
 		"mcpgate_relayed_bytes_total{direction=\"up\"} %llu\n"
 		"mcpgate_relayed_bytes_total{direction=\"down\"} %llu\n"
-		"# HELP mcpgate_intercepted_pods Pods whose cgroup is in the intercept map.\n"
+		"# HELP mcpgate_intercepted_pods Pods selected (their API connects go to the proxy).\n"
 		"# TYPE mcpgate_intercepted_pods gauge\n"
 		"mcpgate_intercepted_pods %zu\n",
 		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,
@@ -394,6 +453,7 @@ static char *metrics_text(struct daemon *d)
 		(unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
 		mg_pods_intercepted(d->pods));
 	write_endpoint_metrics(d, f);
+	write_pod_metrics(d, f);
 	mg_proxy_write_metrics(d->proxy, f);
 	fclose(f);
 	return out;
@@ -520,7 +580,8 @@ int main(int argc, char **argv)
 	struct mg_abi_addr admin_addr;
 	static struct daemon d;
 	char err[512];
-	uint64_t preset[MG_INTERCEPT_MAX];
+	static uint64_t preset[MG_INTERCEPT_MAX];
+	static struct mg_abi_pod preset_v[MG_INTERCEPT_MAX];
 	ssize_t npreset;
 	sigset_t mask;
 	int rc, sfd;
@@ -587,13 +648,18 @@ int main(int argc, char **argv)
 
 	po.cgroup_root = d.cfg.cgroup_path;
 	po.node_name = d.cfg.node_name;
-	po.intercept = set_intercept;
-	po.intercept_data = &d;
+	po.set_state = set_pod_state;
+	po.on_selected = cut_pod_sockets;
+	po.cb_data = &d;
 	if ((rc = mg_pods_new(&d.pods, &po)))
 		die("pods: %s", strerror(-rc));
-	npreset = mg_loader_list_pods(d.loader, preset, NULL, MG_INTERCEPT_MAX);
+	npreset = mg_loader_list_pods(d.loader, preset, preset_v, MG_INTERCEPT_MAX);
 	if (npreset > 0)
-		mg_pods_preset(d.pods, preset, (size_t)npreset);
+		mg_pods_preset(d.pods, preset, preset_v, (size_t)npreset);
+	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", "selector", "labels",
+				      d.cfg.select_labels, "namespaces", d.cfg.select_namespaces,
+				      "sel_gen", (json_int_t)mg_pods_gen(d.pods), "preset",
+				      (json_int_t)(npreset > 0 ? npreset : 0)));
 	mg_pods_scan(d.pods);
 	mg_loop_add_fd(d.loop, mg_pods_inotify_fd(d.pods), EPOLLIN, on_inotify, d.pods);
 	if (mg_loader_events_fd(d.loader) >= 0)
