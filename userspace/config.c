@@ -123,6 +123,9 @@ static const struct opt opts[] = {
 	{ "unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
 	  "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
 	  "daemon has not classified yet (default pass)" },
+	{ "sa-check-interval", OPT_UINT, offsetof(struct mg_config, sa_check_interval), 0,
+	  "seconds between SubjectAccessReview checks that selected pods' own ServiceAccounts "
+	  "can do nothing beyond discovery (default 300; 0: off)" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -427,6 +430,7 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	c->leaf_validity = 86400;
 	strcpy(c->creds_provider, "none");
 	strcpy(c->unknown_pods, "pass");
+	c->sa_check_interval = 300;
 
 	for (size_t i = 0; i < N_OPTS; i++)
 		lopts[i] = (struct option){ opts[i].name, required_argument, NULL, (int)i };

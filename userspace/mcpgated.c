@@ -35,6 +35,7 @@
 #include "mcpgate/netaddr.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
+#include "mcpgate/sacheck.h"
 #include "mcpgate/tls.h"
 
 struct daemon {
@@ -46,6 +47,7 @@ struct daemon {
 	struct mg_proxy *proxy;
 	struct mg_admin *admin;
 	struct mg_endpoints *endpoints;
+	struct mg_sacheck *sacheck;	/* NULL with --sa-check-interval 0 */
 	volatile bool stop;
 	/* What api_endpoints holds, for the leaf's SANs: written at startup,
 	 * then only by the endpoints thread (apply_endpoints). */
@@ -454,6 +456,8 @@ static char *metrics_text(struct daemon *d)
 		mg_pods_intercepted(d->pods));
 	write_endpoint_metrics(d, f);
 	write_pod_metrics(d, f);
+	if (d->sacheck)
+		mg_sacheck_write_metrics(d->sacheck, f);
 	mg_proxy_write_metrics(d->proxy, f);
 	fclose(f);
 	return out;
@@ -689,6 +693,16 @@ int main(int argc, char **argv)
 			die("endpoints thread: %s", strerror(-rc));
 	}
 
+	if (d.cfg.sa_check_interval) {
+		struct mg_sacheck_opts so = { 0 };
+
+		so.kube = d.kube;
+		so.pods = d.pods;
+		so.interval_s = d.cfg.sa_check_interval;
+		if ((rc = mg_sacheck_new(&d.sacheck, &so)) || (rc = mg_sacheck_start(d.sacheck)))
+			die("ServiceAccount check thread: %s", strerror(-rc));
+	}
+
 	pxo.loop = d.loop;
 	pxo.loader = d.loader;
 	pxo.pods = d.pods;
@@ -732,6 +746,7 @@ int main(int argc, char **argv)
 
 	d.stop = true;
 	mg_endpoints_free(d.endpoints);
+	mg_sacheck_free(d.sacheck);
 	mg_admin_free(d.admin);
 	mg_proxy_free(d.proxy);
 	mg_creds_free(d.creds);

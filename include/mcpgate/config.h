@@ -60,6 +60,8 @@ struct mg_config {
 	bool token_review;		/* check the pod's own token with TokenReview */
 	/* kernel: API connects of pod cgroups with no intercept entry yet */
 	char unknown_pods[8];		/* "refuse" (MG_SET_REFUSE_UNKNOWN) or "pass" */
+	/* control: selected pods' own ServiceAccounts (SubjectAccessReview) */
+	unsigned sa_check_interval;	/* seconds; 0 = off */
 };
 
 /**
