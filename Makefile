@@ -77,7 +77,17 @@ deps:
 $(O)/bpf/%.bpf.o: bpf/%.bpf.c include/mcpgate/abi.h $(wildcard bpf/lib/*.bpf.h) | $(O)/bpf
 	$(call msg,BPF,$@)
 	$(Q)$(CLANG) -g -O2 -target bpf -D__TARGET_ARCH_$(ARCH) -Wall -Werror \
-		-Iinclude -Ibpf $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+		-Iinclude -Ibpf -I$(O) $(CLANG_BPF_SYS_INCLUDES) -c $< -o $@
+
+# Only bpf/destroy.bpf.c (kernel types, a kfunc) uses vmlinux.h; it is
+# generated from this machine's BTF and never committed. The object is
+# optional at run time: the loader falls back when it does not load.
+VMLINUX_BTF ?= /sys/kernel/btf/vmlinux
+$(O)/vmlinux.h: | $(O)/bpf
+	$(call msg,GEN,$@)
+	$(Q)$(BPFTOOL) btf dump file $(VMLINUX_BTF) format c > $@
+
+$(O)/bpf/destroy.bpf.o: $(O)/vmlinux.h
 
 $(O)/bpf/%.o: $(O)/bpf/%.bpf.o
 	$(call msg,GEN-OBJ,$@)

@@ -16,6 +16,10 @@
  *                       both, so a later socket with the same 4-tuple never
  *                       inherits a dead connection's pod
  *   cgroup/getpeername4|6  the pod still sees the address it dialled
+ *   cgroup_skb/egress   a packet to an API endpoint address:port from a pod
+ *                       whose connects would be redirected or refused did
+ *                       not come through connect() (raw socket, a socket
+ *                       opened before selection): dropped, counted, event
  *
  * Attached once, with bpf links, at the kubepods cgroup so these hooks run
  * before a socket load-balancer attached at the root rewrites the ClusterIP.
@@ -24,6 +28,8 @@
  */
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
 #include <linux/socket.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -38,6 +44,12 @@
 #define AF_INET6 10
 #endif
 #define SOCK_STREAM_TYPE 1
+#define ETH_P_IP_NR	 0x0800
+#define ETH_P_IPV6_NR	 0x86DD
+/* IPv6 extension headers walked to find the transport header; a longer
+ * chain is treated as an API packet of unknown port (dropped when the pod's
+ * API packets are). */
+#define MG_IPV6_EXT_MAX 8
 #define TCP_CLOSE_STATE 7 /* BPF_TCP_CLOSE */
 
 char LICENSE[] SEC("license") = "GPL";
@@ -431,4 +443,122 @@ int mg_getpeername6(struct bpf_sock_addr *ctx)
 		ctx->user_port = o->orig_dst.port;
 	}
 	return 1;
+}
+
+/* ---- cgroup_skb/egress: paths around the proxy ---- */
+
+/* find_pod() for a packet: the ancestors of the cgroup of the socket that
+ * sent it. Softirq context (TCP retransmits) has no meaningful current
+ * task, so the socket's cgroup is the only identity. */
+static __always_inline const struct mg_abi_pod *find_pod_skb(struct __sk_buff *skb, __u64 *pod_id)
+{
+	for (int lvl = 0; lvl < MG_MAX_CGROUP_DEPTH; lvl++) {
+		__u64 id = bpf_skb_ancestor_cgroup_id(skb, lvl);
+		const struct mg_abi_pod *v;
+
+		if (!id)
+			break;
+		v = bpf_map_lookup_elem(&intercept, &id);
+		if (v) {
+			*pod_id = id;
+			return v;
+		}
+	}
+	*pod_id = 0;
+	return 0;
+}
+
+/* Transport protocols whose first four bytes are the source and destination
+ * ports: any of them can carry a connection to the API port. */
+static __always_inline int has_ports(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_UDPLITE ||
+	       proto == IPPROTO_SCTP || proto == IPPROTO_DCCP;
+}
+
+/* Reads the destination address:port of the packet in <skb> into <dst>.
+ * Returns 1 when found, 0 when the packet has no port to match (not a
+ * ported protocol, a non-first fragment, a truncated header), -1 when an
+ * IPv6 extension chain is too long to walk. */
+static __always_inline int packet_dst(struct __sk_buff *skb, struct mg_abi_addr *dst)
+{
+	__be16 port;
+	__u32 off;
+	__u8 proto;
+
+	if (skb->protocol == bpf_htons(ETH_P_IP_NR)) {
+		struct iphdr ip;
+
+		if (bpf_skb_load_bytes(skb, 0, &ip, sizeof(ip)))
+			return 0;
+		if (bpf_ntohs(ip.frag_off) & 0x1fff)
+			return 0; /* the first fragment carried the ports */
+		proto = ip.protocol;
+		off = ip.ihl * 4;
+		if (!has_ports(proto) || bpf_skb_load_bytes(skb, off + 2, &port, sizeof(port)))
+			return 0;
+		mg_addr_set_v4(dst, ip.daddr, port);
+		return 1;
+	}
+	if (skb->protocol == bpf_htons(ETH_P_IPV6_NR)) {
+		struct ipv6hdr ip6;
+		__u32 w[4];
+
+		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
+			return 0;
+		proto = ip6.nexthdr;
+		off = sizeof(ip6);
+		for (int i = 0; i < MG_IPV6_EXT_MAX; i++) {
+			__u8 h[4];
+
+			if (proto != IPPROTO_HOPOPTS && proto != IPPROTO_ROUTING &&
+			    proto != IPPROTO_DSTOPTS && proto != IPPROTO_FRAGMENT &&
+			    proto != IPPROTO_AH)
+				break;
+			if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
+				return 0;
+			if (proto == IPPROTO_FRAGMENT) {
+				if (((h[2] << 8) | h[3]) & 0xfff8)
+					return 0; /* not the first fragment */
+				off += 8;
+			} else if (proto == IPPROTO_AH) {
+				off += (h[1] + 2) * 4;
+			} else {
+				off += (h[1] + 1) * 8;
+			}
+			proto = h[0];
+		}
+		if (proto == IPPROTO_HOPOPTS || proto == IPPROTO_ROUTING ||
+		    proto == IPPROTO_DSTOPTS || proto == IPPROTO_FRAGMENT || proto == IPPROTO_AH)
+			return -1;
+		if (!has_ports(proto) || bpf_skb_load_bytes(skb, off + 2, &port, sizeof(port)))
+			return 0;
+		__builtin_memcpy(w, &ip6.daddr, sizeof(w));
+		mg_addr_set_v6(dst, w, port);
+		return 1;
+	}
+	return 0;
+}
+
+SEC("cgroup_skb/egress")
+int mg_egress(struct __sk_buff *skb)
+{
+	struct mg_abi_addr dst = {};
+	const struct mg_abi_pod *pod;
+	__u64 pod_id;
+	int found, is_api;
+
+	found = packet_dst(skb, &dst);
+	if (!found)
+		return 1;
+	/* Most packets are not to an API endpoint: one lookup, then out. */
+	is_api = found < 0 || bpf_map_lookup_elem(&api_endpoints, &dst) != 0;
+	if (!is_api)
+		return 1;
+	pod = find_pod_skb(skb, &pod_id);
+	if (!mg_egress_drop(pod, settings_flags(), is_api))
+		return 1;
+	count(MG_CNT_EGRESS_DROPPED);
+	emit_event(MG_EV_EGRESS_DROPPED, 0, pod_id, bpf_skb_cgroup_id(skb), &dst);
+	return 0;
 }

@@ -8,6 +8,8 @@
  *                                           an ExecCredential, as `aws eks get-token`
  *   mcpgatectl mask [--path URL] [--content-type T] [--config FILE]
  *                                           mask stdin to stdout as the proxy would
+ *   mcpgatectl sockets cut --pod-cgroup DIR [--method auto|kfunc|netlink] [--pin-dir DIR]
+ *                                           reset the pod's open API connections
  *
  * Exit status: 0 success, 1 the operation failed, 2 usage.
  */
@@ -33,7 +35,9 @@ static int usage(void)
 		"       mcpgatectl eks-token --cluster C --region R [--role-arn A]\n"
 		"                  [--sts-endpoint regional|global|URL] [--at RFC3339]\n"
 		"       mcpgatectl mask [--path URL] [--content-type T] [--content-encoding gzip]\n"
-		"                  [--config FILE] [--stats]\n");
+		"                  [--config FILE] [--stats]\n"
+		"       mcpgatectl sockets cut --pod-cgroup DIR [--method auto|kfunc|netlink]\n"
+		"                  [--pin-dir DIR]\n");
 	return 2;
 }
 
@@ -159,6 +163,58 @@ static int cmd_status(const char *pin_dir)
 	return 0;
 }
 
+/* sockets cut: resets every TCP connection that tasks of the pod cgroup DIR
+ * (and below) hold to an API endpoint, as the daemon does when a pod becomes
+ * selected. */
+static int cmd_sockets(int argc, char **argv)
+{
+	enum mg_loader_cut_method m = MG_LOADER_CUT_AUTO;
+	const char *pin_dir = MG_PIN_DIR, *dir = NULL, *mname = "auto";
+	struct mg_loader_err err;
+	int n;
+
+	if (argc < 3 || strcmp(argv[2], "cut"))
+		return usage();
+	for (int i = 3; i < argc; i++) {
+		const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+
+		if (!v)
+			return usage();
+		if (!strcmp(argv[i], "--pod-cgroup"))
+			dir = v;
+		else if (!strcmp(argv[i], "--pin-dir"))
+			pin_dir = v;
+		else if (!strcmp(argv[i], "--method")) {
+			mname = v;
+			if (!strcmp(v, "auto"))
+				m = MG_LOADER_CUT_AUTO;
+			else if (!strcmp(v, "kfunc"))
+				m = MG_LOADER_CUT_KFUNC;
+			else if (!strcmp(v, "netlink"))
+				m = MG_LOADER_CUT_NETLINK;
+			else {
+				fprintf(stderr, "mcpgatectl: --method: auto, kfunc or netlink, not %s\n",
+					v);
+				return 2;
+			}
+		} else
+			return usage();
+		i++;
+	}
+	if (!dir) {
+		fprintf(stderr, "mcpgatectl: sockets cut needs --pod-cgroup DIR\n");
+		return 2;
+	}
+	n = mg_loader_cut_pod_sockets(pin_dir, dir, m, &err);
+	if (n < 0) {
+		fprintf(stderr, "mcpgatectl: sockets cut: %s\n", err.msg);
+		return 1;
+	}
+	printf("cut %d connection%s of %s to the API server (method %s)\n", n, n == 1 ? "" : "s",
+	       dir, mname);
+	return 0;
+}
+
 int main(int argc, char **argv)
 {
 	const char *pin_dir = MG_PIN_DIR;
@@ -170,6 +226,8 @@ int main(int argc, char **argv)
 		return cmd_eks_token(argc, argv);
 	if (!strcmp(argv[1], "mask"))
 		return mg_mask_cli(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "sockets"))
+		return cmd_sockets(argc, argv);
 	for (int i = 2; i < argc; i++) {
 		if (!strcmp(argv[i], "--pin-dir") && i + 1 < argc)
 			pin_dir = argv[++i];

@@ -15,14 +15,24 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
+#include <limits.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <pthread.h>
+#include <sched.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <linux/inet_diag.h>
 #include <linux/magic.h>
+#include <linux/netlink.h>
+#include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
 #include "mcpgate/loader.h"
+#include "destroy.skel.h"
 #include "redirect.skel.h"
 
 #ifndef CGROUP2_SUPER_MAGIC
@@ -42,13 +52,14 @@ enum {
 	MAP_EVENTS,
 	MAP_NR
 };
-enum { LINK_CONNECT4, LINK_CONNECT6, LINK_SOCKOPS, LINK_PEER4, LINK_PEER6, LINK_NR };
+enum { LINK_CONNECT4, LINK_CONNECT6, LINK_SOCKOPS, LINK_PEER4, LINK_PEER6, LINK_EGRESS, LINK_NR };
 
 static const char *const map_names[MAP_NR] = {
 	"intercept", "api_endpoints", "socks", "origins", "settings", "counters", "events",
 };
 static const char *const link_names[LINK_NR] = {
 	"link_connect4", "link_connect6", "link_sockops", "link_getpeername4", "link_getpeername6",
+	"link_egress",
 };
 
 const char *const mg_loader_counter_names[MG_CNT_MAX] = {
@@ -67,6 +78,9 @@ struct mg_loader {
 	bool reused;
 	int ncpus;
 	struct ring_buffer *events;
+	struct mg_destroy *destroy;	/* the socket-cut iterator, loaded on first use */
+	struct bpf_link *destroy_iter;
+	bool destroy_off;		/* it does not load on this kernel */
 	mg_loader_event_cb *ev_cb;	/* set during mg_loader_read_events() */
 	void *ev_data;
 };
@@ -297,7 +311,7 @@ static int open_pins(struct mg_loader *l, const char *dir, uint64_t cgroup_id,
 	return 0;
 }
 
-/* Loads the programs, attaches all five and pins them via a temp dir.
+/* Loads the programs, attaches all six and pins them via a temp dir.
  * On any error everything attached here is detached again. */
 static int attach_fresh(struct mg_loader *l, const struct mg_loader_opts *o, const char *dir,
 			struct mg_loader_err *err)
@@ -327,6 +341,7 @@ static int attach_fresh(struct mg_loader *l, const struct mg_loader_opts *o, con
 	progs[LINK_SOCKOPS] = skel->progs.mg_sockops;
 	progs[LINK_PEER4] = skel->progs.mg_getpeername4;
 	progs[LINK_PEER6] = skel->progs.mg_getpeername6;
+	progs[LINK_EGRESS] = skel->progs.mg_egress;
 
 	cgfd = open(o->cgroup_path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
 	if (cgfd < 0) {
@@ -409,6 +424,73 @@ out:
 		close(cgfd);
 	mg_redirect__destroy(skel);
 	return rc;
+}
+
+/* ---- the daemon's own cgroup ---- */
+
+/* Finds this process's cgroup v2 directory (the "0::" line of
+ * /proc/self/cgroup under the cgroup2 mount that holds <attach>) into
+ * <out>. Returns 0, or -ENOENT when it cannot be placed. */
+static int self_cgroup_dir(const char *attach, char *out, size_t len)
+{
+	char line[1024], rel[512] = "", mp[512], root[512], best[512] = "", ra[PATH_MAX];
+	size_t best_len = 0;
+	FILE *f;
+
+	if (!realpath(attach, ra))
+		return -ENOENT;
+	f = fopen("/proc/self/cgroup", "re");
+	while (f && fgets(line, sizeof(line), f))
+		if (!strncmp(line, "0::", 3) && sscanf(line + 3, "%511s", rel) == 1)
+			break;
+	if (f)
+		fclose(f);
+	f = fopen("/proc/self/mountinfo", "re");
+	while (f && fgets(line, sizeof(line), f)) {
+		size_t n;
+
+		if (!strstr(line, " - cgroup2 ") ||
+		    sscanf(line, "%*s %*s %*s %511s %511s", root, mp) != 2 || strcmp(root, "/"))
+			continue;
+		n = strlen(mp);
+		if (n > best_len && !strncmp(ra, mp, n) && (ra[n] == '/' || ra[n] == '\0')) {
+			snprintf(best, sizeof(best), "%s", mp);
+			best_len = n;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (!rel[0] || !best_len)
+		return -ENOENT;
+	if ((size_t)snprintf(out, len, "%s%s", best, strcmp(rel, "/") ? rel : "") >= len)
+		return -ENOENT;
+	return 0;
+}
+
+/*
+ * In a cluster the daemon is a pod itself, under the attach point. With
+ * refuse-unknown, its own API connects (the very pod list that lets it
+ * classify every pod) would be refused before any pod is known, so its own
+ * cgroup gets a PASS entry before any API call. Inserted only if absent:
+ * a state the pods module set wins. Nothing to do when the daemon runs
+ * outside the attached subtree.
+ */
+static void pass_self(struct mg_loader *l, const char *attach)
+{
+	const struct mg_abi_pod pass = { .state = MG_POD_PASS };
+	char dir[1100], rd[PATH_MAX], ra[PATH_MAX];
+	struct stat st;
+	__u64 id;
+	size_t n;
+
+	if (self_cgroup_dir(attach, dir, sizeof(dir)) || !realpath(dir, rd) ||
+	    !realpath(attach, ra) || stat(rd, &st))
+		return;
+	n = strlen(ra);
+	if (strncmp(rd, ra, n) || rd[n] != '/')
+		return;
+	id = st.st_ino;
+	bpf_map_update_elem(l->map_fd[MAP_INTERCEPT], &id, &pass, BPF_NOEXIST);
 }
 
 /* ---- events ---- */
@@ -504,6 +586,7 @@ int mg_loader_open(struct mg_loader **out, const struct mg_loader_opts *o,
 			goto err;
 		}
 	}
+	pass_self(l, o->cgroup_path);
 	l->events = ring_buffer__new(l->map_fd[MAP_EVENTS], on_event_sample, l, NULL);
 	if (!l->events) {
 		rc = fail(err, -errno ? -errno : -EINVAL, "ring buffer on the events map: %s",
@@ -522,6 +605,8 @@ void mg_loader_close(struct mg_loader *l)
 	if (!l)
 		return;
 	ring_buffer__free(l->events);
+	bpf_link__destroy(l->destroy_iter);
+	mg_destroy__destroy(l->destroy);
 	for (int i = 0; i < MAP_NR; i++)
 		if (l->map_fd[i] >= 0)
 			close(l->map_fd[i]);
@@ -708,11 +793,428 @@ int mg_loader_uninstall(const char *pin_dir, struct mg_loader_err *err)
 
 /* ---- cutting a pod's open API connections ---- */
 
+/*
+ * Sockets live in network namespaces and both ways to destroy them act on
+ * the namespace of the caller (a TCP iterator sees the one it was created
+ * in, sock_diag the one of its netlink socket). A pod has its own, or the
+ * node's (hostNetwork), and could have more: the cut runs once per distinct
+ * namespace of the pod's tasks, in a short-lived thread that setns()es
+ * there, so the daemon's own namespace never changes. The pod is matched by
+ * cgroup (the pod cgroup or any below it), so in a shared namespace only its
+ * own sockets go.
+ */
+
+#define CUT_NETNS_MAX	 64	/* distinct network namespaces per pod */
+#define CUT_CGROUPS_MAX	 256	/* cgroups under one pod cgroup (netlink filter) */
+#define CUT_SOCKS_MAX	 4096	/* sockets cut per namespace per call (netlink) */
+
+struct cut_job {
+	enum mg_loader_cut_method method;	/* KFUNC or NETLINK, never AUTO */
+	uint64_t pod_id;
+	struct mg_destroy *skel;		/* KFUNC: the loaded iterator */
+	struct bpf_link *iter;
+	const struct mg_abi_addr *eps;		/* NETLINK: the API endpoints */
+	size_t neps;
+	const uint64_t *cgs;			/* NETLINK: cgroup ids of the pod */
+	size_t ncg;
+	int netns_fd;
+	int rc;					/* per namespace: count or -errno */
+};
+
+struct cut_scan {
+	struct mg_abi_addr eps[MG_ENDPOINTS_MAX];
+	uint64_t cgs[CUT_CGROUPS_MAX];
+	size_t ncg;
+	int netns_fd[CUT_NETNS_MAX];
+	dev_t ns_dev[CUT_NETNS_MAX];
+	ino_t ns_ino[CUT_NETNS_MAX];
+	size_t nns;
+};
+
+/* Records the network namespace of every task of cgroup <dir> (one fd per
+ * distinct namespace), and the cgroup's id; then its children. */
+static void scan_cgroup(struct cut_scan *sc, const char *dir, int depth)
+{
+	char path[1024];
+	struct dirent *de;
+	struct stat st;
+	FILE *f;
+	DIR *d;
+	int pid;
+
+	if (depth > MG_MAX_CGROUP_DEPTH || stat(dir, &st))
+		return;
+	if (sc->ncg < CUT_CGROUPS_MAX)
+		sc->cgs[sc->ncg++] = st.st_ino;
+	snprintf(path, sizeof(path), "%s/cgroup.procs", dir);
+	f = fopen(path, "re");
+	while (f && fscanf(f, "%d", &pid) == 1) {
+		bool seen = false;
+		int fd;
+
+		snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
+		if (stat(path, &st))
+			continue;	/* the task is gone */
+		for (size_t i = 0; i < sc->nns && !seen; i++)
+			seen = sc->ns_dev[i] == st.st_dev && sc->ns_ino[i] == st.st_ino;
+		if (seen || sc->nns == CUT_NETNS_MAX)
+			continue;
+		fd = open(path, O_RDONLY | O_CLOEXEC);
+		if (fd < 0)
+			continue;
+		sc->ns_dev[sc->nns] = st.st_dev;
+		sc->ns_ino[sc->nns] = st.st_ino;
+		sc->netns_fd[sc->nns++] = fd;
+	}
+	if (f)
+		fclose(f);
+	d = opendir(dir);
+	while (d && (de = readdir(d))) {
+		if (de->d_type != DT_DIR || de->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		scan_cgroup(sc, path, depth + 1);
+	}
+	if (d)
+		closedir(d);
+}
+
+/* Runs the iterator once in the calling thread's namespace. */
+static int cut_kfunc(struct cut_job *j)
+{
+	char buf[64];
+	ssize_t n;
+	int fd;
+
+	j->skel->bss->pod_cgroup_id = j->pod_id;
+	j->skel->bss->cut = 0;
+	fd = bpf_iter_create(bpf_link__fd(j->iter));
+	if (fd < 0)
+		return -errno;
+	while ((n = read(fd, buf, sizeof(buf))) > 0)
+		;
+	close(fd);
+	if (n < 0)
+		return -errno;
+	return (int)j->skel->bss->cut;
+}
+
+static bool u64_in(uint64_t v, const uint64_t *set, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if (set[i] == v)
+			return true;
+	return false;
+}
+
+/* Sends one sock_diag request <type> for <req> on <fd>. */
+static int diag_send(int fd, uint16_t type, uint16_t flags, const struct inet_diag_req_v2 *req)
+{
+	struct {
+		struct nlmsghdr nh;
+		struct inet_diag_req_v2 r;
+	} msg = { 0 };
+	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+
+	msg.nh.nlmsg_len = sizeof(msg);
+	msg.nh.nlmsg_type = type;
+	msg.nh.nlmsg_flags = NLM_F_REQUEST | flags;
+	msg.r = *req;
+	if (sendto(fd, &msg, sizeof(msg), 0, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+		return -errno;
+	return 0;
+}
+
+/* True when the dumped socket <m> (attributes up to <len>) is a connection
+ * of the pod to an API endpoint. Sets <*no_cg> when the kernel gives no
+ * cgroup id (Linux < 5.10): such a socket is never matched. */
+static bool diag_match(const struct cut_job *j, const struct inet_diag_msg *m, size_t len,
+		       bool *no_cg)
+{
+	struct mg_abi_addr dst = { 0 };
+	struct rtattr *a = (struct rtattr *)(m + 1);
+	size_t rem = len - NLMSG_ALIGN(sizeof(*m));
+	bool found = false;
+	uint64_t cg = 0;
+
+	if (m->idiag_family == AF_INET) {
+		dst.addr[10] = dst.addr[11] = 0xff;
+		memcpy(dst.addr + 12, m->id.idiag_dst, 4);
+	} else {
+		memcpy(dst.addr, m->id.idiag_dst, 16);
+	}
+	dst.port = m->id.idiag_dport;
+	if (!addr_in(&dst, j->eps, j->neps))
+		return false;
+	for (; RTA_OK(a, rem); a = RTA_NEXT(a, rem))
+		if (a->rta_type == INET_DIAG_CGROUP_ID && RTA_PAYLOAD(a) >= sizeof(cg)) {
+			memcpy(&cg, RTA_DATA(a), sizeof(cg));
+			found = true;
+		}
+	if (!found)
+		*no_cg = true;
+	return found && u64_in(cg, j->cgs, j->ncg);
+}
+
+/* Dumps the TCP sockets of <family> in this namespace, then destroys the
+ * pod's API connections among them one by one (by their full id, cookie
+ * included, so a socket that changed in between is left alone). */
+static int cut_netlink_family(const struct cut_job *j, int fd, uint8_t family, bool *no_cg)
+{
+	struct inet_diag_req_v2 req = { 0 };
+	struct inet_diag_sockid *ids;
+	char buf[16384] __attribute__((aligned(8)));
+	size_t nids = 0;
+	bool done = false;
+	int rc, cut = 0;
+
+	req.sdiag_family = family;
+	req.sdiag_protocol = IPPROTO_TCP;
+	/* every state with a live full socket: not LISTEN, TIME_WAIT,
+	 * NEW_SYN_RECV or CLOSE */
+	req.idiag_states = ((1u << 12) - 1) & ~((1u << 0) | (1u << 6) | (1u << 7) | (1u << 10) |
+						 (1u << 3));
+	rc = diag_send(fd, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req);
+	if (rc)
+		return rc;
+	ids = calloc(CUT_SOCKS_MAX, sizeof(*ids));
+	if (!ids)
+		return -ENOMEM;
+	while (!done) {
+		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+			if (h->nlmsg_type == NLMSG_DONE) {
+				done = true;
+				break;
+			}
+			if (h->nlmsg_type == NLMSG_ERROR) {
+				struct nlmsgerr *e = NLMSG_DATA(h);
+
+				rc = e->error ? e->error : -EIO;
+				goto out;
+			}
+			if (nids < CUT_SOCKS_MAX &&
+			    diag_match(j, NLMSG_DATA(h), h->nlmsg_len - NLMSG_HDRLEN, no_cg))
+				ids[nids++] = ((struct inet_diag_msg *)NLMSG_DATA(h))->id;
+		}
+	}
+	for (size_t i = 0; i < nids; i++) {
+		struct nlmsghdr *h = (struct nlmsghdr *)buf;
+		struct nlmsgerr *e;
+		ssize_t n;
+
+		req.id = ids[i];
+		req.idiag_states = ~0u;
+		rc = diag_send(fd, SOCK_DESTROY, NLM_F_ACK, &req);
+		if (rc)
+			goto out;
+		n = recv(fd, buf, sizeof(buf), 0);
+		if (n < 0) {
+			rc = -errno;
+			goto out;
+		}
+		if (!NLMSG_OK(h, (size_t)n) || h->nlmsg_type != NLMSG_ERROR) {
+			rc = -EIO;
+			goto out;
+		}
+		e = NLMSG_DATA(h);
+		if (e->error == -EOPNOTSUPP || e->error == -EPERM) {
+			rc = e->error;	/* no CONFIG_INET_DIAG_DESTROY / no right */
+			goto out;
+		}
+		if (e->error == 0)
+			cut++;
+		/* -ENOENT: it closed meanwhile; nothing to cut */
+	}
+	rc = cut;
+out:
+	free(ids);
+	return rc;
+}
+
+static int cut_netlink(const struct cut_job *j)
+{
+	bool no_cg = false;
+	int fd, a, b;
+
+	fd = socket(AF_NETLINK, SOCK_DGRAM | SOCK_CLOEXEC, NETLINK_SOCK_DIAG);
+	if (fd < 0)
+		return errno == EPROTONOSUPPORT ? -EOPNOTSUPP : -errno;
+	a = cut_netlink_family(j, fd, AF_INET, &no_cg);
+	b = a < 0 ? 0 : cut_netlink_family(j, fd, AF_INET6, &no_cg);
+	close(fd);
+	if (a < 0 || b < 0)
+		return a < 0 ? a : b;
+	/* Sockets we could not attribute to a cgroup were left alone; if that
+	 * is all there was, this kernel cannot do it this way. */
+	if (a + b == 0 && no_cg)
+		return -EOPNOTSUPP;
+	return a + b;
+}
+
+static void *cut_thread(void *arg)
+{
+	struct cut_job *j = arg;
+
+	if (setns(j->netns_fd, CLONE_NEWNET)) {
+		j->rc = -errno;
+		return NULL;
+	}
+	j->rc = j->method == MG_LOADER_CUT_KFUNC ? cut_kfunc(j) : cut_netlink(j);
+	return NULL;
+}
+
+/* Loads the iterator object on the redirect object's <endpoints_fd> and
+ * attaches the iterator. -EOPNOTSUPP when this kernel lacks the kfunc (or
+ * iterators): the object is optional. */
+static int load_destroy(int endpoints_fd, struct mg_destroy **skel_out, struct bpf_link **iter_out)
+{
+	struct mg_destroy *skel = mg_destroy__open();
+	struct bpf_link *iter = NULL;
+	int rc;
+
+	if (!skel)
+		return -EOPNOTSUPP;
+	rc = bpf_map__reuse_fd(skel->maps.api_endpoints, endpoints_fd);
+	if (!rc && mg_destroy__load(skel))
+		rc = -EOPNOTSUPP;
+	if (!rc) {
+		iter = bpf_program__attach_iter(skel->progs.mg_destroy_tcp, NULL);
+		if (!iter)
+			rc = -EOPNOTSUPP;
+	}
+	if (rc) {
+		mg_destroy__destroy(skel);
+		return rc;
+	}
+	*skel_out = skel;
+	*iter_out = iter;
+	return 0;
+}
+
+/* Reads `api_endpoints` into <eps>; returns the count. */
+static size_t read_endpoints(int fd, struct mg_abi_addr *eps)
+{
+	struct mg_abi_addr key, next;
+	void *prev = NULL;
+	size_t n = 0;
+
+	while (n < MG_ENDPOINTS_MAX && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		eps[n++] = next;
+		key = next;
+		prev = &key;
+	}
+	return n;
+}
+
+/* The cut itself, for both entry points. <*skel>/<*iter> cache the loaded
+ * iterator across calls (NULL: load it when needed); <*kfunc_off> remembers
+ * that it does not load here. */
+static int cut_sockets(int endpoints_fd, uint64_t pod_id, const char *pod_dir,
+		       enum mg_loader_cut_method method, struct mg_destroy **skel,
+		       struct bpf_link **iter, bool *kfunc_off)
+{
+	struct cut_job j = { .pod_id = pod_id };
+	struct cut_scan *sc;
+	int rc = 0, total = 0;
+
+	if (method != MG_LOADER_CUT_NETLINK && !*skel && !*kfunc_off) {
+		rc = load_destroy(endpoints_fd, skel, iter);
+		if (rc)
+			*kfunc_off = true;
+	}
+	if (*skel && method != MG_LOADER_CUT_NETLINK) {
+		j.method = MG_LOADER_CUT_KFUNC;
+		j.skel = *skel;
+		j.iter = *iter;
+	} else if (method == MG_LOADER_CUT_KFUNC) {
+		return -EOPNOTSUPP;
+	} else {
+		j.method = MG_LOADER_CUT_NETLINK;
+	}
+
+	sc = calloc(1, sizeof(*sc));
+	if (!sc)
+		return -ENOMEM;
+	scan_cgroup(sc, pod_dir, 0);
+	j.eps = sc->eps;
+	j.neps = read_endpoints(endpoints_fd, sc->eps);
+	j.cgs = sc->cgs;
+	j.ncg = sc->ncg;
+	for (size_t i = 0; i < sc->nns; i++) {
+		pthread_t t;
+
+		j.netns_fd = sc->netns_fd[i];
+		j.rc = 0;
+		rc = pthread_create(&t, NULL, cut_thread, &j);
+		if (rc) {
+			rc = -rc;
+			break;
+		}
+		pthread_join(t, NULL);
+		if (j.rc < 0) {
+			rc = j.rc;
+			break;
+		}
+		total += j.rc;
+	}
+	for (size_t i = 0; i < sc->nns; i++)
+		close(sc->netns_fd[i]);
+	free(sc);
+	/* AUTO: a kernel whose kfunc object loaded but whose iterator fails
+	 * at run time still gets the netlink way. */
+	if (rc == -EOPNOTSUPP && method == MG_LOADER_CUT_AUTO && j.method == MG_LOADER_CUT_KFUNC)
+		return cut_sockets(endpoints_fd, pod_id, pod_dir, MG_LOADER_CUT_NETLINK, skel,
+				   iter, kfunc_off);
+	return rc < 0 ? rc : total;
+}
+
 int mg_loader_destroy_pod_sockets(struct mg_loader *l, uint64_t pod_cgroup_id,
 				  const char *pod_cgroup_dir)
 {
-	(void)l;
-	(void)pod_cgroup_id;
-	(void)pod_cgroup_dir;
-	return -EOPNOTSUPP;
+	return cut_sockets(l->map_fd[MAP_ENDPOINTS], pod_cgroup_id, pod_cgroup_dir,
+			   MG_LOADER_CUT_AUTO, &l->destroy, &l->destroy_iter, &l->destroy_off);
+}
+
+int mg_loader_cut_pod_sockets(const char *pin_dir, const char *pod_cgroup_dir,
+			      enum mg_loader_cut_method method, struct mg_loader_err *err)
+{
+	struct mg_destroy *skel = NULL;
+	struct bpf_link *iter = NULL;
+	bool off = false;
+	char path[600];
+	struct stat st;
+	int fd, rc;
+
+	err->msg[0] = '\0';
+	libbpf_set_print(libbpf_print);
+	if (stat(pod_cgroup_dir, &st) || !S_ISDIR(st.st_mode))
+		return fail(err, -ENOENT, "pod cgroup %s: %s", pod_cgroup_dir,
+			    errno ? strerror(errno) : "not a directory");
+	pin_path(path, sizeof(path), pin_dir ? pin_dir : MG_PIN_DIR, map_names[MAP_ENDPOINTS]);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return fail(err, -errno, "pinned map %s: %s (is mcpgate installed?)", path,
+			    strerror(errno));
+	rc = cut_sockets(fd, st.st_ino, pod_cgroup_dir, method, &skel, &iter, &off);
+	bpf_link__destroy(iter);
+	mg_destroy__destroy(skel);
+	close(fd);
+	if (rc == -EOPNOTSUPP)
+		return fail(err, rc, "%s",
+			    method == MG_LOADER_CUT_KFUNC ? "no bpf_sock_destroy kfunc here (Linux >= 6.5 with BTF)"
+			    : method == MG_LOADER_CUT_NETLINK
+				    ? "no sock_diag SOCK_DESTROY here (CONFIG_INET_DIAG_DESTROY)"
+				    : "this kernel can neither run bpf_sock_destroy nor netlink "
+				      "SOCK_DESTROY");
+	if (rc < 0)
+		return fail(err, rc, "cutting the sockets of %s: %s", pod_cgroup_dir,
+			    strerror(-rc));
+	return rc;
 }

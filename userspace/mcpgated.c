@@ -658,6 +658,9 @@ int main(int argc, char **argv)
 	if ((rc = mg_pods_new(&d.pods, &po)))
 		die("pods: %s", strerror(-rc));
 	npreset = mg_loader_list_pods(d.loader, preset, preset_v, MG_INTERCEPT_MAX);
+	/* Every entry: the pods module keeps or releases those of pod cgroups
+	 * and leaves alone an entry of a cgroup that is not a pod's (the
+	 * loader's PASS entry for the daemon's own cgroup). */
 	if (npreset > 0)
 		mg_pods_preset(d.pods, preset, preset_v, (size_t)npreset);
 	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", "selector", "labels",

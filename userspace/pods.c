@@ -402,6 +402,7 @@ struct pod_ent {
 	uint64_t ino;
 	struct mg_abi_pod v;
 	bool sticky_logged; /* "labels no longer match, still selected" said once */
+	bool owned;	    /* a pod cgroup's: this module keeps or releases it */
 };
 
 struct mg_pods {
@@ -421,6 +422,8 @@ struct mg_pods {
 	size_t n_meta, cap_meta;
 	struct pod_ent *ent;
 	size_t n_ent, cap_ent;
+	uint64_t *dirs; /* every directory inode under the root, sorted */
+	size_t n_dirs;
 
 	bool synced;
 	pthread_t thread;
@@ -511,6 +514,7 @@ void mg_pods_free(struct mg_pods *p)
 	free(p->meta);
 	free_cg(p->cg, p->n_cg);
 	free(p->ent);
+	free(p->dirs);
 	free(p->root);
 	free(p->node);
 	if (p->ifd >= 0)
@@ -545,6 +549,13 @@ static struct cg_entry *cg_find(struct mg_pods *p, uint64_t ino)
 		if (p->cg[i].ino == ino)
 			return &p->cg[i];
 	return NULL;
+}
+
+static int cmp_u64(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
 }
 
 static struct pod_ent *ent_find(struct mg_pods *p, uint64_t ino)
@@ -645,6 +656,8 @@ static void reconcile(struct mg_pods *p, struct cuts *cuts)
 		if (!e->pod_level)
 			continue;
 		ent = ent_find(p, e->ino);
+		if (ent)
+			ent->owned = true;
 		m = meta_for_cgroup(p, e->uid);
 		v.state = decide(p, e, ent, m, &why);
 		v.sel_gen = v.state == MG_POD_SELECTED
@@ -665,6 +678,7 @@ static void reconcile(struct mg_pods *p, struct cuts *cuts)
 			continue;
 		if (!had)
 			p->n_ent++;
+		ent->owned = true;
 		if (!had || ent->v.state != v.state)
 			log_state(e, m, ent->v.state, had, v.state, why);
 		/* Newly selected: connections it opened before are cut. */
@@ -689,13 +703,17 @@ static void reconcile(struct mg_pods *p, struct cuts *cuts)
 			ent->sticky_logged = false;
 	}
 	/* Entries whose cgroup is gone (a predecessor's included, once the
-	 * tree and the first list are known): the pod left the node. */
+	 * tree and the first list are known): the pod left the node. An entry
+	 * of a directory that is not a pod's (the loader's PASS entry for the
+	 * daemon's own cgroup) is someone else's: left alone. */
 	if (!p->synced)
 		return;
 	for (i = 0; i < p->n_ent;) {
 		struct cg_entry *e = cg_find(p, p->ent[i].ino);
 
-		if (e && e->pod_level) {
+		if ((e && e->pod_level) ||
+		    (!p->ent[i].owned &&
+		     bsearch(&p->ent[i].ino, p->dirs, p->n_dirs, sizeof(*p->dirs), cmp_u64))) {
 			i++;
 			continue;
 		}
@@ -724,10 +742,16 @@ static void run_cuts(struct mg_pods *p, struct cuts *cuts)
 	cuts->n = cuts->cap = 0;
 }
 
-/* Walks <dir> (depth <depth>) adding every pod and container cgroup to the
- * table being built and an inotify watch on every directory. */
-static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct cg_entry **cg, size_t *n,
-		     size_t *cap)
+struct scan {
+	struct cg_entry *cg;
+	size_t n, cap;
+	uint64_t *dirs;
+	size_t n_dirs, cap_dirs;
+};
+
+/* Walks <dir> (depth <depth>) adding every pod and container cgroup and
+ * every directory inode to <sc>, and an inotify watch on every directory. */
+static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct scan *sc)
 {
 	struct dirent *de;
 	DIR *d;
@@ -750,9 +774,11 @@ static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct cg_en
 			continue;
 		if (stat(path, &st))
 			continue;
+		if (!grow((void **)&sc->dirs, &sc->cap_dirs, sc->n_dirs + 1, sizeof(*sc->dirs)))
+			sc->dirs[sc->n_dirs++] = st.st_ino;
 		if (!mg_pods_parse_cgroup_path(path, &cp) && cp.kind != MG_PODS_CG_NONE &&
-		    !grow((void **)cg, cap, *n + 1, sizeof(**cg))) {
-			struct cg_entry *e = &(*cg)[*n];
+		    !grow((void **)&sc->cg, &sc->cap, sc->n + 1, sizeof(*sc->cg))) {
+			struct cg_entry *e = &sc->cg[sc->n];
 
 			memset(e, 0, sizeof(*e));
 			e->ino = st.st_ino;
@@ -761,25 +787,29 @@ static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct cg_en
 			strcpy(e->container_id, cp.container_id);
 			e->dir = e->pod_level ? strdup(path) : NULL;
 			if (!e->pod_level || e->dir)
-				(*n)++;
+				sc->n++;
 		}
-		scan_dir(p, path, depth + 1, cg, n, cap);
+		scan_dir(p, path, depth + 1, sc);
 	}
 	closedir(d);
 }
 
 int mg_pods_scan(struct mg_pods *p)
 {
-	struct cg_entry *cg = NULL;
+	struct scan sc = {0};
 	struct cuts cuts = {0};
-	size_t n = 0, cap = 0;
 
-	scan_dir(p, p->root, 0, &cg, &n, &cap);
+	scan_dir(p, p->root, 0, &sc);
+	if (sc.n_dirs)
+		qsort(sc.dirs, sc.n_dirs, sizeof(*sc.dirs), cmp_u64);
 	pthread_mutex_lock(&p->mu);
 	free_cg(p->cg, p->n_cg);
-	p->cg = cg;
-	p->n_cg = n;
-	p->cap_cg = cap;
+	p->cg = sc.cg;
+	p->n_cg = sc.n;
+	p->cap_cg = sc.cap;
+	free(p->dirs);
+	p->dirs = sc.dirs;
+	p->n_dirs = sc.n_dirs;
 	reconcile(p, &cuts);
 	pthread_mutex_unlock(&p->mu);
 	run_cuts(p, &cuts);
@@ -938,6 +968,8 @@ void mg_pods_counts(struct mg_pods *p, struct mg_pods_counts *c)
 	memset(c, 0, sizeof(*c));
 	pthread_mutex_lock(&p->mu);
 	for (size_t i = 0; i < p->n_ent; i++) {
+		if (!p->ent[i].owned)
+			continue;
 		if (p->ent[i].v.state == MG_POD_SELECTED)
 			c->selected++;
 		else if (p->ent[i].v.state == MG_POD_PENDING)

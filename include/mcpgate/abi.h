@@ -12,7 +12,11 @@
 #ifndef MCPGATE_ABI_H
 #define MCPGATE_ABI_H
 
+/* bpf/destroy.bpf.c includes a generated vmlinux.h, which already defines
+ * the __u8.. types (and clashes with the UAPI headers). */
+#ifndef __VMLINUX_H__
 #include <linux/types.h>
+#endif
 
 #define MG_ABI_VERSION 2
 

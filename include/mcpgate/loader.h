@@ -73,6 +73,23 @@ ssize_t mg_loader_list_pods(struct mg_loader *l, uint64_t *ids, struct mg_abi_po
 int mg_loader_destroy_pod_sockets(struct mg_loader *l, uint64_t pod_cgroup_id,
 				  const char *pod_cgroup_dir);
 
+/** Ways to cut a pod's connections (mg_loader_cut_pod_sockets). */
+enum mg_loader_cut_method {
+	MG_LOADER_CUT_AUTO = 0,	/* the kfunc where its object loads, else netlink */
+	MG_LOADER_CUT_KFUNC,	/* TCP iterator + bpf_sock_destroy (Linux >= 6.5) */
+	MG_LOADER_CUT_NETLINK,	/* sock_diag SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY) */
+};
+
+/**
+ * mg_loader_destroy_pod_sockets() for a tool without the daemon's loader
+ * (`mcpgatectl sockets cut`): the pod cgroup is <pod_cgroup_dir> (its inode
+ * is the id), the API endpoints those in the map pinned under <pin_dir>
+ * (default MG_PIN_DIR). Returns the number cut, or -errno with <err>
+ * filled (-EOPNOTSUPP: <method>, or with AUTO both, unavailable here).
+ */
+int mg_loader_cut_pod_sockets(const char *pin_dir, const char *pod_cgroup_dir,
+			      enum mg_loader_cut_method method, struct mg_loader_err *err);
+
 /** The fd of the `events` ring buffer, to add to an epoll loop (readable
  * when records wait), or -1. */
 int mg_loader_events_fd(struct mg_loader *l);

@@ -19,7 +19,7 @@ bad_env() { # NAME WANT-IN-MESSAGE ARGS...
 	local name=$1 want=$2 out rc; shift 2
 	out=$("$@" 2>&1 >/dev/null); rc=$?
 	if [ "$rc" = 2 ] && [ "$(printf '%s\n' "$out" | wc -l)" = 1 ] && printf '%s' "$out" | grep -qi -- "$want" &&
-		[ ! -e "$RIG_PIN" ] && [ -z "$(cgtree | grep -E 'connect|sock_ops|getpeername')" ]; then
+		[ ! -e "$RIG_PIN" ] && [ -z "$(cgtree | grep -E 'connect|sock_ops|getpeername|egress')" ]; then
 		pass "bad environment: $name -> exit 2: $out"
 	else
 		fail "bad environment: $name (rc=$rc, out=$out)"
@@ -272,6 +272,17 @@ import json,sys
 v=[int(x,16) for x in json.load(sys.stdin)["value"]]
 v[40:44]=[2,0,0,0]
 print(" ".join("%02x"%b for b in v))')
+# The right version but a map of another layout (a change that forgot the
+# version bump): refused as well, naming the map.
+cid=$(bpftool -j map show pinned "$RIG_PIN/counters" | $RIG_PY -c 'import json,sys; print(json.load(sys.stdin)["id"])')
+rm "$RIG_PIN/counters"
+bpftool map create "$RIG_PIN/counters" type percpu_array key 4 value 4 entries 7 name counters
+out=$(nsenter --net="/run/netns/$RIG_NODE" "$RIG_BUILD/mcpgated" --cgroup-path "$RIG_KUBEPODS" --pin-dir "$RIG_PIN" \
+	--api-server https://10.96.0.1 --admin-listen 127.0.0.1:19941 --manage-address false 2>&1 >/dev/null); rc=$?
+check "map layout mismatch on reuse: exit 2, one line naming the map ($out)" \
+	test "$rc" = 2 -a "$(printf '%s\n' "$out" | wc -l)" = 1 && grep -q 'ABI v2, this is v2 (map counters: .*value 4.*): run mcpgatectl uninstall' <<<"$out"
+rm "$RIG_PIN/counters"
+bpftool map pin id "$cid" "$RIG_PIN/counters"
 rig_daemon || fail "mcpgated restarts after the ABI check"
 
 # SIGKILL: interception stays, connections are refused, never direct
@@ -284,7 +295,7 @@ rig_daemon || fail "mcpgated restarts"
 check "restart: pinned links reused" grep -q '"reused":true' "$RIG_DAEMON_LOG"
 out=$(in_pod sel $PROBE 10.96.0.1 443 --hold 0.3)
 check "restart: redirect works again" test "$(printf '%s' "$out" | json_get peer)" = "10.96.0.1:443"
-for t in cgroup_inet4_connect cgroup_inet6_connect cgroup_sock_ops cgroup_inet4_getpeername cgroup_inet6_getpeername; do
+for t in cgroup_inet4_connect cgroup_inet6_connect cgroup_sock_ops cgroup_inet4_getpeername cgroup_inet6_getpeername cgroup_inet_egress; do
 	check "restart: one $t attachment" test "$(cgtree | awk -v t="$t" '$2 == t' | wc -l)" = 1
 done
 
@@ -295,10 +306,31 @@ in_api curl -s -o /dev/null --cacert "$RIG_DIR/certs/ca.crt" -X DELETE \
 for i in $(seq 1 50); do [ "$(rig_metric mcpgate_intercepted_pods)" = 1 ] && break; sleep 0.1; done
 check "pod deleted: released from intercept" test "$(rig_metric mcpgate_intercepted_pods)" = 1
 
+# The daemon as a pod under the attach point (as in a cluster), with
+# --unknown-pods refuse: its own API calls (the pod list that classifies
+# every pod) must not be refused. The test shell joins a pod cgroup while it
+# starts the daemon, so the daemon is born there.
+rig_kill_pid "$RIG_DAEMON_PID"
+self_cg="$RIG_KUBEPODS/besteffort/pod$(cat /proc/sys/kernel/random/uuid)/$(head -c 32 /dev/urandom | sha256sum | cut -c1-64)"
+mkdir -p "$self_cg"; RIG_CGROUPS+=("$(dirname "$self_cg")")
+orig_cg="$RIG_CG2$(sed -n 's/^0:://p' /proc/self/cgroup)"
+echo $$ >"$self_cg/cgroup.procs"
+rig_daemon --unknown-pods refuse; rc=$?
+echo $$ >"$orig_cg/cgroup.procs"
+check "daemon as a pod under the attach point, --unknown-pods refuse: becomes ready" test "$rc" = 0
+check "daemon as a pod: its own cgroup has a pass entry" \
+	grep -q "$(stat -c %i "$self_cg")" <(bpftool -j map dump pinned "$RIG_PIN/intercept" | $RIG_PY -c '
+import json,sys
+for e in json.load(sys.stdin):
+    k = int.from_bytes(bytes(int(x,16) for x in e["key"]), "little"); v = [int(x,16) for x in e["value"]]
+    if v[0] == 0: print(k)')
+check "daemon as a pod: refuse-unknown is on (its own calls got through anyway)" \
+	grep -q 'unknown pods: refuse' <("$RIG_BUILD/mcpgatectl" status --pin-dir "$RIG_PIN")
+
 # Uninstall: nothing attached, nothing pinned, no more redirect
 rig_kill_pid "$RIG_DAEMON_PID"
 check "mcpgatectl uninstall succeeds" "$RIG_BUILD/mcpgatectl" uninstall --pin-dir "$RIG_PIN"
-check "uninstall: no program attached" test -z "$(cgtree | grep -E 'connect|sock_ops|getpeername')"
+check "uninstall: no program attached" test -z "$(cgtree | grep -E 'connect|sock_ops|getpeername|egress')"
 check "uninstall: nothing pinned" test ! -e "$RIG_PIN"
 out=$(in_pod sel $PROBE 10.96.0.1 443 --timeout 2)
 check "uninstall: selected pod no longer redirected" test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
