@@ -422,7 +422,8 @@ struct mg_pods {
 	size_t n_meta, cap_meta;
 	struct pod_ent *ent;
 	size_t n_ent, cap_ent;
-	uint64_t *dirs; /* every directory inode under the root, sorted */
+	char self_uid[40]; /* the daemon's own pod (a DaemonSet pod), or "" */
+	uint64_t *dirs;	   /* every directory inode under the root, sorted */
 	size_t n_dirs;
 
 	bool synced;
@@ -450,6 +451,28 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+/* Copies the UID of the pod this process runs in (from its cgroup v2
+ * path) into <uid>, or "" outside a pod. */
+static void self_pod_uid(char *uid)
+{
+	struct mg_pods_cgpath cp;
+	char line[1024], *nl;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	uid[0] = '\0';
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		if ((nl = strchr(line, '\n')))
+			*nl = '\0';
+		if (!mg_pods_parse_cgroup_path(line + 3, &cp) && cp.kind != MG_PODS_CG_NONE)
+			strcpy(uid, cp.uid);
+		break;
+	}
+	if (f)
+		fclose(f);
+}
+
 int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
 {
 	struct mg_pods *p = calloc(1, sizeof(*p));
@@ -465,6 +488,7 @@ int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
 	p->on_selected = o->on_selected;
 	p->cb_data = o->cb_data;
 	p->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	self_pod_uid(p->self_uid);
 	if (!p->root || !p->node || p->ifd < 0) {
 		int rc = p->ifd < 0 ? -errno : -ENOMEM;
 
@@ -606,6 +630,13 @@ static void log_state(const struct cg_entry *e, const struct pod_meta *m, uint32
 static uint32_t decide(struct mg_pods *p, const struct cg_entry *e, struct pod_ent *ent,
 		       struct pod_meta *m, const char **why)
 {
+	/* The daemon's own pod: its pod list is what classifies every pod, so
+	 * it is never pending; and never selected, which would send its own
+	 * upstream connections back to itself. */
+	if (p->self_uid[0] && !strcmp(e->uid, p->self_uid)) {
+		*why = "the daemon's own pod";
+		return MG_POD_PASS;
+	}
 	if (!p->synced && ent) {
 		*why = "kept until the first pod list";
 		return ent->v.state;

@@ -532,6 +532,24 @@ static void test_failed_write_retried(void **state)
 	mg_pods_free(p);
 }
 
+/* The daemon's own pod is never pending (its pod list classifies every
+ * pod: with refuse-unknown that would be a deadlock) and never selected
+ * (its upstream connections would come back to itself). */
+static void test_own_pod_always_pass(void **state)
+{
+	struct tree *t = *state;
+	uint64_t a = mkpod(t, UA);
+	struct mg_pods *p = new_pods(t, "mcpgate.io/intercept=true");
+
+	strcpy(p->self_uid, UA);
+	mg_pods_scan(p);
+	assert_int_equal(map_state(a), MG_POD_PASS);
+	list(p, list_of(pod_json("mcpgate", "mcpgated-x", UA, true), NULL));
+	assert_int_equal(map_state(a), MG_POD_PASS);
+	assert_int_equal(n_cuts, 0);
+	mg_pods_free(p);
+}
+
 static void test_selector_gen(void **state)
 {
 	struct mg_pods_selector s1, s2, s3, s4;
@@ -568,6 +586,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_restart_keeps_or_rejudges_by_generation,
 						tree_setup, tree_teardown),
 		cmocka_unit_test_setup_teardown(test_static_pod_by_mirror, tree_setup,
+						tree_teardown),
+		cmocka_unit_test_setup_teardown(test_own_pod_always_pass, tree_setup,
 						tree_teardown),
 		cmocka_unit_test_setup_teardown(test_failed_write_retried, tree_setup,
 						tree_teardown),
