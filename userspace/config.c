@@ -122,7 +122,8 @@ static const struct opt opts[] = {
 	  "ServiceAccount, else 401 (default false)" },
 	{ "unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
 	  "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
-	  "daemon has not classified yet (default pass)" },
+	  "daemon has not classified yet, e.g. created while it was down (default refuse; "
+	  "the daemon gives every pod cgroup it sees an entry)" },
 	{ "sa-check-interval", OPT_UINT, offsetof(struct mg_config, sa_check_interval), 0,
 	  "seconds between SubjectAccessReview checks that selected pods' own ServiceAccounts "
 	  "can do nothing beyond discovery (default 300; 0: off)" },
@@ -429,7 +430,7 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	strcpy(c->cluster_domain, "cluster.local");
 	c->leaf_validity = 86400;
 	strcpy(c->creds_provider, "none");
-	strcpy(c->unknown_pods, "pass");
+	strcpy(c->unknown_pods, "refuse");
 	c->sa_check_interval = 300;
 
 	for (size_t i = 0; i < N_OPTS; i++)

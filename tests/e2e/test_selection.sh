@@ -160,4 +160,19 @@ check "cut: the pod's next request goes through mcpgate" grep -q gitVersion <<<"
 check "cut: ... and reached the API from the node, as the daemon" \
 	bash -c 'tail -n +$(($1 + 1)) "$2" | grep "\"path\": *\"/version" | grep -q "\"remote\": *\"10.200.0.1"' _ "$before" "$RIG_DIR/api-requests.jsonl"
 
+# ---- --unknown-pods refuse (the default) while the daemon is down ----
+check "refuse is the default" grep -q '"unknown pods: refuse"\|unknown pods: refuse' <("$RIG_BUILD/mcpgatectl" status --pin-dir "$RIG_PIN")
+rig_kill_pid "$RIG_DAEMON_PID"
+down_cg="$RIG_KUBEPODS/burstable/pod$(cat /proc/sys/kernel/random/uuid)/$(pod_var late CID)"
+mkdir -p "$down_cg"
+out=$(in_pod late --cgroup "$down_cg" $PROBE 10.96.0.1 443 --timeout 2)
+check "daemon down: a pod cgroup created meanwhile (no entry) is refused" \
+	test "$(printf '%s' "$out" | json_get errno)" = EPERM
+out=$(in_pod sel --cgroup "$new_cg/$(pod_var sel CID)" $PROBE 10.96.0.1 443 --timeout 3 --send "")
+check "daemon down: a known unselected pod keeps its pass entry (direct)" test "$(printf '%s' "$out" | json_get ok)" = True
+out=$(in_pod quiet $PROBE 10.96.0.1 443 --timeout 2)
+check "daemon down: a selected pod is refused, never direct" test "$(printf '%s' "$out" | json_get errno)" = ECONNREFUSED
+rig_daemon || fail "mcpgated restarts"
+check "restart: the pod created while down is classified (pending: unknown to the API)" wait_state "$(dirname "$down_cg")" 2
+
 summary
