@@ -160,6 +160,16 @@ check "cut: the pod's next request goes through mcpgate" grep -q gitVersion <<<"
 check "cut: ... and reached the API from the node, as the daemon" \
 	bash -c 'tail -n +$(($1 + 1)) "$2" | grep "\"path\": *\"/version" | grep -q "\"remote\": *\"10.200.0.1"' _ "$before" "$RIG_DIR/api-requests.jsonl"
 
+# ---- deselecting is an admin act: the selector's generation ----
+quiet_cg=$(pod_var quiet CG)
+code=$(api PATCH /api/v1/namespaces/default/pods/quiet '{"metadata":{"labels":{"mcpgate.io/intercept":null}}}')
+check "generation: quiet's label removed (HTTP $code)" test "$code" = 200
+rig_wait_log "$RIG_DAEMON_LOG" '"event":"selection_sticky","namespace":"default","name":"quiet"' 10
+rig_kill_pid "$RIG_DAEMON_PID"
+rig_daemon || fail "mcpgated restarts with the same selector"
+check "generation: a restart with the same selector keeps the selection sticky" test "$(map_state "$quiet_cg")" = 1
+check "generation: ... and says so" grep -q '"event":"selection_sticky","namespace":"default","name":"quiet"' "$RIG_DAEMON_LOG"
+
 # ---- --unknown-pods refuse (the default) while the daemon is down ----
 check "refuse is the default" grep -q '"unknown pods: refuse"\|unknown pods: refuse' <("$RIG_BUILD/mcpgatectl" status --pin-dir "$RIG_PIN")
 rig_kill_pid "$RIG_DAEMON_PID"
@@ -172,7 +182,14 @@ out=$(in_pod sel --cgroup "$new_cg/$(pod_var sel CID)" $PROBE 10.96.0.1 443 --ti
 check "daemon down: a known unselected pod keeps its pass entry (direct)" test "$(printf '%s' "$out" | json_get ok)" = True
 out=$(in_pod quiet $PROBE 10.96.0.1 443 --timeout 2)
 check "daemon down: a selected pod is refused, never direct" test "$(printf '%s' "$out" | json_get errno)" = ECONNREFUSED
-rig_daemon || fail "mcpgated restarts"
+# Restarted by the admin with another selector (the same label, now limited
+# to one namespace): every selection is judged again by its labels.
+rig_daemon --select-labels 'mcpgate.io/intercept==true' --select-namespaces default || fail "mcpgated restarts with another selector"
 check "restart: the pod created while down is classified (pending: unknown to the API)" wait_state "$(dirname "$down_cg")" 2
+check "generation: another selector deselects the pod whose label is gone" wait_state "$quiet_cg" 0
+check "generation: ... logged for that pod" \
+	grep -q '"event":"pod_state".*"from":"selected","state":"pass","why":"deselected: the selector changed","namespace":"default","name":"quiet"' "$RIG_DAEMON_LOG"
+check "generation: a pod that still matches stays selected" test "$(map_state "$unsel_cg")" = 1
+check "generation: ... and its open connections are not cut again" not grep -q '"event":"pod_sockets_cut"' "$RIG_DAEMON_LOG"
 
 summary
