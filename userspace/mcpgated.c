@@ -86,9 +86,10 @@ static int set_pod_state(void *data, uint64_t id, const struct mg_abi_pod *v)
 	int rc = v ? mg_loader_set_pod(d->loader, id, v) : mg_loader_del_pod(d->loader, id);
 
 	if (rc)
-		mg_log_json("error", json_pack("{s:s,s:I,s:i,s:i}", "event", "intercept_write_failed",
-					       "pod_cgroup_id", (json_int_t)id, "state",
-					       v ? (int)v->state : -1, "rc", rc));
+		mg_log_json("error",
+			    json_pack("{s:s,s:I,s:i,s:i}", "event", "intercept_write_failed",
+				      "pod_cgroup_id", (json_int_t)id, "state",
+				      v ? (int)v->state : -1, "rc", rc));
 	return rc;
 }
 
@@ -443,7 +444,7 @@ static char *metrics_text(struct daemon *d)
 		"# TYPE mcpgate_relayed_bytes_total counter\n"
 		"mcpgate_relayed_bytes_total{direction=\"up\"} %llu\n"
 		"mcpgate_relayed_bytes_total{direction=\"down\"} %llu\n"
-		"# HELP mcpgate_intercepted_pods Pods selected (their API connects go to the proxy).\n"
+		"# HELP mcpgate_intercepted_pods Pods selected (API connects go to the proxy).\n"
 		"# TYPE mcpgate_intercepted_pods gauge\n"
 		"mcpgate_intercepted_pods %zu\n",
 		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,

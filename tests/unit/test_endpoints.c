@@ -81,7 +81,7 @@ static void test_compute_trusted(void **state)
 static void test_untrusted_slices_rejected(void **state)
 {
 	static const char *const edits[] = {
-		"name",	      /* another name (the endpointslice controller's kubernetes-abcde) */
+		"name",	      /* another name (a controller's kubernetes-abcde) */
 		"managed-by", /* written by a controller */
 		"managed-by-apiserver-name", /* a controller's label with any value */
 		"owner",     /* owned by the Service, as controller-made slices are */
