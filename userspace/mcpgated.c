@@ -7,7 +7,8 @@
  *   proxy listeners + admin listener on one event loop
  *
  * Exit status 2 with one line on stderr for a bad configuration or
- * environment; SIGTERM/SIGINT stop it cleanly, leaving interception in
+ * environment; SIGHUP reloads the selector (--select-labels/-namespaces);
+ * SIGTERM/SIGINT stop it cleanly, leaving interception in
  * place (only `mcpgatectl uninstall` removes it).
  */
 #include <arpa/inet.h>
@@ -46,6 +47,8 @@ struct daemon {
 	struct mg_kube *kube;
 	struct mg_proxy *proxy;
 	struct mg_admin *admin;
+	int argc; /* for a SIGHUP reload */
+	char **argv;
 	struct mg_endpoints *endpoints;
 	struct mg_sacheck *sacheck;	/* NULL with --sa-check-interval 0 */
 	volatile bool stop;
@@ -491,6 +494,30 @@ static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
 
 /* ---- signals ---- */
 
+/* SIGHUP: the admin changed the selector (flags or --config file). Only the
+ * selector is taken from the new configuration; anything else needs a
+ * restart. A bad configuration leaves everything as it was. */
+static void reload_selector(struct daemon *d)
+{
+	static struct mg_config c;
+	struct mg_pods_selector sel;
+	char err[512];
+	int rc;
+
+	rc = mg_config_load(&c, d->argc, d->argv, err, sizeof(err));
+	if (!rc)
+		rc = mg_pods_selector_parse(&sel, c.select_labels, c.select_namespaces, err,
+					    sizeof(err));
+	if (rc) {
+		mg_log_json("error", json_pack("{s:s,s:s}", "event", "reload_failed", "error", err));
+		return;
+	}
+	rc = mg_pods_set_selector(d->pods, &sel);
+	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:I,s:b}", "event", "selector", "labels",
+				      c.select_labels, "namespaces", c.select_namespaces, "sel_gen",
+				      (json_int_t)mg_pods_gen(d->pods), "changed", rc == 1));
+}
+
 static void on_signal(struct mg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct signalfd_siginfo si;
@@ -499,6 +526,10 @@ static void on_signal(struct mg_loop *loop, int fd, uint32_t events, void *data)
 	(void)events;
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGHUP) {
+		reload_selector(d);
+		return;
+	}
 	mg_log_json("info", json_pack("{s:s,s:i}", "event", "stopping", "signal",
 				      (int)si.ssi_signo));
 	d->stop = true;
@@ -591,6 +622,8 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int rc, sfd;
 
+	d.argc = argc;
+	d.argv = argv;
 	rc = mg_config_load(&d.cfg, argc, argv, err, sizeof(err));
 	if (rc == 1)
 		return 0;
@@ -608,6 +641,14 @@ int main(int argc, char **argv)
 			    merr.reason ? merr.reason : strerror(errno));
 	}
 	signal(SIGPIPE, SIG_IGN);
+	/* Blocked before any thread starts, so every thread inherits the mask
+	 * and the signals reach the loop's signalfd only: a SIGHUP taken by a
+	 * worker thread would kill the process (its default action). */
+	sigemptyset(&mask);
+	sigaddset(&mask, SIGTERM);
+	sigaddset(&mask, SIGINT);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	lo.cgroup_path = d.cfg.cgroup_path;
 	lo.pin_dir = d.cfg.pin_dir;
@@ -734,10 +775,6 @@ int main(int argc, char **argv)
 	if ((rc = mg_admin_new(&d.admin, d.loop, &admin_addr, on_admin, &d)))
 		die("admin listener %s: %s", d.cfg.admin_listen, strerror(-rc));
 
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
 	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
 	if (sfd < 0 || mg_loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d))
 		die("signalfd: %s", strerror(errno));

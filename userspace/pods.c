@@ -936,6 +936,27 @@ int mg_pods_apply_list(struct mg_pods *p, json_t *podlist)
 	return 0;
 }
 
+int mg_pods_set_selector(struct mg_pods *p, const struct mg_pods_selector *sel)
+{
+	struct cuts cuts = { 0 };
+	uint32_t gen = mg_pods_selector_gen(sel);
+	bool same;
+
+	pthread_mutex_lock(&p->mu);
+	same = gen == p->gen;
+	if (!same) {
+		p->sel = *sel;
+		p->gen = gen;
+		for (size_t i = 0; i < p->n_meta; i++)
+			p->meta[i].matches = mg_pods_selector_match(&p->sel, p->meta[i].namespace,
+								    p->meta[i].labels);
+		reconcile(p, &cuts);
+	}
+	pthread_mutex_unlock(&p->mu);
+	run_cuts(p, &cuts);
+	return same ? 0 : 1;
+}
+
 int mg_pods_apply_event(struct mg_pods *p, const char *type, json_t *pod)
 {
 	const char *uid =

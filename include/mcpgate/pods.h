@@ -144,6 +144,14 @@ int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o);
  * they are until the first pod list; selections of the same selector
  * generation stay sticky after it. */
 int mg_pods_preset(struct mg_pods *p, const uint64_t *ids, const struct mg_abi_pod *vals, size_t n);
+/**
+ * Replaces the selector (an admin's reload): every pod is judged again by
+ * its labels, as after a restart with another selector (deselections
+ * logged per pod, new selections cut). Returns 1 if the generation changed,
+ * 0 if it is the same selector (nothing done).
+ */
+int mg_pods_set_selector(struct mg_pods *p, const struct mg_pods_selector *sel);
+
 /** The generation of this table's selector. */
 uint32_t mg_pods_gen(const struct mg_pods *p);
 /** Stops the watch thread if started, frees everything. Accepts NULL. */

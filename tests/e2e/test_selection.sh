@@ -192,4 +192,21 @@ check "generation: ... logged for that pod" \
 check "generation: a pod that still matches stays selected" test "$(map_state "$unsel_cg")" = 1
 check "generation: ... and its open connections are not cut again" not grep -q '"event":"pod_sockets_cut"' "$RIG_DAEMON_LOG"
 
+# ---- SIGHUP: the admin reloads the selector from the --config file ----
+printf '{"select-labels": "mcpgate.io/intercept=true", "select-namespaces": "default"}\n' >"$RIG_DIR/sel.json"
+rig_kill_pid "$RIG_DAEMON_PID"
+rig_daemon --config "$RIG_DIR/sel.json" || fail "mcpgated restarts with --config"
+check "reload: the same selector from a file keeps the selections" test "$(map_state "$unsel_cg")" = 1
+printf '{"select-labels": "mcpgate.io/intercept=true", "select-namespaces": "team-ai"}\n' >"$RIG_DIR/sel.json"
+kill -HUP "$RIG_DAEMON_PID"
+check "reload: SIGHUP with another selector deselects pods it no longer matches" wait_state "$unsel_cg" 0
+check "reload: ... logged per pod" \
+	grep -q '"event":"pod_state".*"why":"deselected: the selector changed","namespace":"default","name":"unsel"' "$RIG_DAEMON_LOG"
+check "reload: ... and the new selector logged" grep -q '"event":"selector".*"namespaces":"team-ai".*"changed":true' "$RIG_DAEMON_LOG"
+printf '{"select-labels": "a=b=c"}\n' >"$RIG_DIR/sel.json"
+kill -HUP "$RIG_DAEMON_PID"
+check "reload: a bad selector is refused in one log line, nothing changes" \
+	rig_wait_log "$RIG_DAEMON_LOG" '"event":"reload_failed","error":"bad label selector requirement: a=b=c"' 5
+check "reload: ... the daemon still runs" kill -0 "$RIG_DAEMON_PID"
+
 summary

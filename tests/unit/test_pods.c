@@ -532,6 +532,36 @@ static void test_failed_write_retried(void **state)
 	mg_pods_free(p);
 }
 
+/* A reload with another selector re-judges every pod (sticky selections
+ * included); the same selector changes nothing. */
+static void test_set_selector(void **state)
+{
+	struct tree *t = *state;
+	uint64_t a = mkpod(t, UA), b = mkpod(t, UB);
+	struct mg_pods *p = new_pods(t, "mcpgate.io/intercept=true");
+	struct mg_pods_selector sel;
+	char err[64];
+
+	mg_pods_scan(p);
+	list(p, list_of(pod_json("default", "a", UA, true), pod_json("team-ai", "b", UB, false)));
+	event(p, "MODIFIED", pod_json("default", "a", UA, false)); /* sticky */
+	assert_int_equal(map_state(a), MG_POD_SELECTED);
+	assert_int_equal(mg_pods_selector_parse(&sel, "mcpgate.io/intercept=true", NULL, err,
+						sizeof(err)),
+			 0);
+	assert_int_equal(mg_pods_set_selector(p, &sel), 0);
+	assert_int_equal(map_state(a), MG_POD_SELECTED);
+	assert_int_equal(mg_pods_selector_parse(&sel, "!mcpgate.io/intercept", "team-ai", err,
+						sizeof(err)),
+			 0);
+	assert_int_equal(mg_pods_set_selector(p, &sel), 1);
+	assert_int_equal(map_state(a), MG_POD_PASS);
+	assert_int_equal(map_state(b), MG_POD_SELECTED);
+	assert_int_equal(map_gen(b), mg_pods_selector_gen(&sel));
+	assert_int_equal(cuts_of(b), 1);
+	mg_pods_free(p);
+}
+
 /* The daemon's own pod is never pending (its pod list classifies every
  * pod: with refuse-unknown that would be a deadlock) and never selected
  * (its upstream connections would come back to itself). */
@@ -587,6 +617,7 @@ int main(void)
 						tree_setup, tree_teardown),
 		cmocka_unit_test_setup_teardown(test_static_pod_by_mirror, tree_setup,
 						tree_teardown),
+		cmocka_unit_test_setup_teardown(test_set_selector, tree_setup, tree_teardown),
 		cmocka_unit_test_setup_teardown(test_own_pod_always_pass, tree_setup,
 						tree_teardown),
 		cmocka_unit_test_setup_teardown(test_failed_write_retried, tree_setup,
