@@ -83,6 +83,26 @@ ev = [json.loads(l).get("event") for l in open(sys.argv[1]) if l.startswith("{")
 sys.exit(0 if "tls_leaf_reissued" in ev and ev.index("tls_leaf_reissued") < ev.index("api_endpoints") else 1)
 PY
 
+# A restart keeps the pinned map, so pods are redirected from the first
+# moment: the first leaf must already name what the map holds, before any
+# API answer (a pod dials as soon as the proxy listens).
+ok_rounds=0 errs=""
+for round in 1 2 3; do
+	rig_kill_pid "$RIG_DAEMON_PID"
+	before=$(version_requests)
+	RIG_DAEMON_NOWAIT=1 rig_daemon
+	rig_wait_log "$RIG_DAEMON_LOG" '"event":"ready"' 20
+	out=$(in_pod sel kubectl get --raw /version 2>&1)
+	if grep -q gitVersion <<<"$out" && [ "$(version_requests)" -gt "$before" ]; then
+		ok_rounds=$((ok_rounds + 1))
+	else
+		errs+="restart round $round: $(head -c 200 <<<"$out" | tr '\n' ' ')"$'\n'
+	fi
+done
+[ -n "$errs" ] && printf '%s' "$errs" >&2
+check "restart_leaf: kubectl the moment a restarted daemon listens succeeds ($ok_rounds/3 rounds)" test "$ok_rounds" = 3
+rig_wait_ready 20
+
 # ---- item 7: only the API server's own EndpointSlice is believed ----
 eps=$(map_endpoints)
 check "slice_trust: the API server's slice address is in api_endpoints" grep -qx '10.97.0.10:6443' <<<"$eps"
