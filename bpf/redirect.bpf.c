@@ -478,8 +478,11 @@ static __always_inline int has_ports(__u8 proto)
 
 /* Reads the destination address:port of the packet in <skb> into <dst>.
  * Returns 1 when found, 0 when the packet has no port to match (not a
- * ported protocol, a non-first fragment, a truncated header), -1 when an
- * IPv6 extension chain is too long to walk. */
+ * ported protocol, a non-first fragment: it cannot complete a datagram
+ * without its first one), -1 when the port cannot be read (an IPv6
+ * extension chain too long to walk or truncated, a ported first fragment
+ * too short to hold the ports): the caller then treats the packet as going
+ * to an API endpoint, as a receiver that reassembles it might. */
 static __always_inline int packet_dst(struct __sk_buff *skb, struct mg_abi_addr *dst)
 {
 	__be16 port;
@@ -495,9 +498,13 @@ static __always_inline int packet_dst(struct __sk_buff *skb, struct mg_abi_addr 
 			return 0; /* the first fragment carried the ports */
 		proto = ip.protocol;
 		off = ip.ihl * 4;
-		if (!has_ports(proto) || bpf_skb_load_bytes(skb, off + 2, &port, sizeof(port)))
+		if (!has_ports(proto))
 			return 0;
-		mg_addr_set_v4(dst, ip.daddr, port);
+		mg_addr_set_v4(dst, ip.daddr, 0);
+		/* A first fragment too short to hold the ports must not slip by. */
+		if (bpf_skb_load_bytes(skb, off + 2, &port, sizeof(port)))
+			return -1;
+		dst->port = port;
 		return 1;
 	}
 	if (skb->protocol == bpf_htons(ETH_P_IPV6_NR)) {
@@ -506,6 +513,8 @@ static __always_inline int packet_dst(struct __sk_buff *skb, struct mg_abi_addr 
 
 		if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof(ip6)))
 			return 0;
+		__builtin_memcpy(w, &ip6.daddr, sizeof(w));
+		mg_addr_set_v6(dst, w, 0);
 		proto = ip6.nexthdr;
 		off = sizeof(ip6);
 		for (int i = 0; i < MG_IPV6_EXT_MAX; i++) {
@@ -516,7 +525,7 @@ static __always_inline int packet_dst(struct __sk_buff *skb, struct mg_abi_addr 
 			    proto != IPPROTO_AH)
 				break;
 			if (bpf_skb_load_bytes(skb, off, h, sizeof(h)))
-				return 0;
+				return -1; /* a truncated chain (RFC 7112) */
 			if (proto == IPPROTO_FRAGMENT) {
 				if (((h[2] << 8) | h[3]) & 0xfff8)
 					return 0; /* not the first fragment */
@@ -531,10 +540,11 @@ static __always_inline int packet_dst(struct __sk_buff *skb, struct mg_abi_addr 
 		if (proto == IPPROTO_HOPOPTS || proto == IPPROTO_ROUTING ||
 		    proto == IPPROTO_DSTOPTS || proto == IPPROTO_FRAGMENT || proto == IPPROTO_AH)
 			return -1;
-		if (!has_ports(proto) || bpf_skb_load_bytes(skb, off + 2, &port, sizeof(port)))
+		if (!has_ports(proto))
 			return 0;
-		__builtin_memcpy(w, &ip6.daddr, sizeof(w));
-		mg_addr_set_v6(dst, w, port);
+		if (bpf_skb_load_bytes(skb, off + 2, &port, sizeof(port)))
+			return -1;
+		dst->port = port;
 		return 1;
 	}
 	return 0;

@@ -5,6 +5,11 @@
  * one per link, "link_<hook>". A fresh attachment is pinned into
  * "<pin_dir>-new-<pid>" first and renamed into place, so a crash at any point
  * leaves either a complete pin dir or none, never half of one.
+ *
+ * Two objects: bpf/redirect.bpf.c (every attached program, UAPI only, loads
+ * on 5.8+) and bpf/destroy.bpf.c (the socket-cut iterator, kernel types and
+ * a kfunc, 6.5+), loaded only when a cut is asked for and optional: where it
+ * does not load, the cut falls back to netlink or reports -EOPNOTSUPP.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -932,11 +937,13 @@ static bool diag_match(const struct cut_job *j, const struct inet_diag_msg *m, s
 		       bool *no_cg)
 {
 	struct mg_abi_addr dst = { 0 };
-	struct rtattr *a = (struct rtattr *)(m + 1);
-	size_t rem = len - NLMSG_ALIGN(sizeof(*m));
+	struct rtattr *a = (struct rtattr *)((char *)m + NLMSG_ALIGN(sizeof(*m)));
+	int rem = (int)len - (int)NLMSG_ALIGN(sizeof(*m));
 	bool found = false;
 	uint64_t cg = 0;
 
+	if (rem < 0)
+		return false;	/* shorter than its fixed part */
 	if (m->idiag_family == AF_INET) {
 		dst.addr[10] = dst.addr[11] = 0xff;
 		memcpy(dst.addr + 12, m->id.idiag_dst, 4);
@@ -981,14 +988,14 @@ static int cut_netlink_family(const struct cut_job *j, int fd, uint8_t family, b
 	if (!ids)
 		return -ENOMEM;
 	while (!done) {
-		ssize_t n = recv(fd, buf, sizeof(buf), 0);
+		int n = (int)recv(fd, buf, sizeof(buf), 0);
 		struct nlmsghdr *h = (struct nlmsghdr *)buf;
 
 		if (n < 0) {
 			rc = -errno;
 			goto out;
 		}
-		for (; NLMSG_OK(h, (size_t)n); h = NLMSG_NEXT(h, n)) {
+		for (; NLMSG_OK(h, n); h = NLMSG_NEXT(h, n)) {
 			if (h->nlmsg_type == NLMSG_DONE) {
 				done = true;
 				break;
@@ -1019,7 +1026,7 @@ static int cut_netlink_family(const struct cut_job *j, int fd, uint8_t family, b
 			rc = -errno;
 			goto out;
 		}
-		if (!NLMSG_OK(h, (size_t)n) || h->nlmsg_type != NLMSG_ERROR) {
+		if (!NLMSG_OK(h, (int)n) || h->nlmsg_type != NLMSG_ERROR) {
 			rc = -EIO;
 			goto out;
 		}

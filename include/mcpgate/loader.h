@@ -30,9 +30,14 @@ struct mg_loader_err {
 
 /**
  * Checks the environment (BTF, cgroup v2 at <cgroup_path>, bpffs, BPF
- * rights), then reuses the pinned attachment or loads, attaches all programs
- * and pins them. All or nothing: on error nothing stays attached or pinned
- * that was not before. Writes <settings> into the settings map either way.
+ * rights), then reuses the pinned attachment (only if it is of this build's
+ * ABI: -EPROTO and "pinned mcpgate programs are ABI vN, this is vM: run
+ * mcpgatectl uninstall" otherwise) or loads, attaches all programs and pins
+ * them. All or nothing: on error nothing stays attached or pinned that was
+ * not before. Writes <settings> (proxies, flags, abi_version) into the
+ * settings map either way, and gives the daemon's own cgroup a MG_POD_PASS
+ * entry when it lies under <cgroup_path> (a daemon running as a pod must
+ * reach the API server to classify any pod, refuse-unknown or not).
  * Returns 0 with <*out> set, or -errno with <err> filled in.
  */
 int mg_loader_open(struct mg_loader **out, const struct mg_loader_opts *o,

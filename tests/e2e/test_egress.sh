@@ -92,6 +92,16 @@ settle
 check "selected pod: UDP to 10.96.0.1:443 never arrives" test "$(arrived 10.96.0.1 443 $((sport - 1)))" = 0
 check "selected pod: UDP to 10.96.0.1:443 counted" test "$(( $(dropped) - d0 ))" = 2
 
+# A first fragment too short to hold the destination port cannot be matched
+# by port: from a pod whose API packets are dropped, it is dropped too.
+d0=$(dropped)
+in_pod sel $RAW send 10.96.0.1 443 "$((sport + 1))" 1 --tinyfrag >/dev/null
+check "selected pod: a first fragment with no destination port is dropped and counted" \
+	test "$(( $(dropped) - d0 ))" = 1
+d0=$(dropped)
+in_pod unsel $RAW send 10.96.0.1 443 "$((sport + 1))" 1 --tinyfrag >/dev/null
+check "unselected pod: the same fragment is not dropped" test "$(dropped)" = "$d0"
+
 # Other ports of an API address and other addresses are not touched.
 sport=$((sport + 1)); d0=$(dropped)
 in_pod sel $RAW send 10.96.0.1 444 "$sport" 1 >/dev/null

@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Kernel path: the eBPF redirect of selected pods' API connections, pod
-# identity from the kernel, fail-closed pinning, uninstall, bad environments.
+# identity from the kernel, fail-closed pinning, uninstall, bad environments;
+# pod states (pending, pass, refuse-unknown), stale origins, the ABI check
+# on reuse, the daemon as a pod under the attach point.
 set -u
 . "$(dirname "$0")/lib/rig.sh"
 rig_init
@@ -158,8 +160,12 @@ stale_case() { # NAME SRC PORT API-ADDR API-PORT PROXY-ADDR
 	fi
 	(in_pod_bg sel --cgroup "$unsel_cg" $STALE reuse "$src" "$port" "$proxy" 6443 \
 		"/api/v1/namespaces/default/pods/$marker" >"$RIG_DIR/stale-$name.out" 2>&1) &
-	local cpid=$!
-	sleep 0.5 # the reuse connect is queued behind the reset one (no assertion on time)
+	local cpid=$! i
+	# resume the daemon once the reuse connection waits in the accept queue
+	for i in $(seq 1 50); do
+		ip netns exec "$(pod_var sel NETNS)" ss -Htn state established "( sport = :$port )" | grep -q . && break
+		sleep 0.1
+	done
 	kill -CONT "$RIG_DAEMON_PID"
 	wait "$cpid"
 	out=$(cat "$RIG_DIR/stale-$name.out")

@@ -62,7 +62,9 @@ cut_round() { # METHOD
 	for f in "$f1" "$f2" "$f3"; do rig_wait_file "$f" 5 || fail "$m: holder $f starts"; done
 	check "$m: pod one holds its connections" test "$(state "$f1" v4)/$(state "$f1" v6)/$(state "$f1" mapped)/$(state "$f1" slice)/$(state "$f1" other)" = open/open/open/open/open
 
+	local t0; t0=$(date +%s%N)
 	out=$("$CTL" sockets cut --pod-cgroup "$(pod_var one CG)" --method "$m" --pin-dir "$RIG_PIN" 2>&1)
+	rig_log "$m: mcpgatectl sockets cut took $(( ($(date +%s%N) - t0) / 1000000 )) ms (figure, not asserted)"
 	n=$(sed -n 's/^cut \([0-9]*\) connection.*/\1/p' <<<"$out")
 	check "$m: mcpgatectl sockets cut reports the 4 API connections of pod one ($out)" test "$n" = 4
 	for c in v4 v6 mapped slice; do

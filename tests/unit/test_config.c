@@ -107,6 +107,37 @@ static void test_hostport(void **state)
 	assert_int_equal(mg_config_parse_hostport("[1.2.3.4]:443", &a), 0);
 }
 
+/* --unknown-pods: refuse or pass, from a flag or the file; anything else is
+ * one line naming the option. */
+static void test_unknown_pods(void **state)
+{
+	char path[] = "/tmp/mg-config-test.XXXXXX";
+	struct mg_config c;
+	char err[256];
+	int fd = mkstemp(path);
+	FILE *f = fdopen(fd, "w");
+
+	(void)state;
+	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	assert_int_equal(load(&c, err, sizeof(err), NULL), 0);
+	assert_string_equal(c.unknown_pods, "pass");
+	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "refuse", NULL), 0);
+	assert_string_equal(c.unknown_pods, "refuse");
+	fputs("{\"unknown-pods\": \"refuse\"}", f);
+	fclose(f);
+	assert_int_equal(load(&c, err, sizeof(err), "--config", path, NULL), 0);
+	assert_string_equal(c.unknown_pods, "refuse");
+	assert_int_equal(load(&c, err, sizeof(err), "--config", path, "--unknown-pods", "pass", NULL),
+			 0);
+	assert_string_equal(c.unknown_pods, "pass");
+	unlink(path);
+	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "deny", NULL), -EINVAL);
+	assert_non_null(strstr(err, "--unknown-pods: refuse or pass"));
+	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "", NULL), -EINVAL);
+	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "refuse-all", NULL), -EINVAL);
+	assert_non_null(strstr(err, "unknown-pods"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -114,6 +145,7 @@ int main(void)
 		cmocka_unit_test(test_file_and_flags),
 		cmocka_unit_test(test_errors),
 		cmocka_unit_test(test_hostport),
+		cmocka_unit_test(test_unknown_pods),
 	};
 
 	return cmocka_run_group_tests_name("config", tests, NULL, NULL);

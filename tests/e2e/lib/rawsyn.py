@@ -2,7 +2,8 @@
 """rawsyn.py send DST DPORT SPORT COUNT [--udp] [--dstopts]
    rawsyn.py sniff IFACE OUTFILE READYFILE
 
-send: COUNT hand-made TCP SYNs (raw socket: no connect(), so no cgroup
+send: COUNT hand-made TCP SYNs (--tinyfrag: IPv4 first fragments too short
+to hold the destination port) (raw socket: no connect(), so no cgroup
 connect hook sees them) or, with --udp, COUNT datagrams from an ordinary UDP
 socket, from source port SPORT to DST:DPORT. --dstopts adds an IPv6
 destination-options header, so the packet's transport header sits behind
@@ -51,6 +52,15 @@ def send(argv):
     else:
         s = socket.socket(fam, socket.SOCK_RAW, socket.IPPROTO_TCP)
         pkt = tcp_syn(local_addr(dst, fam), dst, sport, dport, fam)
+    if "--tinyfrag" in argv:
+        # IP_HDRINCL: an IPv4 first fragment (MF set, offset 0) whose 2
+        # transport bytes hold only the source port: the destination port
+        # is in no packet the egress program can read.
+        s = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+        src = socket.inet_aton(local_addr(dst, fam))
+        ip = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 22, 0x4d47, 0x2000, 64, 6, 0, src,
+                         socket.inet_aton(dst))
+        pkt = ip + struct.pack("!H", sport)
     anc = []
     if "--dstopts" in argv:
         # next header (filled by the kernel), length 0 (8 bytes), PadN of 4
