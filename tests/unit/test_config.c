@@ -138,6 +138,11 @@ static void test_unknown_pods(void **state)
 	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "", NULL), -EINVAL);
 	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "refuse-all", NULL), -EINVAL);
 	assert_non_null(strstr(err, "unknown-pods"));
+	/* the ServiceAccount check: every 300 s unless told, 0 turns it off */
+	assert_int_equal(load(&c, err, sizeof(err), NULL), 0);
+	assert_int_equal(c.sa_check_interval, 300);
+	assert_int_equal(load(&c, err, sizeof(err), "--sa-check-interval", "0", NULL), 0);
+	assert_int_equal(c.sa_check_interval, 0);
 }
 
 int main(void)
