@@ -696,6 +696,7 @@ int main(int argc, char **argv)
 	po.node_name = d.cfg.node_name;
 	po.set_state = set_pod_state;
 	po.on_selected = cut_pod_sockets;
+	po.async_cuts = true;
 	po.cb_data = &d;
 	if ((rc = mg_pods_new(&d.pods, &po)))
 		die("pods: %s", strerror(-rc));

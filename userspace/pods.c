@@ -405,6 +405,12 @@ struct pod_ent {
 	bool owned;	    /* a pod cgroup's: this module keeps or releases it */
 };
 
+struct cut;
+
+struct mg_pods;
+static void free_cutq(struct mg_pods *p);
+static void *cut_main(void *arg);
+
 struct mg_pods {
 	pthread_mutex_t mu;
 	char *root;
@@ -425,6 +431,14 @@ struct mg_pods {
 	char self_uid[40]; /* the daemon's own pod (a DaemonSet pod), or "" */
 	uint64_t *dirs;	   /* every directory inode under the root, sorted */
 	size_t n_dirs;
+
+	/* the cutter thread (opts.async_cuts) and its queue */
+	pthread_mutex_t cut_mu;
+	pthread_cond_t cut_cond;
+	struct cut *cutq;
+	size_t n_cutq, cap_cutq;
+	pthread_t cut_thread;
+	bool cut_started, cut_stop;
 
 	bool synced;
 	pthread_t thread;
@@ -480,6 +494,8 @@ int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->cut_mu, NULL);
+	pthread_cond_init(&p->cut_cond, NULL);
 	p->root = strdup(o->cgroup_root ? o->cgroup_root : "");
 	p->node = strdup(o->node_name ? o->node_name : "");
 	p->sel = o->selector;
@@ -489,6 +505,8 @@ int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
 	p->cb_data = o->cb_data;
 	p->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
 	self_pod_uid(p->self_uid);
+	if (o->async_cuts && o->on_selected && !pthread_create(&p->cut_thread, NULL, cut_main, p))
+		p->cut_started = true;
 	if (!p->root || !p->node || p->ifd < 0) {
 		int rc = p->ifd < 0 ? -errno : -ENOMEM;
 
@@ -533,6 +551,16 @@ void mg_pods_free(struct mg_pods *p)
 		p->stop = true;
 		pthread_join(p->thread, NULL);
 	}
+	if (p->cut_started) {
+		pthread_mutex_lock(&p->cut_mu);
+		p->cut_stop = true;
+		pthread_cond_signal(&p->cut_cond);
+		pthread_mutex_unlock(&p->cut_mu);
+		pthread_join(p->cut_thread, NULL);
+	}
+	free_cutq(p);
+	pthread_mutex_destroy(&p->cut_mu);
+	pthread_cond_destroy(&p->cut_cond);
 	for (size_t i = 0; i < p->n_meta; i++)
 		json_decref(p->meta[i].labels);
 	free(p->meta);
@@ -761,16 +789,70 @@ static void reconcile(struct mg_pods *p, struct cuts *cuts)
 
 /* Runs the cuts reconcile collected, without the lock: cutting sockets
  * walks the pod's tasks and may take a while. */
+/* Cuts still queued at exit are dropped: the daemon is stopping. */
+static void free_cutq(struct mg_pods *p)
+{
+	for (size_t i = 0; i < p->n_cutq; i++)
+		free(p->cutq[i].dir);
+	free(p->cutq);
+}
+
+static void do_cuts(struct mg_pods *p, struct cut *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p->on_selected)
+			p->on_selected(p->cb_data, v[i].ino, v[i].dir, &v[i].id);
+		free(v[i].dir);
+	}
+}
+
+/* Runs the cuts reconcile collected, without the table lock: on the cutter
+ * thread when there is one (a rescan on inotify runs on the event loop, and
+ * a cut walks the pod's tasks and network namespaces), else here. Late is
+ * harmless: the pod is selected in the map already, so new connects go to
+ * the proxy and the egress program drops what the old ones send. */
 static void run_cuts(struct mg_pods *p, struct cuts *cuts)
 {
-	for (size_t i = 0; i < cuts->n; i++) {
-		if (p->on_selected)
-			p->on_selected(p->cb_data, cuts->v[i].ino, cuts->v[i].dir, &cuts->v[i].id);
-		free(cuts->v[i].dir);
+	if (p->cut_started && cuts->n) {
+		pthread_mutex_lock(&p->cut_mu);
+		if (!grow((void **)&p->cutq, &p->cap_cutq, p->n_cutq + cuts->n, sizeof(*p->cutq))) {
+			memcpy(p->cutq + p->n_cutq, cuts->v, cuts->n * sizeof(*cuts->v));
+			p->n_cutq += cuts->n;
+			cuts->n = 0;
+			pthread_cond_signal(&p->cut_cond);
+		}
+		pthread_mutex_unlock(&p->cut_mu);
 	}
+	do_cuts(p, cuts->v, cuts->n);
 	free(cuts->v);
 	cuts->v = NULL;
 	cuts->n = cuts->cap = 0;
+}
+
+static void *cut_main(void *arg)
+{
+	struct mg_pods *p = arg;
+
+	pthread_mutex_lock(&p->cut_mu);
+	while (!p->cut_stop) {
+		struct cut *v;
+		size_t n;
+
+		if (!p->n_cutq) {
+			pthread_cond_wait(&p->cut_cond, &p->cut_mu);
+			continue;
+		}
+		v = p->cutq;
+		n = p->n_cutq;
+		p->cutq = NULL;
+		p->n_cutq = p->cap_cutq = 0;
+		pthread_mutex_unlock(&p->cut_mu);
+		do_cuts(p, v, n);
+		free(v);
+		pthread_mutex_lock(&p->cut_mu);
+	}
+	pthread_mutex_unlock(&p->cut_mu);
+	return NULL;
 }
 
 struct scan {
@@ -938,7 +1020,7 @@ int mg_pods_apply_list(struct mg_pods *p, json_t *podlist)
 
 int mg_pods_set_selector(struct mg_pods *p, const struct mg_pods_selector *sel)
 {
-	struct cuts cuts = { 0 };
+	struct cuts cuts = {0};
 	uint32_t gen = mg_pods_selector_gen(sel);
 	bool same;
 

@@ -125,6 +125,8 @@ struct mg_pods_opts {
 	mg_pods_set_cb *set_state;
 	mg_pods_selected_cb *on_selected;
 	void *cb_data;
+	bool async_cuts; /* on_selected on a thread of its own (the daemon: never
+			  * on the loop); false: on the thread that reconciles */
 };
 
 /** Identity of the pod behind a connection; plain copies. */

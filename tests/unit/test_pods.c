@@ -546,19 +546,60 @@ static void test_set_selector(void **state)
 	list(p, list_of(pod_json("default", "a", UA, true), pod_json("team-ai", "b", UB, false)));
 	event(p, "MODIFIED", pod_json("default", "a", UA, false)); /* sticky */
 	assert_int_equal(map_state(a), MG_POD_SELECTED);
-	assert_int_equal(mg_pods_selector_parse(&sel, "mcpgate.io/intercept=true", NULL, err,
-						sizeof(err)),
-			 0);
+	assert_int_equal(
+		mg_pods_selector_parse(&sel, "mcpgate.io/intercept=true", NULL, err, sizeof(err)),
+		0);
 	assert_int_equal(mg_pods_set_selector(p, &sel), 0);
 	assert_int_equal(map_state(a), MG_POD_SELECTED);
-	assert_int_equal(mg_pods_selector_parse(&sel, "!mcpgate.io/intercept", "team-ai", err,
-						sizeof(err)),
-			 0);
+	assert_int_equal(
+		mg_pods_selector_parse(&sel, "!mcpgate.io/intercept", "team-ai", err, sizeof(err)),
+		0);
 	assert_int_equal(mg_pods_set_selector(p, &sel), 1);
 	assert_int_equal(map_state(a), MG_POD_PASS);
 	assert_int_equal(map_state(b), MG_POD_SELECTED);
 	assert_int_equal(map_gen(b), mg_pods_selector_gen(&sel));
 	assert_int_equal(cuts_of(b), 1);
+	mg_pods_free(p);
+}
+
+static uint64_t async_cut_id;
+static pthread_t async_cut_thread;
+
+static void record_async_cut(void *data, uint64_t id, const char *dir,
+			     const struct mg_pod_ident *pod)
+{
+	(void)data;
+	(void)dir;
+	(void)pod;
+	async_cut_thread = pthread_self();
+	__atomic_store_n(&async_cut_id, id, __ATOMIC_RELEASE);
+}
+
+/* The daemon's cuts run on a thread of their own, never on the caller's
+ * (an inotify rescan runs on the event loop). */
+static void test_async_cuts_off_the_caller(void **state)
+{
+	struct tree *t = *state;
+	uint64_t a = mkpod(t, UA);
+	struct mg_pods_opts o = {0};
+	struct mg_pods *p;
+	char err[64];
+
+	o.cgroup_root = t->kubepods;
+	o.node_name = "node1";
+	o.set_state = fake_set;
+	o.on_selected = record_async_cut;
+	o.async_cuts = true;
+	assert_int_equal(mg_pods_selector_parse(&o.selector, "mcpgate.io/intercept=true", NULL, err,
+						sizeof(err)),
+			 0);
+	assert_int_equal(mg_pods_new(&p, &o), 0);
+	mg_pods_scan(p);
+	list(p, list_of(pod_json("default", "a", UA, true), NULL));
+	for (int i = 0; i < 200 && !__atomic_load_n(&async_cut_id, __ATOMIC_ACQUIRE); i++)
+		usleep(10000);
+	assert_int_equal(__atomic_load_n(&async_cut_id, __ATOMIC_ACQUIRE), a);
+	assert_false(pthread_equal(async_cut_thread, pthread_self()));
 	mg_pods_free(p);
 }
 
@@ -618,6 +659,8 @@ int main(void)
 		cmocka_unit_test_setup_teardown(test_static_pod_by_mirror, tree_setup,
 						tree_teardown),
 		cmocka_unit_test_setup_teardown(test_set_selector, tree_setup, tree_teardown),
+		cmocka_unit_test_setup_teardown(test_async_cuts_off_the_caller, tree_setup,
+						tree_teardown),
 		cmocka_unit_test_setup_teardown(test_own_pod_always_pass, tree_setup,
 						tree_teardown),
 		cmocka_unit_test_setup_teardown(test_failed_write_retried, tree_setup,
