@@ -133,7 +133,8 @@ static size_t add_slice(struct mg_endpoints_result *r, json_t *slice)
 	return n;
 }
 
-void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra, json_t *svc,
+void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra,
+			  const struct mg_abi_addr *prev, size_t n_prev, json_t *svc,
 			  json_t *slices, struct mg_endpoints_result *r)
 {
 	json_t *ips, *items, *it, *p, *ip;
@@ -163,6 +164,7 @@ void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra, json_
 			}
 		}
 	}
+	r->slice_from = r->n;
 	json_array_foreach(items, i, it)
 	{
 		if (mg_endpoints_slice_trusted(it, ips)) {
@@ -179,9 +181,14 @@ void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra, json_
 		r->rejected++;
 	}
 	json_decref(ips);
+	if (!n_slice) {
+		r->slices_kept = true;
+		for (i = 0; i < n_prev; i++)
+			add_addr(r, &prev[i]);
+	}
 	if (r->wanted > MG_ENDPOINTS_MAX)
 		r->verdict = MG_ENDPOINTS_OVERFLOW;
-	else if (!n_svc || !n_slice)
+	else if (!n_svc)
 		r->verdict = MG_ENDPOINTS_EMPTY;
 	else
 		r->verdict = MG_ENDPOINTS_OK;
@@ -204,6 +211,9 @@ struct mg_endpoints {
 
 	struct mg_abi_addr cur[MG_ENDPOINTS_MAX]; /* the last good set, in place */
 	size_t n_cur;
+	struct mg_abi_addr slice[MG_ENDPOINTS_MAX]; /* its slice part (refresh thread only) */
+	size_t n_slice;
+	bool last_slices_kept;
 	bool synced;
 	struct mg_endpoints_stats st;
 	enum mg_endpoints_verdict last_verdict; /* log a kept set once per change */
@@ -241,9 +251,14 @@ int mg_endpoints_new(struct mg_endpoints **out, const struct mg_endpoints_opts *
 	if (o->n_extra)
 		memcpy(e->extra, o->extra, o->n_extra * sizeof(*o->extra));
 	e->n_extra = o->n_extra;
-	if (o->n_initial)
+	if (o->n_initial) {
 		memcpy(e->cur, o->initial, o->n_initial * sizeof(*o->initial));
+		/* Which of them came from a slice is unknown: all are kept
+		 * should the first fetch find no slice. */
+		memcpy(e->slice, o->initial, o->n_initial * sizeof(*o->initial));
+	}
 	e->n_cur = o->n_initial;
+	e->n_slice = o->n_initial;
 	e->interval_s = o->interval_s ? o->interval_s : 10;
 	e->apply = o->apply;
 	e->apply_data = o->apply_data;
@@ -271,8 +286,7 @@ static void log_kept(struct mg_endpoints *e, const struct mg_endpoints_result *r
 {
 	static const char *const why[] = {
 		[MG_ENDPOINTS_FAILED] = "fetch failed",
-		[MG_ENDPOINTS_EMPTY] = "no ClusterIP or no address in the API server's "
-				       "EndpointSlice",
+		[MG_ENDPOINTS_EMPTY] = "the kubernetes Service has no ClusterIP",
 		[MG_ENDPOINTS_OVERFLOW] = "more addresses than the map holds",
 	};
 
@@ -282,6 +296,21 @@ static void log_kept(struct mg_endpoints *e, const struct mg_endpoints_result *r
 		    json_pack("{s:s,s:s,s:I,s:i,s:I}", "event", "api_endpoints_kept", "reason",
 			      why[r->verdict], "wanted", (json_int_t)r->wanted, "max",
 			      MG_ENDPOINTS_MAX, "kept", (json_int_t)e->n_cur));
+}
+
+/* Logs, once per change, that no believed slice had an address and the
+ * previous slice part was kept. */
+static void log_slices_kept(struct mg_endpoints *e, const struct mg_endpoints_result *r)
+{
+	if (r->slices_kept != e->last_slices_kept && (r->slices_kept || e->n_slice))
+		mg_log_json(r->slices_kept ? "warn" : "info",
+			    json_pack("{s:s,s:s,s:I}", "event", "api_endpoints_slices", "state",
+				      r->slices_kept
+					      ? "no address in a believed EndpointSlice: the "
+						"last good slice addresses are kept"
+					      : "believed EndpointSlice addresses again",
+				      "kept", (json_int_t)(r->slices_kept ? e->n_slice : 0)));
+	e->last_slices_kept = r->slices_kept;
 }
 
 static void log_rejected(struct mg_endpoints *e, const struct mg_endpoints_result *r)
@@ -314,7 +343,7 @@ void mg_endpoints_refresh(struct mg_endpoints *e)
 		return;
 	if (e->fetch(e->fetch_data, SERVICE_PATH, &svc) == 0)
 		e->fetch(e->fetch_data, SLICES_PATH, &slices);
-	mg_endpoints_compute(e->extra, e->n_extra, svc, slices, r);
+	mg_endpoints_compute(e->extra, e->n_extra, e->slice, e->n_slice, svc, slices, r);
 	json_decref(svc);
 	json_decref(slices);
 
@@ -326,6 +355,8 @@ void mg_endpoints_refresh(struct mg_endpoints *e)
 		e->st.fetches_empty++;
 	else if (r->verdict == MG_ENDPOINTS_OVERFLOW)
 		e->st.overflows++;
+	if (r->verdict == MG_ENDPOINTS_OK && r->slices_kept)
+		e->st.slices_missing++;
 	changed = r->verdict == MG_ENDPOINTS_OK &&
 		  (!e->synced || r->n != e->n_cur ||
 		   memcmp(r->addrs, e->cur, r->n * sizeof(r->addrs[0])));
@@ -335,6 +366,8 @@ void mg_endpoints_refresh(struct mg_endpoints *e)
 		log_rejected(e, r);
 	if (r->verdict != MG_ENDPOINTS_OK)
 		log_kept(e, r);
+	else
+		log_slices_kept(e, r);
 	e->last_verdict = r->verdict;
 	if (!changed)
 		goto out;
@@ -352,6 +385,8 @@ void mg_endpoints_refresh(struct mg_endpoints *e)
 		memcpy(e->cur, r->addrs, r->n * sizeof(r->addrs[0]));
 		e->n_cur = r->n;
 		e->synced = true;
+		e->n_slice = r->n - r->slice_from;
+		memcpy(e->slice, r->addrs + r->slice_from, e->n_slice * sizeof(r->addrs[0]));
 	}
 	pthread_mutex_unlock(&e->mu);
 out:

@@ -366,19 +366,21 @@ static void write_endpoint_metrics(struct daemon *d, FILE *f)
 		"# TYPE mcpgate_api_endpoints gauge\n"
 		"mcpgate_api_endpoints %zu\n"
 		"# HELP mcpgate_endpoints_fetches_kept_total Endpoint fetches that kept the last "
-		"good set, by why.\n"
+		"good set (no_slice: its EndpointSlice addresses), by why.\n"
 		"# TYPE mcpgate_endpoints_fetches_kept_total counter\n"
 		"mcpgate_endpoints_fetches_kept_total{reason=\"failed\"} %llu\n"
 		"mcpgate_endpoints_fetches_kept_total{reason=\"empty\"} %llu\n"
 		"mcpgate_endpoints_fetches_kept_total{reason=\"overflow\"} %llu\n"
 		"mcpgate_endpoints_fetches_kept_total{reason=\"apply_failed\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"no_slice\"} %llu\n"
 		"# HELP mcpgate_endpointslices_rejected_total EndpointSlices labelled for the "
 		"kubernetes Service but not written by the API server, summed over fetches.\n"
 		"# TYPE mcpgate_endpointslices_rejected_total counter\n"
 		"mcpgate_endpointslices_rejected_total %llu\n",
 		es.n_current, (unsigned long long)es.fetches_failed,
 		(unsigned long long)es.fetches_empty, (unsigned long long)es.overflows,
-		(unsigned long long)es.apply_failed, (unsigned long long)es.rejected_slices);
+		(unsigned long long)es.apply_failed, (unsigned long long)es.slices_missing,
+		(unsigned long long)es.rejected_slices);
 }
 
 static void write_pod_metrics(struct daemon *d, FILE *f)

@@ -21,10 +21,12 @@
  *   a namespace and the API server holds these, so another writer cannot
  *   create one. Every other slice is rejected, logged and counted.
  * - A fetch replaces the last good set only when it is complete: both
- *   requests answered, the Service has a ClusterIP, a believed slice has an
- *   address, and the union fits MG_ENDPOINTS_MAX. A failed, empty,
- *   slice-less or overflowing fetch keeps the last good set (counted); it is
- *   never cut.
+ *   requests answered, the Service has a ClusterIP, and the union fits
+ *   MG_ENDPOINTS_MAX. A failed, ClusterIP-less or overflowing fetch keeps
+ *   the last good set (counted); it is never cut. When no believed slice
+ *   has an address (deleted, emptied, or only forged ones left), the slice
+ *   addresses of the last good set are kept (counted) while the rest is
+ *   applied.
  *
  * The parsing half (mg_endpoints_compute) is pure and unit-tested; the
  * thread half fetches through the kube client and hands a changed set to
@@ -51,7 +53,7 @@ struct mg_kube;
 enum mg_endpoints_verdict {
 	MG_ENDPOINTS_OK = 0,   /* <addrs> is a complete new set */
 	MG_ENDPOINTS_FAILED,   /* a request failed or an answer was malformed */
-	MG_ENDPOINTS_EMPTY,    /* no ClusterIP, or no believed slice with an address */
+	MG_ENDPOINTS_EMPTY,    /* the Service has no ClusterIP */
 	MG_ENDPOINTS_OVERFLOW, /* more than MG_ENDPOINTS_MAX addresses */
 };
 
@@ -63,14 +65,21 @@ struct mg_endpoints_result {
 	size_t rejected;	     /* slices not believed */
 	char rejected_names[4][254]; /* the first few, for the log */
 	size_t wanted;		     /* addresses counted before the cap (overflow) */
+	size_t slice_from;	     /* addrs[slice_from..n): the slice part */
+	bool slices_kept;	     /* no believed slice address: the previous slice part */
 };
 
 /**
  * Computes the set from <svc> (the Service object) and <slices> (the
  * EndpointSliceList of `default`), either NULL when its request failed,
- * prefixed by <extra>[0..<n_extra>) (configured; always kept). Fills <r>.
+ * prefixed by <extra>[0..<n_extra>) (configured; always kept). When no
+ * believed slice has an address, the slice part is <prev>[0..<n_prev>)
+ * (the last good one) instead: a slice that vanishes or empties never
+ * shrinks the set, while a cluster that never had one still gets its
+ * ClusterIPs. Fills <r>.
  */
-void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra, json_t *svc,
+void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra,
+			  const struct mg_abi_addr *prev, size_t n_prev, json_t *svc,
 			  json_t *slices, struct mg_endpoints_result *r);
 
 /** True if the slice <slice> (an EndpointSlice object) is one the API server
@@ -110,7 +119,8 @@ struct mg_endpoints_opts {
 /** Counters for /metrics. */
 struct mg_endpoints_stats {
 	uint64_t fetches_failed;
-	uint64_t fetches_empty;
+	uint64_t fetches_empty;	 /* no ClusterIP */
+	uint64_t slices_missing; /* no believed slice address: slice part kept */
 	uint64_t overflows;
 	uint64_t rejected_slices;
 	uint64_t apply_failed;

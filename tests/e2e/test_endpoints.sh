@@ -132,8 +132,9 @@ check "overflow: logged as kept" grep -q '"event":"api_endpoints_kept","reason":
 # The API server's slice disappears (or only forged ones remain): kept.
 code=$(api_send DELETE /apis/discovery.k8s.io/v1/namespaces/default/endpointslices/kubernetes)
 check "no trusted slice: the slice was deleted (HTTP $code)" test "$code" = 200
-for i in $(seq 1 50); do [ "$(rig_metric 'mcpgate_endpoints_fetches_kept_total{reason="empty"}')" -ge 1 ] 2>/dev/null && break; sleep 0.1; done
-check "no trusted slice: counted in /metrics" test "$(rig_metric 'mcpgate_endpoints_fetches_kept_total{reason="empty"}')" -ge 1
+for i in $(seq 1 50); do [ "$(rig_metric 'mcpgate_endpoints_fetches_kept_total{reason="no_slice"}')" -ge 1 ] 2>/dev/null && break; sleep 0.1; done
+check "no trusted slice: counted in /metrics" test "$(rig_metric 'mcpgate_endpoints_fetches_kept_total{reason="no_slice"}')" -ge 1
+check "no trusted slice: logged" grep -q '"event":"api_endpoints_slices","state":"no address in a believed EndpointSlice' "$RIG_DAEMON_LOG"
 check "no trusted slice: api_endpoints kept the last good set" test "$(map_endpoints)" = "$eps"
 out=$(in_pod sel kubectl get --raw /version 2>&1)
 check "no trusted slice: the selected pod still reaches the API through the proxy" grep -q gitVersion <<<"$out"

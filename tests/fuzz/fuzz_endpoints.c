@@ -25,7 +25,7 @@ static bool from_rejected_only(const struct mg_abi_addr *a, json_t *svc, json_t 
 		struct mg_endpoints_result *one = calloc(1, sizeof(*one));
 		json_t *l = json_pack("{s:[O]}", "items", it);
 
-		mg_endpoints_compute(NULL, 0, svc, l, one);
+		mg_endpoints_compute(NULL, 0, NULL, 0, svc, l, one);
 		for (size_t j = 0; j < one->n; j++)
 			if (!memcmp(&one->addrs[j], a, sizeof(*a)))
 				*(mg_endpoints_slice_trusted(it, ips) ? &trusted : &rejected) =
@@ -48,7 +48,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	svc = json_loadb((const char *)data, nul - data, 0, NULL);
 	slices = json_loadb((const char *)nul + 1, size - (nul + 1 - data), 0, NULL);
 	r = calloc(1, sizeof(*r));
-	mg_endpoints_compute(NULL, 0, svc, slices, r);
+	mg_endpoints_compute(NULL, 0, NULL, 0, svc, slices, r);
 	if (r->n > MG_ENDPOINTS_MAX || (r->verdict != MG_ENDPOINTS_OK && r->n))
 		abort();
 	for (size_t i = 0; i < r->n; i++)

@@ -63,7 +63,7 @@ static void test_compute_trusted(void **state)
 
 	(void)state;
 	assert_int_equal(mg_config_parse_hostport("192.0.2.7:443", &extra), 0);
-	mg_endpoints_compute(&extra, 1, svc, sl, &r);
+	mg_endpoints_compute(&extra, 1, NULL, 0, svc, sl, &r);
 	assert_int_equal(r.verdict, MG_ENDPOINTS_OK);
 	assert_int_equal(r.rejected, 0);
 	assert_int_equal(r.n, 5);
@@ -81,8 +81,8 @@ static void test_compute_trusted(void **state)
 static void test_untrusted_slices_rejected(void **state)
 {
 	static const char *const edits[] = {
-		"name",	      /* another name (a controller's kubernetes-abcde) */
-		"managed-by", /* written by a controller */
+		"name",			     /* another name (a controller's kubernetes-abcde) */
+		"managed-by",		     /* written by a controller */
 		"managed-by-apiserver-name", /* a controller's label with any value */
 		"owner",     /* owned by the Service, as controller-made slices are */
 		"namespace", /* in another namespace */
@@ -134,7 +134,7 @@ static void test_untrusted_slices_rejected(void **state)
 					"kubernetes.io/service-name");
 		/* the forged one first: order must not matter */
 		sl = list_of(bad, good);
-		mg_endpoints_compute(NULL, 0, svc, sl, &r);
+		mg_endpoints_compute(NULL, 0, NULL, 0, svc, sl, &r);
 		if (r.verdict != MG_ENDPOINTS_OK || r.rejected != 1 || has(&r, "10.66.6.6:443") ||
 		    !has(&r, "10.97.0.10:6443"))
 			fail_msg("%s: verdict %d rejected %zu n %zu", edits[i], r.verdict,
@@ -157,7 +157,7 @@ static void test_wrong_family_address_skipped(void **state)
 		json_object_get(json_array_get(json_object_get(s, "endpoints"), 0), "addresses"),
 		json_string("fd00:66::6"));
 	sl = list_of(s, NULL);
-	mg_endpoints_compute(NULL, 0, svc, sl, &r);
+	mg_endpoints_compute(NULL, 0, NULL, 0, svc, sl, &r);
 	assert_int_equal(r.verdict, MG_ENDPOINTS_OK);
 	assert_int_equal(r.n, 2);
 	json_decref(svc);
@@ -289,17 +289,27 @@ static void test_refresh_keeps_last_good_set(void **state)
 	assert_false(applied_has("10.66.6.6:443"));
 	mg_endpoints_get_stats(e, &st);
 	assert_int_equal(st.fetches_failed, 2);
-	assert_int_equal(st.fetches_empty, 4);
+	assert_int_equal(st.fetches_empty, 1);	/* no ClusterIP */
+	assert_int_equal(st.slices_missing, 3); /* none, emptied, forged only */
 	assert_int_equal(st.overflows, 1);
 	assert_int_equal(st.rejected_slices, 1);
 	assert_int_equal(st.n_current, 2);
 	assert_true(mg_endpoints_synced(e));
 
+	/* Without a believed slice a ClusterIP change is still applied, the
+	 * last slice addresses kept with it. */
+	set_answers(service("[\"10.96.0.2\"]"), list_of(NULL, NULL));
+	mg_endpoints_refresh(e);
+	assert_int_equal(applies, 2);
+	assert_true(applied_has("10.96.0.2:443"));
+	assert_true(applied_has("10.97.0.10:6443"));
+	assert_false(applied_has("10.96.0.1:443"));
+
 	/* The largest set that fits is taken whole. */
 	set_answers(service("[\"10.96.0.1\"]"),
 		    list_of(many_addresses(MG_ENDPOINTS_MAX - 1), NULL));
 	mg_endpoints_refresh(e);
-	assert_int_equal(applies, 2);
+	assert_int_equal(applies, 3);
 	assert_int_equal(n_applied, MG_ENDPOINTS_MAX);
 
 	/* A trusted change is applied; a failed apply is retried. */
@@ -307,17 +317,38 @@ static void test_refresh_keeps_last_good_set(void **state)
 		    list_of(slice("kubernetes", "IPv4", "10.97.0.11", 6443), NULL));
 	apply_rc = -EIO;
 	mg_endpoints_refresh(e);
-	assert_int_equal(applies, 3);
+	assert_int_equal(applies, 4);
 	mg_endpoints_get_stats(e, &st);
 	assert_int_equal(st.apply_failed, 1);
 	assert_int_equal(st.n_current, MG_ENDPOINTS_MAX);
 	apply_rc = 0;
 	mg_endpoints_refresh(e);
-	assert_int_equal(applies, 4);
+	assert_int_equal(applies, 5);
 	assert_int_equal(n_applied, 2);
 	assert_true(applied_has("10.97.0.11:6443"));
 	assert_false(applied_has("10.97.0.10:6443"));
 
+	set_answers(NULL, NULL);
+	mg_endpoints_free(e);
+}
+
+/* A cluster whose API server writes no EndpointSlice (never had one) still
+ * gets its ClusterIPs, and is ready. */
+static void test_no_slice_ever(void **state)
+{
+	struct mg_endpoints_opts o = {0};
+	struct mg_endpoints *e;
+
+	(void)state;
+	applies = 0;
+	o.apply = fake_apply;
+	o.fetch = fake_fetch;
+	assert_int_equal(mg_endpoints_new(&e, &o), 0);
+	set_answers(service("[\"10.96.0.1\", \"fd00:96::1\"]"), list_of(NULL, NULL));
+	mg_endpoints_refresh(e);
+	assert_int_equal(applies, 1);
+	assert_int_equal(n_applied, 2);
+	assert_true(mg_endpoints_synced(e));
 	set_answers(NULL, NULL);
 	mg_endpoints_free(e);
 }
@@ -329,6 +360,7 @@ int main(void)
 		cmocka_unit_test(test_untrusted_slices_rejected),
 		cmocka_unit_test(test_wrong_family_address_skipped),
 		cmocka_unit_test(test_refresh_keeps_last_good_set),
+		cmocka_unit_test(test_no_slice_ever),
 	};
 
 	return cmocka_run_group_tests_name("endpoints", tests, NULL, NULL);
