@@ -1221,7 +1221,7 @@ static void *watch_main(void *arg)
 	struct mg_pods *p = arg;
 	struct watch_ctx w = {.p = p};
 	char node[600], path[1024], err[512];
-	unsigned backoff = 500;
+	unsigned backoff = 500, max_backoff;
 
 	url_escape(node, sizeof(node), p->node);
 	while (!p->stop) {
@@ -1235,7 +1235,10 @@ static void *watch_main(void *arg)
 			mg_log_json("warn", json_pack("{s:s,s:s}", "event", "pod_list_failed",
 						      "error", err));
 			sleep_ms(p, backoff);
-			backoff = backoff < 30000 ? backoff * 2 : 30000;
+			/* Before the first list every pod here is pending (its API
+			 * connects refused): retry sooner until then. */
+			max_backoff = mg_pods_synced(p) ? 30000 : 2000;
+			backoff = backoff * 2 < max_backoff ? backoff * 2 : max_backoff;
 			continue;
 		}
 		rv = json_string_value(
