@@ -787,8 +787,6 @@ static void reconcile(struct mg_pods *p, struct cuts *cuts)
 	}
 }
 
-/* Runs the cuts reconcile collected, without the lock: cutting sockets
- * walks the pod's tasks and may take a while. */
 /* Cuts still queued at exit are dropped: the daemon is stopping. */
 static void free_cutq(struct mg_pods *p)
 {
