@@ -332,6 +332,24 @@ static void log_rejected(struct mg_endpoints *e, const struct mg_endpoints_resul
 			      "count", (json_int_t)r->rejected, "slices", names));
 }
 
+/* True if <r> holds exactly the addresses of <cur>[0..<n>), in any order
+ * (both are free of duplicates): an API answer in another order is no
+ * change, and reissues nothing. */
+static bool same_set(const struct mg_endpoints_result *r, const struct mg_abi_addr *cur, size_t n)
+{
+	if (r->n != n)
+		return false;
+	for (size_t i = 0; i < r->n; i++) {
+		bool in = false;
+
+		for (size_t j = 0; j < n && !in; j++)
+			in = !memcmp(&r->addrs[i], &cur[j], sizeof(cur[j]));
+		if (!in)
+			return false;
+	}
+	return true;
+}
+
 void mg_endpoints_refresh(struct mg_endpoints *e)
 {
 	struct mg_endpoints_result *r = calloc(1, sizeof(*r));
@@ -357,9 +375,7 @@ void mg_endpoints_refresh(struct mg_endpoints *e)
 		e->st.overflows++;
 	if (r->verdict == MG_ENDPOINTS_OK && r->slices_kept)
 		e->st.slices_missing++;
-	changed = r->verdict == MG_ENDPOINTS_OK &&
-		  (!e->synced || r->n != e->n_cur ||
-		   memcmp(r->addrs, e->cur, r->n * sizeof(r->addrs[0])));
+	changed = r->verdict == MG_ENDPOINTS_OK && (!e->synced || !same_set(r, e->cur, e->n_cur));
 	pthread_mutex_unlock(&e->mu);
 
 	if (r->verdict != MG_ENDPOINTS_FAILED)

@@ -256,7 +256,6 @@ static void test_refresh_keeps_last_good_set(void **state)
 	assert_int_equal(n_applied, 2);
 	mg_endpoints_refresh(e); /* unchanged: not applied again */
 	assert_int_equal(applies, 1);
-
 	/* Each bad fetch keeps it: no apply. */
 	fail_slices = true;
 	mg_endpoints_refresh(e);
@@ -332,6 +331,31 @@ static void test_refresh_keeps_last_good_set(void **state)
 	mg_endpoints_free(e);
 }
 
+/* The same set in another order is no change: nothing reissued. */
+static void test_reordered_answer_is_no_change(void **state)
+{
+	struct mg_endpoints_opts o = {0};
+	struct mg_endpoints *e;
+
+	(void)state;
+	applies = 0;
+	o.apply = fake_apply;
+	o.fetch = fake_fetch;
+	assert_int_equal(mg_endpoints_new(&e, &o), 0);
+	set_answers(service("[\"10.96.0.1\", \"fd00:96::1\"]"),
+		    list_of(slice("kubernetes", "IPv4", "10.97.0.10", 6443),
+			    slice("kubernetes-v6", "IPv6", "fd00:97::10", 6443)));
+	mg_endpoints_refresh(e);
+	assert_int_equal(applies, 1);
+	set_answers(service("[\"10.96.0.1\", \"fd00:96::1\"]"),
+		    list_of(slice("kubernetes-v6", "IPv6", "fd00:97::10", 6443),
+			    slice("kubernetes", "IPv4", "10.97.0.10", 6443)));
+	mg_endpoints_refresh(e);
+	assert_int_equal(applies, 1);
+	set_answers(NULL, NULL);
+	mg_endpoints_free(e);
+}
+
 /* A cluster whose API server writes no EndpointSlice (never had one) still
  * gets its ClusterIPs, and is ready. */
 static void test_no_slice_ever(void **state)
@@ -361,6 +385,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_family_address_skipped),
 		cmocka_unit_test(test_refresh_keeps_last_good_set),
 		cmocka_unit_test(test_no_slice_ever),
+		cmocka_unit_test(test_reordered_answer_is_no_change),
 	};
 
 	return cmocka_run_group_tests_name("endpoints", tests, NULL, NULL);
