@@ -7,7 +7,8 @@
  *   proxy listeners + admin listener on one event loop
  *
  * Exit status 2 with one line on stderr for a bad configuration or
- * environment; SIGTERM/SIGINT stop it cleanly, leaving interception in
+ * environment; SIGHUP reloads the selector (--select-labels/-namespaces);
+ * SIGTERM/SIGINT stop it cleanly, leaving interception in
  * place (only `mcpgatectl uninstall` removes it).
  */
 #include <arpa/inet.h>
@@ -27,6 +28,7 @@
 #include "mcpgate/admin.h"
 #include "mcpgate/config.h"
 #include "mcpgate/creds.h"
+#include "mcpgate/endpoints.h"
 #include "mcpgate/kube.h"
 #include "mcpgate/loader.h"
 #include "mcpgate/log.h"
@@ -36,6 +38,7 @@
 #include "mcpgate/netaddr.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/proxy.h"
+#include "mcpgate/sacheck.h"
 #include "mcpgate/tls.h"
 
 struct daemon {
@@ -46,19 +49,22 @@ struct daemon {
 	struct mg_kube *kube;
 	struct mg_proxy *proxy;
 	struct mg_admin *admin;
-	pthread_t ep_thread;
-	bool ep_started;
+	int argc; /* for a SIGHUP reload */
+	char **argv;
+	struct mg_endpoints *endpoints;
+	struct mg_sacheck *sacheck;	/* NULL with --sa-check-interval 0 */
 	volatile bool stop;
-	pthread_mutex_t ep_mu;
-	bool ep_synced;		/* endpoints fetched from the API at least once */
+	/* What api_endpoints holds, for the leaf's SANs: written at startup,
+	 * then only by the endpoints thread (apply_endpoints). */
 	size_t n_endpoints;
-	struct mg_abi_addr ep[MG_ENDPOINTS_MAX];	/* current api_endpoints (for SANs) */
-	bool ep_changed;	/* the leaf must be reissued with new IP SANs */
+	struct mg_abi_addr ep[MG_ENDPOINTS_MAX];
 	struct mg_creds *creds;
 	struct mg_mask_cfg mask_cfg;
 	struct mg_tls_ca *ca;
 	struct mg_tls_server *tls;
 	SSL_CTX *client_ctx;
+	/* cutting newly selected pods' open connections (atomics) */
+	uint64_t sockets_cut, cut_unsupported, cut_failed;
 };
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -77,196 +83,192 @@ static int die(const char *fmt, ...)
 	_exit(2);
 }
 
-static int set_intercept(void *data, uint64_t id, bool on)
+/* ---- pods -> intercept ---- */
+
+static int set_pod_state(void *data, uint64_t id, const struct mg_abi_pod *v)
 {
 	struct daemon *d = data;
-	struct mg_abi_pod v = { .state = MG_POD_SELECTED };
-	int rc = on ? mg_loader_set_pod(d->loader, id, &v) : mg_loader_del_pod(d->loader, id);
+	int rc = v ? mg_loader_set_pod(d->loader, id, v) : mg_loader_del_pod(d->loader, id);
 
-	mg_log_json(rc ? "error" : "info",
-		    json_pack("{s:s,s:I,s:b,s:i}", "event", on ? "intercept" : "release",
-			      "pod_cgroup_id", (json_int_t)id, "on", on, "rc", rc));
+	if (rc)
+		mg_log_json("error",
+			    json_pack("{s:s,s:I,s:i,s:i}", "event", "intercept_write_failed",
+				      "pod_cgroup_id", (json_int_t)id, "state",
+				      v ? (int)v->state : -1, "rc", rc));
 	return rc;
 }
 
-/* ---- API endpoints ---- */
-
-/* Adds every address of <addrs> (JSON array of strings) x <port> to <out>. */
-static void add_addrs(json_t *addrs, unsigned port, struct mg_abi_addr *out, size_t *n)
+/* A pod just became selected: cut the API connections it opened before,
+ * so a long-lived client keeps no unmediated connection. Where the kernel
+ * offers no way to, say so once per pod and count it. */
+static void cut_pod_sockets(void *data, uint64_t id, const char *dir,
+			    const struct mg_pod_ident *pod)
 {
-	size_t i;
-	json_t *a;
+	struct daemon *d = data;
+	int rc = mg_loader_destroy_pod_sockets(d->loader, id, dir);
+	json_t *j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "event", "pod_sockets_cut",
+			      "pod_cgroup_id", (json_int_t)id, "namespace", pod->namespace, "name",
+			      pod->name, "uid", pod->uid);
 
-	json_array_foreach(addrs, i, a) {
-		const char *s = json_string_value(a);
-
-		if (s && *n < MG_ENDPOINTS_MAX && !mg_config_parse_addr(s, port, &out[*n]))
-			(*n)++;
+	if (rc >= 0) {
+		__atomic_add_fetch(&d->sockets_cut, (uint64_t)rc, __ATOMIC_RELAXED);
+		json_object_set_new(j, "sockets", json_integer(rc));
+		mg_log_json("info", j);
+		return;
 	}
+	__atomic_add_fetch(rc == -EOPNOTSUPP ? &d->cut_unsupported : &d->cut_failed, 1,
+			   __ATOMIC_RELAXED);
+	json_object_set_new(j, "error",
+			    json_string(rc == -EOPNOTSUPP
+						? "this kernel offers neither bpf_sock_destroy nor "
+						  "SOCK_DESTROY: connections opened before the pod "
+						  "was selected stay open until they close"
+						: strerror(-rc)));
+	mg_log_json(rc == -EOPNOTSUPP ? "warn" : "error", j);
 }
 
-/* Fetches the kubernetes Service's ClusterIPs and the default/kubernetes
- * EndpointSlices. Returns 0 when both answered. */
-static int fetch_endpoints(struct daemon *d, struct mg_abi_addr *out, size_t *n)
+/* ---- TLS and API endpoints ---- */
+
+/* The bare address of <a> ("10.96.0.1", "fd00::1") into <buf>. */
+static const char *bare_ip(const struct mg_abi_addr *a, char *buf, size_t len)
 {
-	json_t *svc = NULL, *slices = NULL, *ports, *p, *items, *it, *eps, *ep;
-	char err[512];
-	long status;
-	size_t i, j, k;
-	int rc;
+	char *colon;
 
-	rc = mg_kube_get_json(d->kube, "/api/v1/namespaces/default/services/kubernetes", &svc,
-			      &status, err, sizeof(err));
-	if (rc)
-		goto out;
-	ports = json_object_get(json_object_get(svc, "spec"), "ports");
-	json_array_foreach(ports, i, p) {
-		unsigned port = (unsigned)json_integer_value(json_object_get(p, "port"));
-		json_t *ips = json_object_get(json_object_get(svc, "spec"), "clusterIPs");
-
-		if (json_is_array(ips))
-			add_addrs(ips, port, out, n);
-		else {
-			json_t *one = json_pack("[O]", json_object_get(json_object_get(svc, "spec"),
-								      "clusterIP"));
-
-			add_addrs(one, port, out, n);
-			json_decref(one);
-		}
+	mg_config_fmt_addr(a, buf, len);
+	/* "1.2.3.4:443" / "[::1]:443" -> the address alone */
+	colon = strrchr(buf, ':');
+	*colon = '\0';
+	if (buf[0] == '[') {
+		memmove(buf, buf + 1, strlen(buf));
+		buf[strlen(buf) - 1] = '\0';
 	}
-	rc = mg_kube_get_json(d->kube,
-			      "/apis/discovery.k8s.io/v1/namespaces/default/endpointslices"
-			      "?labelSelector=kubernetes.io%2Fservice-name%3Dkubernetes",
-			      &slices, &status, err, sizeof(err));
-	if (rc)
-		goto out;
-	items = json_object_get(slices, "items");
-	json_array_foreach(items, i, it) {
-		ports = json_object_get(it, "ports");
-		eps = json_object_get(it, "endpoints");
-		json_array_foreach(ports, j, p) {
-			unsigned port = (unsigned)json_integer_value(json_object_get(p, "port"));
-
-			json_array_foreach(eps, k, ep)
-				add_addrs(json_object_get(ep, "addresses"), port, out, n);
-		}
-	}
-out:
-	if (rc)
-		mg_log_json("warn", json_pack("{s:s,s:s}", "event", "endpoints_fetch_failed",
-					      "error", err));
-	json_decref(svc);
-	json_decref(slices);
-	return rc;
+	return buf;
 }
 
-/* Keeps api_endpoints = configured + Service + EndpointSlice. On an API
- * error the last good set stays: shrinking the set on a failed fetch would
- * open a way around the proxy. */
-static void *endpoints_main(void *arg)
+/* The leaf's IP SANs: the --tls-san IPs, then every address of <a>[0..<n>)
+ * and <b>[0..<nb>), each once (an address serves several ports). Fills
+ * <ips> with pointers into <bufs> or the config; returns the count. */
+static size_t leaf_ips(struct daemon *d, const struct mg_abi_addr *a, size_t n,
+		       const struct mg_abi_addr *b, size_t nb, const char **ips,
+		       char (*bufs)[64])
 {
-	struct daemon *d = arg;
-	struct mg_abi_addr cur[MG_ENDPOINTS_MAX], fetched[MG_ENDPOINTS_MAX];
-	size_t ncur = 0;
+	size_t ni = 0, nbuf = 0;
 
-	while (!d->stop) {
-		size_t n = 0;
+	for (size_t i = 0; i < d->cfg.n_tls_sans; i++)
+		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
+			ips[ni++] = d->cfg.tls_sans[i];
+	for (size_t i = 0; i < n + nb; i++) {
+		const char *ip = bare_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
+		bool dup = false;
 
-		if (fetch_endpoints(d, fetched, &n) == 0) {
-			struct mg_abi_addr all[MG_ENDPOINTS_MAX];
-			size_t na = 0;
-
-			for (size_t i = 0; i < d->cfg.n_endpoints && na < MG_ENDPOINTS_MAX; i++)
-				all[na++] = d->cfg.endpoints[i];
-			for (size_t i = 0; i < n && na < MG_ENDPOINTS_MAX; i++) {
-				bool dup = false;
-
-				for (size_t j = 0; j < na && !dup; j++)
-					dup = !memcmp(&all[j], &fetched[i], sizeof(all[j]));
-				if (!dup)
-					all[na++] = fetched[i];
-			}
-			if (na != ncur || memcmp(all, cur, na * sizeof(all[0]))) {
-				json_t *list = json_array();
-				char buf[64];
-				int rc = mg_loader_set_endpoints(d->loader, all, na);
-
-				for (size_t i = 0; i < na; i++)
-					json_array_append_new(
-						list, json_string(mg_config_fmt_addr(
-							      &all[i], buf, sizeof(buf))));
-				mg_log_json(rc ? "error" : "info",
-					    json_pack("{s:s,s:o,s:i}", "event", "api_endpoints",
-						      "endpoints", list, "rc", rc));
-				if (!rc) {
-					memcpy(cur, all, na * sizeof(all[0]));
-					ncur = na;
-					pthread_mutex_lock(&d->ep_mu);
-					memcpy(d->ep, cur, ncur * sizeof(cur[0]));
-					d->n_endpoints = ncur;
-					d->ep_changed = true;
-					pthread_mutex_unlock(&d->ep_mu);
-				}
-			}
-			pthread_mutex_lock(&d->ep_mu);
-			d->ep_synced = true;
-			pthread_mutex_unlock(&d->ep_mu);
-		}
-		for (unsigned t = 0; t < d->cfg.endpoints_interval * 10 && !d->stop; t++) {
-			struct timespec ts = { 0, 100 * 1000000L };
-
-			nanosleep(&ts, NULL);
+		for (size_t j = 0; j < ni && !dup; j++)
+			dup = !strcmp(ips[j], ip);
+		if (!dup) {
+			ips[ni++] = ip;
+			nbuf++;
 		}
 	}
-	return NULL;
+	return ni;
 }
 
-/* ---- TLS ---- */
+/* Fills d->ep with the configured addresses and those the pinned map holds
+ * (a restarted daemon's pods are redirected for them already). Returns the
+ * count. */
+static size_t initial_endpoints(struct daemon *d)
+{
+	struct mg_abi_addr pinned[MG_ENDPOINTS_MAX];
+	ssize_t np = mg_loader_list_endpoints(d->loader, pinned, MG_ENDPOINTS_MAX);
+	size_t n = 0;
 
-/* Builds the downstream TLS state for the API server's names and every
- * address a pod may dial (configured + discovered endpoints + --tls-san).
- * Returns NULL with <err> filled. */
+	for (size_t i = 0; i < d->cfg.n_endpoints; i++)
+		d->ep[n++] = d->cfg.endpoints[i];
+	for (ssize_t i = 0; i < np && n < MG_ENDPOINTS_MAX; i++) {
+		bool dup = false;
+
+		for (size_t j = 0; j < n && !dup; j++)
+			dup = !memcmp(&d->ep[j], &pinned[i], sizeof(pinned[i]));
+		if (!dup)
+			d->ep[n++] = pinned[i];
+	}
+	return n;
+}
+
+/* Builds the downstream TLS state for the API server's names and the
+ * addresses a pod may dial now (d->ep: configured, and what the pinned map
+ * holds) plus --tls-san. Returns NULL with <err> filled. */
 static struct mg_tls_server *build_tls(struct daemon *d, struct mg_tls_err *err)
 {
-	const char *dns[8 + MG_CONFIG_MAX_SANS], *ips[MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS];
-	char ipbuf[MG_ENDPOINTS_MAX][64], svc[200];
+	static const char *ips[2 * MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS];
+	static char bufs[2 * MG_ENDPOINTS_MAX][64];
+	const char *dns[8 + MG_CONFIG_MAX_SANS];
 	struct mg_tls_server_opts o = { 0 };
-	size_t nd = 0, ni = 0, n;
+	char svc[200];
+	size_t nd = 0;
 
 	snprintf(svc, sizeof(svc), "kubernetes.default.svc.%s", d->cfg.cluster_domain);
 	dns[nd++] = "kubernetes";
 	dns[nd++] = "kubernetes.default";
 	dns[nd++] = "kubernetes.default.svc";
 	dns[nd++] = svc;
-	for (size_t i = 0; i < d->cfg.n_tls_sans; i++) {
-		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
-			ips[ni++] = d->cfg.tls_sans[i];
-		else
+	for (size_t i = 0; i < d->cfg.n_tls_sans; i++)
+		if (!mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
 			dns[nd++] = d->cfg.tls_sans[i];
-	}
-	pthread_mutex_lock(&d->ep_mu);
-	n = d->n_endpoints;
-	for (size_t i = 0; i < n; i++) {
-		char *colon;
-
-		mg_config_fmt_addr(&d->ep[i], ipbuf[i], sizeof(ipbuf[i]));
-		/* "1.2.3.4:443" / "[::1]:443" -> the bare address */
-		colon = strrchr(ipbuf[i], ':');
-		*colon = '\0';
-		if (ipbuf[i][0] == '[') {
-			memmove(ipbuf[i], ipbuf[i] + 1, strlen(ipbuf[i]));
-			ipbuf[i][strlen(ipbuf[i]) - 1] = '\0';
-		}
-		ips[ni++] = ipbuf[i];
-	}
-	d->ep_changed = false;
-	pthread_mutex_unlock(&d->ep_mu);
 	o.dns_names = dns;
 	o.n_dns = nd;
 	o.ips = ips;
-	o.n_ips = ni;
+	o.n_ips = leaf_ips(d, d->ep, d->n_endpoints, NULL, 0, ips, bufs);
 	o.validity_seconds = d->cfg.leaf_validity;
 	return mg_tls_server_new(d->ca, &o, err);
+}
+
+/* Reissues the leaf for the IPs of <a> and <b> (see leaf_ips). 0 / -errno,
+ * logged. Runs on the endpoints thread: key generation never blocks the
+ * loop, and the loop keeps serving the old leaf meanwhile. */
+static int reissue_leaf(struct daemon *d, const struct mg_abi_addr *a, size_t n,
+			const struct mg_abi_addr *b, size_t nb)
+{
+	const char **ips = calloc(2 * MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS, sizeof(*ips));
+	char(*bufs)[64] = calloc(2 * MG_ENDPOINTS_MAX, sizeof(*bufs));
+	struct mg_tls_err err = { { 0 } };
+	size_t ni;
+	int rc = -ENOMEM;
+
+	if (ips && bufs) {
+		ni = leaf_ips(d, a, n, b, nb, ips, bufs);
+		rc = mg_tls_server_set_ips(d->tls, ips, ni, &err);
+	}
+	if (rc)
+		mg_log_json("error", json_pack("{s:s,s:s}", "event", "tls_leaf_failed", "error",
+					       rc == -ENOMEM ? "out of memory" : err.msg));
+	else
+		mg_log_json("info", json_pack("{s:s,s:I}", "event", "tls_leaf_reissued", "ips",
+					      (json_int_t)ni));
+	free(ips);
+	free(bufs);
+	return rc;
+}
+
+/* The endpoints module's apply callback: a new set of API addresses.
+ * Order matters. A pod whose connect is redirected to an address must meet
+ * a leaf naming it, so the leaf covering old and new addresses is in place
+ * before the map changes; after it, a leaf for the new set alone. If the
+ * leaf cannot be issued the map is still updated (an address pods dial
+ * must be redirected, whatever the certificate) and -EIO makes the module
+ * retry, keeping /readyz at 503 meanwhile. */
+static int apply_endpoints(void *data, const struct mg_abi_addr *addrs, size_t n)
+{
+	struct daemon *d = data;
+	int leaf_rc, rc;
+
+	leaf_rc = reissue_leaf(d, d->ep, d->n_endpoints, addrs, n);
+	rc = mg_loader_set_endpoints(d->loader, addrs, n);
+	if (rc)
+		return rc;
+	memcpy(d->ep, addrs, n * sizeof(*addrs));
+	d->n_endpoints = n;
+	if (leaf_rc || reissue_leaf(d, addrs, n, NULL, 0))
+		return -EIO;
+	return 0;
 }
 
 static SSL_CTX *server_ctx(void *data)
@@ -276,33 +278,17 @@ static SSL_CTX *server_ctx(void *data)
 	return mg_tls_server_ctx(d->tls);
 }
 
-/* Once a second on the loop: reissue the leaf when the endpoint addresses
- * changed, renew it before expiry. Open connections keep their context. */
+/* Once a second on the loop: renew the leaf before expiry. Open
+ * connections keep their context. */
 static void on_tls_timer(struct mg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct daemon *d = data;
 	struct mg_tls_err err;
-	bool changed;
 	int rc;
 
 	(void)loop;
 	(void)fd;
 	(void)events;
-	pthread_mutex_lock(&d->ep_mu);
-	changed = d->ep_changed;
-	pthread_mutex_unlock(&d->ep_mu);
-	if (changed) {
-		struct mg_tls_server *t = build_tls(d, &err);
-
-		if (t) {
-			mg_tls_server_free(d->tls);
-			d->tls = t;
-			mg_log_json("info", json_pack("{s:s}", "event", "tls_leaf_reissued"));
-		} else {
-			mg_log_json("error", json_pack("{s:s,s:s}", "event", "tls_leaf_failed",
-						       "error", err.msg));
-		}
-	}
 	rc = mg_tls_server_maybe_renew(d->tls, time(NULL));
 	if (rc > 0)
 		mg_log_json("info", json_pack("{s:s}", "event", "tls_leaf_renewed"));
@@ -372,6 +358,59 @@ static struct mg_creds *build_creds(struct daemon *d)
 
 /* ---- admin ---- */
 
+static void write_endpoint_metrics(struct daemon *d, FILE *f)
+{
+	struct mg_endpoints_stats es;
+
+	mg_endpoints_get_stats(d->endpoints, &es);
+	fprintf(f,
+		"# HELP mcpgate_api_endpoints Addresses in api_endpoints (the last good set).\n"
+		"# TYPE mcpgate_api_endpoints gauge\n"
+		"mcpgate_api_endpoints %zu\n"
+		"# HELP mcpgate_endpoints_fetches_kept_total Endpoint fetches that kept the last "
+		"good set (no_slice: its EndpointSlice addresses), by why.\n"
+		"# TYPE mcpgate_endpoints_fetches_kept_total counter\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"failed\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"empty\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"overflow\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"apply_failed\"} %llu\n"
+		"mcpgate_endpoints_fetches_kept_total{reason=\"no_slice\"} %llu\n"
+		"# HELP mcpgate_endpointslices_rejected_total EndpointSlices labelled for the "
+		"kubernetes Service but not written by the API server, summed over fetches.\n"
+		"# TYPE mcpgate_endpointslices_rejected_total counter\n"
+		"mcpgate_endpointslices_rejected_total %llu\n",
+		es.n_current, (unsigned long long)es.fetches_failed,
+		(unsigned long long)es.fetches_empty, (unsigned long long)es.overflows,
+		(unsigned long long)es.apply_failed, (unsigned long long)es.slices_missing,
+		(unsigned long long)es.rejected_slices);
+}
+
+static void write_pod_metrics(struct daemon *d, FILE *f)
+{
+	struct mg_pods_counts c;
+
+	mg_pods_counts(d->pods, &c);
+	fprintf(f,
+		"# HELP mcpgate_pods Pod cgroups in the intercept map, by state.\n"
+		"# TYPE mcpgate_pods gauge\n"
+		"mcpgate_pods{state=\"selected\"} %zu\n"
+		"mcpgate_pods{state=\"pending\"} %zu\n"
+		"mcpgate_pods{state=\"pass\"} %zu\n"
+		"# HELP mcpgate_pod_sockets_cut_total Open API connections cut when their pod "
+		"became selected.\n"
+		"# TYPE mcpgate_pod_sockets_cut_total counter\n"
+		"mcpgate_pod_sockets_cut_total %llu\n"
+		"# HELP mcpgate_pod_sockets_cut_failed_total Newly selected pods whose open "
+		"connections could not be cut, by why.\n"
+		"# TYPE mcpgate_pod_sockets_cut_failed_total counter\n"
+		"mcpgate_pod_sockets_cut_failed_total{reason=\"unsupported\"} %llu\n"
+		"mcpgate_pod_sockets_cut_failed_total{reason=\"error\"} %llu\n",
+		c.selected, c.pending, c.pass,
+		(unsigned long long)__atomic_load_n(&d->sockets_cut, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&d->cut_unsupported, __ATOMIC_RELAXED),
+		(unsigned long long)__atomic_load_n(&d->cut_failed, __ATOMIC_RELAXED));
+}
+
 static char *metrics_text(struct daemon *d)
 {
 	uint64_t cnt[MG_CNT_MAX] = { 0 };
@@ -414,7 +453,7 @@ static char *metrics_text(struct daemon *d)
 		"# TYPE mcpgate_relayed_bytes_total counter\n"
 		"mcpgate_relayed_bytes_total{direction=\"up\"} %llu\n"
 		"mcpgate_relayed_bytes_total{direction=\"down\"} %llu\n"
-		"# HELP mcpgate_intercepted_pods Pods whose cgroup is in the intercept map.\n"
+		"# HELP mcpgate_intercepted_pods Pods selected (API connects go to the proxy).\n"
 		"# TYPE mcpgate_intercepted_pods gauge\n"
 		"mcpgate_intercepted_pods %zu\n",
 		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,
@@ -426,6 +465,10 @@ static char *metrics_text(struct daemon *d)
 		(unsigned long long)st.active,
 		(unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
 		mg_pods_intercepted(d->pods));
+	write_endpoint_metrics(d, f);
+	write_pod_metrics(d, f);
+	if (d->sacheck)
+		mg_sacheck_write_metrics(d->sacheck, f);
 	mg_proxy_write_metrics(d->proxy, f);
 	fclose(f);
 	return out;
@@ -440,11 +483,10 @@ static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
 		r->body = strdup("ok\n");
 	} else if (!strcmp(path, "/readyz")) {
 		bool attached = mg_loader_attached(d->loader), synced = mg_pods_synced(d->pods),
-		     ep;
+		     ep = mg_endpoints_synced(d->endpoints);
 
-		pthread_mutex_lock(&d->ep_mu);
-		ep = d->ep_synced;
-		pthread_mutex_unlock(&d->ep_mu);
+		/* "api endpoints synced" means the set from the API is in the
+		 * map AND the leaf names every address in it. */
 		r->status = attached && synced && ep ? 200 : 503;
 		if (asprintf(&r->body, "programs attached: %s\npod watch synced: %s\n"
 				       "api endpoints synced: %s\n",
@@ -459,6 +501,30 @@ static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
 
 /* ---- signals ---- */
 
+/* SIGHUP: the admin changed the selector (flags or --config file). Only the
+ * selector is taken from the new configuration; anything else needs a
+ * restart. A bad configuration leaves everything as it was. */
+static void reload_selector(struct daemon *d)
+{
+	static struct mg_config c;
+	struct mg_pods_selector sel;
+	char err[512];
+	int rc;
+
+	rc = mg_config_load(&c, d->argc, d->argv, err, sizeof(err));
+	if (!rc)
+		rc = mg_pods_selector_parse(&sel, c.select_labels, c.select_namespaces, err,
+					    sizeof(err));
+	if (rc) {
+		mg_log_json("error", json_pack("{s:s,s:s}", "event", "reload_failed", "error", err));
+		return;
+	}
+	rc = mg_pods_set_selector(d->pods, &sel);
+	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:I,s:b}", "event", "selector", "labels",
+				      c.select_labels, "namespaces", c.select_namespaces, "sel_gen",
+				      (json_int_t)mg_pods_gen(d->pods), "changed", rc == 1));
+}
+
 static void on_signal(struct mg_loop *loop, int fd, uint32_t events, void *data)
 {
 	struct signalfd_siginfo si;
@@ -467,6 +533,10 @@ static void on_signal(struct mg_loop *loop, int fd, uint32_t events, void *data)
 	(void)events;
 	if (read(fd, &si, sizeof(si)) != sizeof(si))
 		return;
+	if (si.ssi_signo == SIGHUP) {
+		reload_selector(d);
+		return;
+	}
 	mg_log_json("info", json_pack("{s:s,s:i}", "event", "stopping", "signal",
 				      (int)si.ssi_signo));
 	d->stop = true;
@@ -579,6 +649,8 @@ int main(int argc, char **argv)
 	sigset_t mask;
 	int rc, sfd;
 
+	d.argc = argc;
+	d.argv = argv;
 	rc = mg_config_load(&d.cfg, argc, argv, err, sizeof(err));
 	if (rc == 1)
 		return 0;
@@ -596,14 +668,14 @@ int main(int argc, char **argv)
 			    merr.reason ? merr.reason : strerror(errno));
 	}
 	signal(SIGPIPE, SIG_IGN);
-	/* Blocked before any thread starts: threads inherit the mask, and a
-	 * SIGTERM delivered to a thread that does not block it would kill the
-	 * daemon (exit 143) instead of reaching the signalfd. */
+	/* Blocked before any thread starts, so every thread inherits the mask
+	 * and the signals reach the loop's signalfd only: a SIGHUP taken by a
+	 * worker thread would kill the process (its default action). */
 	sigemptyset(&mask);
 	sigaddset(&mask, SIGTERM);
 	sigaddset(&mask, SIGINT);
-	sigprocmask(SIG_BLOCK, &mask, NULL);
-	pthread_mutex_init(&d.ep_mu, NULL);
+	sigaddset(&mask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &mask, NULL);
 
 	lo.cgroup_path = d.cfg.cgroup_path;
 	lo.pin_dir = d.cfg.pin_dir;
@@ -632,9 +704,7 @@ int main(int argc, char **argv)
 		d.client_ctx = mg_tls_client_ctx_new(d.cfg.api_ca_file, &terr);
 		if (!d.client_ctx)
 			die("upstream TLS (--api-ca-file %s): %s", d.cfg.api_ca_file, terr.msg);
-		for (size_t i = 0; i < d.cfg.n_endpoints; i++)
-			d.ep[i] = d.cfg.endpoints[i];
-		d.n_endpoints = d.cfg.n_endpoints;
+		d.n_endpoints = initial_endpoints(&d);
 		d.tls = build_tls(&d, &terr);
 		if (!d.tls)
 			die("proxy certificate: %s", terr.msg);
@@ -643,29 +713,30 @@ int main(int argc, char **argv)
 	if ((rc = mg_loop_new(&d.loop)))
 		die("event loop: %s", strerror(-rc));
 
-	/* Initial API endpoints: the configured ones, before any API answer. */
-	if (d.cfg.n_endpoints &&
-	    (rc = mg_loader_set_endpoints(d.loader, d.cfg.endpoints, d.cfg.n_endpoints)))
+	/* Initial API endpoints, before any API answer: the configured ones
+	 * and what a predecessor left (never fewer: a dropped address would
+	 * let pods around the proxy until the first fetch). */
+	if (d.n_endpoints && (rc = mg_loader_set_endpoints(d.loader, d.ep, d.n_endpoints)))
 		die("api_endpoints map: %s", strerror(-rc));
 
 	po.cgroup_root = d.cfg.cgroup_path;
 	po.node_name = d.cfg.node_name;
-	po.intercept = set_intercept;
-	po.intercept_data = &d;
+	po.set_state = set_pod_state;
+	po.on_selected = cut_pod_sockets;
+	po.async_cuts = true;
+	po.cb_data = &d;
 	if ((rc = mg_pods_new(&d.pods, &po)))
 		die("pods: %s", strerror(-rc));
 	npreset = mg_loader_list_pods(d.loader, preset, preset_v, MG_INTERCEPT_MAX);
-	{
-		/* Only selected entries are the pods module's to keep or release;
-		 * others (the loader's PASS entry for the daemon's own cgroup) stay. */
-		size_t k = 0;
-
-		for (ssize_t i = 0; i < npreset; i++)
-			if (preset_v[i].state == MG_POD_SELECTED)
-				preset[k++] = preset[i];
-		if (k)
-			mg_pods_preset(d.pods, preset, k);
-	}
+	/* Every entry: the pods module keeps or releases those of pod cgroups
+	 * and leaves alone an entry of a cgroup that is not a pod's (the
+	 * loader's PASS entry for the daemon's own cgroup). */
+	if (npreset > 0)
+		mg_pods_preset(d.pods, preset, preset_v, (size_t)npreset);
+	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", "selector", "labels",
+				      d.cfg.select_labels, "namespaces", d.cfg.select_namespaces,
+				      "sel_gen", (json_int_t)mg_pods_gen(d.pods), "preset",
+				      (json_int_t)(npreset > 0 ? npreset : 0)));
 	mg_pods_scan(d.pods);
 	mg_loop_add_fd(d.loop, mg_pods_inotify_fd(d.pods), EPOLLIN, on_inotify, d.pods);
 	if (mg_loader_events_fd(d.loader) >= 0)
@@ -679,9 +750,31 @@ int main(int argc, char **argv)
 		die("out of memory");
 	if ((rc = mg_pods_watch_start(d.pods, d.kube)))
 		die("pod watch thread: %s", strerror(-rc));
-	if ((rc = pthread_create(&d.ep_thread, NULL, endpoints_main, &d)))
-		die("endpoints thread: %s", strerror(rc));
-	d.ep_started = true;
+	{
+		struct mg_endpoints_opts eo = { 0 };
+
+		eo.kube = d.kube;
+		eo.extra = d.cfg.endpoints;
+		eo.n_extra = d.cfg.n_endpoints;
+		eo.initial = d.ep;
+		eo.n_initial = d.n_endpoints;
+		eo.interval_s = d.cfg.endpoints_interval;
+		eo.apply = apply_endpoints;
+		eo.apply_data = &d;
+		if ((rc = mg_endpoints_new(&d.endpoints, &eo)) ||
+		    (rc = mg_endpoints_start(d.endpoints)))
+			die("endpoints thread: %s", strerror(-rc));
+	}
+
+	if (d.cfg.sa_check_interval) {
+		struct mg_sacheck_opts so = { 0 };
+
+		so.kube = d.kube;
+		so.pods = d.pods;
+		so.interval_s = d.cfg.sa_check_interval;
+		if ((rc = mg_sacheck_new(&d.sacheck, &so)) || (rc = mg_sacheck_start(d.sacheck)))
+			die("ServiceAccount check thread: %s", strerror(-rc));
+	}
 
 	pxo.loop = d.loop;
 	pxo.loader = d.loader;
@@ -728,8 +821,8 @@ int main(int argc, char **argv)
 	rc = mg_loop_run(d.loop);
 
 	d.stop = true;
-	if (d.ep_started)
-		pthread_join(d.ep_thread, NULL);
+	mg_endpoints_free(d.endpoints);
+	mg_sacheck_free(d.sacheck);
 	mg_admin_free(d.admin);
 	mg_proxy_free(d.proxy);
 	mg_creds_free(d.creds);

@@ -67,6 +67,8 @@ struct mg_config {
 	unsigned worker_jobs_per_pod;
 	/* kernel: API connects of pod cgroups with no intercept entry yet */
 	char unknown_pods[8];		/* "refuse" (MG_SET_REFUSE_UNKNOWN) or "pass" */
+	/* control: selected pods' own ServiceAccounts (SubjectAccessReview) */
+	unsigned sa_check_interval;	/* seconds; 0 = off */
 };
 
 /**

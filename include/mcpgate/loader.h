@@ -108,6 +108,11 @@ int mg_loader_read_events(struct mg_loader *l, mg_loader_event_cb *cb, void *dat
 /** Makes `api_endpoints` hold exactly <addrs>[0..<n>). 0 / -errno. */
 int mg_loader_set_endpoints(struct mg_loader *l, const struct mg_abi_addr *addrs, size_t n);
 
+/** Copies up to <max> addresses now in `api_endpoints` into <addrs>; returns
+ * the count or -errno. A restarted daemon's first certificate covers what
+ * its predecessor left in the map, since pods are redirected for those. */
+ssize_t mg_loader_list_endpoints(struct mg_loader *l, struct mg_abi_addr *addrs, size_t max);
+
 /**
  * Looks up and removes the origin of an accepted connection by <t>.
  * Returns 0, -ENOENT when the kernel recorded none.

@@ -1,13 +1,27 @@
 /*
- * pods: which pod a cgroup belongs to, and which pods are intercepted.
+ * pods: which pod a cgroup belongs to, and what the kernel does with each
+ * pod's API connects.
  *
  * Two sources meet here: the cgroup tree on this node (cgroup id = directory
  * inode -> pod UID, for both kubelet cgroup drivers) and the node-scoped pod
- * watch (pod UID -> namespace, name, ServiceAccount, labels). A pod is
- * intercepted when its metadata matches the selector and its pod-level cgroup
- * exists; the module tells its owner through a callback, which the daemon
- * wires to mg_loader_set_intercept(). Thread-safe: the watch runs in its own
- * thread, lookups come from the event loop.
+ * watch (pod UID -> namespace, name, ServiceAccount, labels). Every pod-level
+ * cgroup under the attach point gets an `intercept` entry (abi.h), so that
+ * with --unknown-pods refuse a cgroup with none is known to be new:
+ *
+ *   PENDING   its metadata is not known (yet, or the pod was deleted): API
+ *             connects refused
+ *   SELECTED  the selector matched it once: API connects go to the proxy.
+ *             Sticky per pod while the pod exists and the selector is the
+ *             same (sel_gen = mg_pods_selector_gen()): a pod that can patch
+ *             itself cannot remove the label and go direct. Deselecting is
+ *             an admin act: a restart with another selector, logged per pod.
+ *   PASS      known, not selected: untouched
+ *
+ * A pod that becomes selected (from none, PENDING or PASS) has its open API
+ * connections cut through the owner's callback, outside the table lock.
+ * A restarted daemon keeps its predecessor's entries as they are until its
+ * first pod list. Thread-safe: the watch runs in its own thread, scans and
+ * lookups come from the event loop.
  */
 #ifndef MCPGATE_PODS_H
 #define MCPGATE_PODS_H
@@ -17,14 +31,16 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "mcpgate/abi.h"
+
 struct mg_kube;
 
 /* ---- cgroup path parsing (pure, unit-tested) ---- */
 
 enum mg_pods_cg_kind {
-	MG_PODS_CG_NONE = 0,	/* not a pod's cgroup (a QoS slice, the root, ...) */
-	MG_PODS_CG_POD,		/* the pod-level cgroup */
-	MG_PODS_CG_CONTAINER,	/* a container (or deeper) cgroup of a pod */
+	MG_PODS_CG_NONE = 0,  /* not a pod's cgroup (a QoS slice, the root, ...) */
+	MG_PODS_CG_POD,	      /* the pod-level cgroup */
+	MG_PODS_CG_CONTAINER, /* a container (or deeper) cgroup of a pod */
 };
 
 enum mg_pods_qos {
@@ -37,10 +53,10 @@ enum mg_pods_qos {
 struct mg_pods_cgpath {
 	enum mg_pods_cg_kind kind;
 	enum mg_pods_qos qos;
-	bool systemd;			/* kubepods.slice/... layout */
-	char uid[40];			/* dashes restored for the systemd driver */
-	char container_id[80];		/* hex id, empty when not a container */
-	size_t pod_prefix_len;		/* length of the path up to the pod dir */
+	bool systemd;	       /* kubepods.slice/... layout */
+	char uid[40];	       /* dashes restored for the systemd driver */
+	char container_id[80]; /* hex id, empty when not a container */
+	size_t pod_prefix_len; /* length of the path up to the pod dir */
 };
 
 /**
@@ -65,7 +81,7 @@ struct mg_pods_selector {
 		enum { MG_SEL_EQ, MG_SEL_NE, MG_SEL_EXISTS, MG_SEL_NOT_EXISTS } op;
 	} req[MG_PODS_SEL_MAX];
 	size_t n;
-	char namespaces[MG_PODS_SEL_MAX][64];	/* empty list: every namespace */
+	char namespaces[MG_PODS_SEL_MAX][64]; /* empty list: every namespace */
 	size_t n_namespaces;
 };
 
@@ -74,25 +90,43 @@ struct mg_pods_selector {
  * comma-separated namespace list (NULL or "" = all). Returns 0 or -EINVAL
  * with <errbuf> naming the bad part.
  */
-int mg_pods_selector_parse(struct mg_pods_selector *sel, const char *labels,
-			   const char *namespaces, char *errbuf, size_t errlen);
+int mg_pods_selector_parse(struct mg_pods_selector *sel, const char *labels, const char *namespaces,
+			   char *errbuf, size_t errlen);
 
 /** True if a pod in <ns> with <labels> (a JSON object or NULL) matches. */
 bool mg_pods_selector_match(const struct mg_pods_selector *sel, const char *ns, json_t *labels);
+
+/**
+ * The selector's generation: a hash of its canonical form (requirements and
+ * namespaces sorted), never 0. Stored in the entries it selects, so a
+ * restarted daemon knows whether a selection was made by the same selector.
+ */
+uint32_t mg_pods_selector_gen(const struct mg_pods_selector *sel);
 
 /* ---- the table ---- */
 
 struct mg_pods;
 
-/** Called when a pod-level cgroup id must enter (<on>) or leave intercept. */
-typedef int mg_pods_intercept_cb(void *data, uint64_t pod_cgroup_id, bool on);
+struct mg_pod_ident;
+
+/** Sets the `intercept` entry of <pod_cgroup_id> to <v>, or removes it when
+ * <v> is NULL. 0 / -errno (the change is retried on the next reconcile). */
+typedef int mg_pods_set_cb(void *data, uint64_t pod_cgroup_id, const struct mg_abi_pod *v);
+
+/** Pod cgroup <pod_cgroup_id> (directory <dir>, NULL if unknown) has just
+ * become selected: cut its open API connections. <id> has no labels. */
+typedef void mg_pods_selected_cb(void *data, uint64_t pod_cgroup_id, const char *dir,
+				 const struct mg_pod_ident *id);
 
 struct mg_pods_opts {
-	const char *cgroup_root;	/* the kubepods cgroup directory */
+	const char *cgroup_root; /* the kubepods cgroup directory */
 	const char *node_name;
 	struct mg_pods_selector selector;
-	mg_pods_intercept_cb *intercept;
-	void *intercept_data;
+	mg_pods_set_cb *set_state;
+	mg_pods_selected_cb *on_selected;
+	void *cb_data;
+	bool async_cuts; /* on_selected on a thread of its own (the daemon: never
+			  * on the loop); false: on the thread that reconciles */
 };
 
 /** Identity of the pod behind a connection; plain copies. */
@@ -103,13 +137,25 @@ struct mg_pod_ident {
 	char service_account[254];
 	char node[254];
 	char container_id[80];
-	json_t *labels;		/* owned reference or NULL: mg_pod_ident_release() */
-	bool known;		/* metadata seen in the pod watch */
+	json_t *labels; /* owned reference or NULL: mg_pod_ident_release() */
+	bool known;	/* metadata seen in the pod watch */
 };
 
 int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o);
-/** Ids a previous daemon left in intercept: kept until the first pod list. */
-int mg_pods_preset(struct mg_pods *p, const uint64_t *ids, size_t n);
+/** Entries a previous daemon left in intercept (ids and values): kept as
+ * they are until the first pod list; selections of the same selector
+ * generation stay sticky after it. */
+int mg_pods_preset(struct mg_pods *p, const uint64_t *ids, const struct mg_abi_pod *vals, size_t n);
+/**
+ * Replaces the selector (an admin's reload): every pod is judged again by
+ * its labels, as after a restart with another selector (deselections
+ * logged per pod, new selections cut). Returns 1 if the generation changed,
+ * 0 if it is the same selector (nothing done).
+ */
+int mg_pods_set_selector(struct mg_pods *p, const struct mg_pods_selector *sel);
+
+/** The generation of this table's selector. */
+uint32_t mg_pods_gen(const struct mg_pods *p);
 /** Stops the watch thread if started, frees everything. Accepts NULL. */
 void mg_pods_free(struct mg_pods *p);
 
@@ -132,8 +178,18 @@ int mg_pods_lookup(struct mg_pods *p, uint64_t pod_cgroup_id, uint64_t cgroup_id
 		   struct mg_pod_ident *out);
 void mg_pod_ident_release(struct mg_pod_ident *id);
 
-/** Number of pods currently in intercept. */
+/** Entries by state. */
+struct mg_pods_counts {
+	size_t selected, pending, pass;
+};
+void mg_pods_counts(struct mg_pods *p, struct mg_pods_counts *c);
+
+/** Number of pods currently selected. */
 size_t mg_pods_intercepted(struct mg_pods *p);
+
+/** Copies up to <max> selected pods whose metadata is known into <out>
+ * (no labels); returns the count. */
+size_t mg_pods_list_selected(struct mg_pods *p, struct mg_pod_ident *out, size_t max);
 
 /**
  * Starts a thread that lists then watches pods with

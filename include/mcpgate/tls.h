@@ -150,6 +150,18 @@ SSL_CTX *mg_tls_server_ctx(struct mg_tls_server *s);
  */
 int mg_tls_server_maybe_renew(struct mg_tls_server *s, time_t now);
 
+/**
+ * Issues a leaf for the same DNS names and the IP addresses <ips>[0..<n>)
+ * (textual; they replace the previous IPs, also for later renewals) and
+ * swaps in a context serving it, like a renewal: connections keep theirs.
+ * Returns 0 once every new connection gets the new leaf, or -errno with
+ * <err> filled and the old leaf and IPs still in place. Safe from any
+ * thread (serialised with renewals); the caller that makes pods dial a new
+ * address calls this first, so no pod meets a leaf without it.
+ */
+int mg_tls_server_set_ips(struct mg_tls_server *s, const char *const *ips, size_t n,
+			  struct mg_tls_err *err);
+
 /** The notAfter of the leaf the current SSL_CTX serves. */
 time_t mg_tls_server_leaf_not_after(struct mg_tls_server *s);
 

@@ -63,7 +63,7 @@ for line in open(sys.argv[1]):
         m = e.get("masked") or {}
         if m.get("secretFields") or m.get("detectors"):
             print("           masked: %d secret value(s) in %d Secret(s); detector hits %s" % (m.get("secretFields", 0), m.get("secrets", 0), m.get("detectors") or {}))
-    elif ev in ("intercept", "api_endpoints", "attached"):
+    elif ev in ("pod_state", "api_endpoints", "attached"):
         print("  %-8s %s" % (ev, {k: v for k, v in e.items() if k not in ("ts", "level", "event")}))
 PY
 echo
@@ -75,7 +75,7 @@ echo "  $n requests; the pod's own token appeared in $leak of them (mcpgate stri
 echo "  and sends the daemon's credential with a fresh Audit-ID instead)."
 echo
 bold "Metrics (http://$RIG_ADMIN/metrics in the node namespace), excerpt:"
-rig_admin /metrics | grep -E '^mcpgate_(bpf_events_total|connections_total|requests_total|intercepted_pods)' | sed 's/^/  /'
+rig_admin /metrics | grep -E '^mcpgate_(bpf_events_total|connections_total|requests_total|intercepted_pods|pods)' | sed 's/^/  /'
 
 if [ -t 0 ] && [ -t 1 ]; then
 	echo

@@ -40,7 +40,11 @@ State (JSON; every list optional): {"nodeName": "node1", "namespaces": [...], "n
 "serviceaccounts": [...], "events": [...], "endpoints": [...], "endpointslices": [...],
 "deployments": [...], "replicasets": [...], "leases": [...], "customresourcedefinitions": [...],
 "logs": {"ns/pod" or "ns/pod/container": ["line", ...]},
-"exec": {"files": {PATH: TEXT}, "pods": {"ns/pod": {PATH: TEXT}}}}. Objects get what the API
+"exec": {"files": {PATH: TEXT}, "pods": {"ns/pod": {PATH: TEXT}}},
+"subjectAccessRules": [{"user": U, "verbs": [...], "resources": ["secrets", "pods/exec", "*"],
+"groups": ["", "*"], "namespaces": [...]}]}: with the key, a SubjectAccessReview is allowed
+when a rule matches its user (or one of its groups) and attributes (lists default to "*"), else
+denied; without it, every review is allowed. POST /_fake/access-rules replaces the list. Objects get what the API
 server fills (kind, apiVersion, uid, creationTimestamp 5 minutes ago, resourceVersion, pod
 status...); the uids and timestamps given are kept. Namespaces the objects use, default and
 kube-* namespaces, a node per nodeName, a "default" ServiceAccount per namespace, the pods'
@@ -312,6 +316,7 @@ class Server:
         self.log_cond = threading.Condition()
         self.exec_files = {}
         self.exec_pod_files = {}
+        self.access_rules = None
         self.follow_stop = set()     # "ns/pod" whose log followers end
         self.minor = args.version.split(".")[1] if "." in args.version else args.version
         self.git_version = "v1.%s.1" % self.minor if args.version.count(".") == 1 else \
@@ -424,6 +429,8 @@ class Server:
         # exec: {"files": {PATH: TEXT}} for every pod, {"pods": {"ns/pod": {PATH: TEXT}}}
         self.exec_files = ex.get("files") or {}
         self.exec_pod_files = ex.get("pods") or {}
+        # SubjectAccessReview answers: None allows everything (the old behaviour)
+        self.access_rules = state.get("subjectAccessRules")
 
     def register_crd(self, crd):
         spec = crd.get("spec") or {}

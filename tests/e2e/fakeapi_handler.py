@@ -41,6 +41,27 @@ def _hash8(s):
     return base64.b64encode(hashlib.sha256(s.encode()).digest()[:8]).decode()
 
 
+def access_rule_for(rules, spec):
+    """The index of the first rule allowing the SubjectAccessReview <spec>, or -1."""
+    ra = spec.get("resourceAttributes") or {}
+    who = [spec.get("user") or ""] + list(spec.get("groups") or [])
+    res = ra.get("resource") or ""
+    if ra.get("subresource"):
+        res += "/" + ra["subresource"]
+
+    def ok(values, v):
+        values = values if values is not None else ["*"]
+        return "*" in values or v in values
+    for i, r in enumerate(rules):
+        if not ra or r.get("user") not in who:
+            continue
+        if ok(r.get("verbs"), ra.get("verb") or "") and ok(r.get("resources"), res) and \
+                ok(r.get("groups"), ra.get("group") or "") and \
+                ok(r.get("namespaces"), ra.get("namespace") or ""):
+            return i
+    return -1
+
+
 class Handler:
     def __init__(self, server, conn, req):
         self.srv, self.conn, self.req = server, conn, req
@@ -1011,6 +1032,11 @@ class Handler:
                                                 "resources": ["*"]}],
                              "nonResourceRules": [{"verbs": ["*"], "nonResourceURLs": ["*"]}],
                              "incomplete": False}
+        elif rt.plural == "subjectaccessreviews" and self.srv.access_rules is not None:
+            out["spec"] = spec
+            rule = access_rule_for(self.srv.access_rules, spec)
+            out["status"] = {"allowed": True, "reason": "fake rule %d" % rule} if rule >= 0 \
+                else {"allowed": False}
         else:
             out["spec"] = spec
             out["status"] = {"allowed": True, "reason": "the fake API server allows everything"}
@@ -1120,6 +1146,10 @@ class Handler:
                 for k in body.get("pods", []):
                     srv.follow_stop.add(k)
                 srv.log_cond.notify_all()
+            return self.conn.send_json(req, 200, {"ok": True})
+        if what == "access-rules" and m == "POST":
+            body = self.body_json(any_type=True)
+            srv.access_rules = body if isinstance(body, list) else None
             return self.conn.send_json(req, 200, {"ok": True})
         if what == "tokens" and m == "POST":
             body = self.body_json(any_type=True) or {}

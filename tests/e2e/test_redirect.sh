@@ -40,7 +40,7 @@ rig_pod sel 1 burstable default mcp-agent
 rig_pod unsel 0 burstable default other-sa
 rig_pod guar 1 guaranteed team-ai mcp-guar
 rig_fakeapi
-rig_daemon || { fail "mcpgated starts"; summary; exit 1; }
+rig_daemon --unknown-pods pass || { fail "mcpgated starts"; summary; exit 1; }
 pass "mcpgated starts, attaches, syncs pods and endpoints"
 
 check "both selected pods are in intercept" test "$(rig_metric mcpgate_intercepted_pods)" = 2
@@ -255,7 +255,7 @@ check "mcpgatectl status: shows refuse-unknown, the ABI and the new counters" \
 	grep -q 'unknown pods: refuse' <<<"$st" && grep -q "abi: v" <<<"$st" &&
 	grep -q 'refused_unknown' <<<"$st" && grep -q 'egress_dropped' <<<"$st"
 rig_kill_pid "$RIG_DAEMON_PID"
-rig_daemon || fail "mcpgated restarts with --unknown-pods pass"
+rig_daemon --unknown-pods pass || fail "mcpgated restarts with --unknown-pods pass"
 out=$(in_pod ghost --cgroup "$stray_cg" $PROBE 10.96.0.1 443 --timeout 2)
 check "back to pass: the flag is rewritten on reuse" test "$(printf '%s' "$out" | json_get errno)" = ENETUNREACH
 

@@ -249,23 +249,30 @@ static void test_unknown_pods(void **state)
 
 	(void)state;
 	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
+	/* refuse by default: the pods module gives every pod cgroup an entry */
 	assert_int_equal(load(&c, err, sizeof(err), NULL), 0);
-	assert_string_equal(c.unknown_pods, "pass");
-	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "refuse", NULL), 0);
 	assert_string_equal(c.unknown_pods, "refuse");
-	fputs("{\"unknown-pods\": \"refuse\"}", f);
+	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "pass", NULL), 0);
+	assert_string_equal(c.unknown_pods, "pass");
+	fputs("{\"unknown-pods\": \"pass\"}", f);
 	fclose(f);
 	assert_int_equal(load(&c, err, sizeof(err), "--config", path, NULL), 0);
-	assert_string_equal(c.unknown_pods, "refuse");
-	assert_int_equal(load(&c, err, sizeof(err), "--config", path, "--unknown-pods", "pass", NULL),
-			 0);
 	assert_string_equal(c.unknown_pods, "pass");
+	assert_int_equal(load(&c, err, sizeof(err), "--config", path, "--unknown-pods", "refuse",
+			      NULL),
+			 0);
+	assert_string_equal(c.unknown_pods, "refuse");
 	unlink(path);
 	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "deny", NULL), -EINVAL);
 	assert_non_null(strstr(err, "--unknown-pods: refuse or pass"));
 	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "", NULL), -EINVAL);
 	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "refuse-all", NULL), -EINVAL);
 	assert_non_null(strstr(err, "unknown-pods"));
+	/* the ServiceAccount check: every 300 s unless told, 0 turns it off */
+	assert_int_equal(load(&c, err, sizeof(err), NULL), 0);
+	assert_int_equal(c.sa_check_interval, 300);
+	assert_int_equal(load(&c, err, sizeof(err), "--sa-check-interval", "0", NULL), 0);
+	assert_int_equal(c.sa_check_interval, 0);
 }
 
 int main(void)

@@ -1072,6 +1072,48 @@ static void test_server_opts_validation(void **state)
 	assert_null(mg_tls_server_new(NULL, &o, &err));
 }
 
+/* An IP the leaf does not name yet fails verification until set_ips says
+ * it; a bad address is refused and leaves the old leaf and IPs in place
+ * (renewals keep the new IPs). */
+static void test_set_ips_reissues(void **state)
+{
+	static const char *const none[] = {"10.96.0.1"};
+	static const char *const both[] = {"10.96.0.1", "10.97.0.10"};
+	static const char *const bad[] = {"10.97.0.999"};
+	struct mg_tls_server_opts o = {.dns_names = k8s_dns, .n_dns = 4, .ips = none, .n_ips = 1,
+				       .validity_seconds = 120};
+	struct hs_fixture *f = *state;
+	struct mg_tls_server *srv;
+	struct mg_tls_err err;
+	SSL *c, *s;
+
+	srv = mg_tls_server_new(f->ca, &o, &err);
+	assert_non_null(srv);
+	c = client_ssl(f->cctx, "10.97.0.10");
+	s = server_ssl(srv);
+	assert_int_equal(handshake(c, s), -1);
+	assert_int_equal(SSL_get_verify_result(c), X509_V_ERR_IP_ADDRESS_MISMATCH);
+	SSL_free(c);
+	SSL_free(s);
+
+	assert_int_equal(mg_tls_server_set_ips(srv, both, 2, &err), 0);
+	c = client_ssl(f->cctx, "10.97.0.10");
+	s = server_ssl(srv);
+	assert_int_equal(handshake(c, s), 0);
+	SSL_free(c);
+	SSL_free(s);
+
+	assert_true(mg_tls_server_set_ips(srv, bad, 1, &err) < 0);
+	assert_true(err.msg[0] != '\0');
+	assert_int_equal(mg_tls_server_maybe_renew(srv, time(NULL) + 100), 1);
+	c = client_ssl(f->cctx, "10.97.0.10");
+	s = server_ssl(srv);
+	assert_int_equal(handshake(c, s), 0);
+	SSL_free(c);
+	SSL_free(s);
+	mg_tls_server_free(srv);
+}
+
 /* The server state must outlive the CA handle it was made from. */
 static void test_server_outlives_ca(void **state)
 {
@@ -1180,6 +1222,7 @@ int main(void)
 		cmocka_unit_test(test_client_prepare_rejects),
 		cmocka_unit_test(test_renew_swaps_ctx),
 		cmocka_unit_test(test_server_opts_validation),
+		cmocka_unit_test(test_set_ips_reissues),
 		cmocka_unit_test(test_server_outlives_ca),
 		cmocka_unit_test(test_renew_concurrent_with_accepts),
 	};

@@ -153,7 +153,11 @@ static const struct opt opts[] = {
 #undef LIM_STR
 	{ "unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
 	  "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
-	  "daemon has not classified yet (default pass)" },
+	  "daemon has not classified yet, e.g. created while it was down (default refuse; "
+	  "the daemon gives every pod cgroup it sees an entry)" },
+	{ "sa-check-interval", OPT_UINT, offsetof(struct mg_config, sa_check_interval), 0,
+	  "seconds between SubjectAccessReview checks that selected pods' own ServiceAccounts "
+	  "can do nothing beyond discovery (default 300; 0: off)" },
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -514,7 +518,8 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	c->worker_threads = MG_WORKER_THREADS_DEFAULT;
 	c->worker_queue = MG_WORKER_QUEUE_DEFAULT;
 	c->worker_jobs_per_pod = MG_WORKER_PER_KEY_DEFAULT;
-	strcpy(c->unknown_pods, "pass");
+		strcpy(c->unknown_pods, "refuse");
+	c->sa_check_interval = 300;
 
 	/* Two passes: the file first, so flags override it wherever they are. */
 	for (int i = 1; i < argc;) {

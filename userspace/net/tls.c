@@ -1205,6 +1205,48 @@ out:
 	return rc;
 }
 
+int mg_tls_server_set_ips(struct mg_tls_server *s, const char *const *ips, size_t n,
+			  struct mg_tls_err *err)
+{
+	struct mg_tls_err e = {{0}};
+	char **new_ips = dup_strv(ips, n), **old_ips;
+	SSL_CTX *ctx = NULL, *old;
+	size_t old_n;
+	time_t na = 0;
+	int rc;
+
+	if (!new_ips) {
+		tls_fail(err, -ENOMEM, "out of memory");
+		return -ENOMEM;
+	}
+	/* renew_lock serialises with renewals, which read s->ips too. */
+	pthread_mutex_lock(&s->renew_lock);
+	old_ips = s->ips;
+	old_n = s->n_ips;
+	s->ips = new_ips;
+	s->n_ips = n;
+	ERR_clear_error();
+	rc = build_server_ctx(s, time(NULL), &ctx, &na, &e);
+	if (rc) {
+		s->ips = old_ips;
+		s->n_ips = old_n;
+		old_ips = new_ips;
+		old_n = n;
+		if (err)
+			*err = e;
+	} else {
+		pthread_mutex_lock(&s->lock);
+		old = s->ctx;
+		s->ctx = ctx;
+		s->not_after = na;
+		pthread_mutex_unlock(&s->lock);
+		SSL_CTX_free(old);
+	}
+	pthread_mutex_unlock(&s->renew_lock);
+	free_strv(old_ips, old_n);
+	return rc;
+}
+
 time_t mg_tls_server_leaf_not_after(struct mg_tls_server *s)
 {
 	time_t t;

@@ -715,6 +715,21 @@ int mg_loader_set_endpoints(struct mg_loader *l, const struct mg_abi_addr *addrs
 	return 0;
 }
 
+ssize_t mg_loader_list_endpoints(struct mg_loader *l, struct mg_abi_addr *addrs, size_t max)
+{
+	int fd = l->map_fd[MAP_ENDPOINTS];
+	struct mg_abi_addr key, next;
+	void *prev = NULL;
+	size_t n = 0;
+
+	while (n < max && bpf_map_get_next_key(fd, prev, &next) == 0) {
+		addrs[n++] = next;
+		key = next;
+		prev = &key;
+	}
+	return n;
+}
+
 int mg_loader_take_origin(struct mg_loader *l, const struct mg_abi_tuple *t,
 			  struct mg_abi_origin *o)
 {

@@ -18,7 +18,7 @@
 #include "mcpgate/log.h"
 #include "mcpgate/pods.h"
 
-#define SCAN_MAX_DEPTH 5	/* kubepods/<qos>/pod/<container>/<nested> */
+#define SCAN_MAX_DEPTH 5 /* kubepods/<qos>/pod/<container>/<nested> */
 
 /* ---- cgroup path parsing ---- */
 
@@ -222,8 +222,8 @@ static void set_err(char *errbuf, size_t errlen, const char *fmt, const char *wh
 		snprintf(errbuf, errlen, fmt, what);
 }
 
-int mg_pods_selector_parse(struct mg_pods_selector *sel, const char *labels,
-			   const char *namespaces, char *errbuf, size_t errlen)
+int mg_pods_selector_parse(struct mg_pods_selector *sel, const char *labels, const char *namespaces,
+			   char *errbuf, size_t errlen)
 {
 	char buf[2048], *save = NULL, *tok;
 
@@ -242,7 +242,8 @@ int mg_pods_selector_parse(struct mg_pods_selector *sel, const char *labels,
 			while (*k == ' ')
 				k++;
 			if (sel->n == MG_PODS_SEL_MAX) {
-				set_err(errbuf, errlen, "too many label requirements in %s", labels);
+				set_err(errbuf, errlen, "too many label requirements in %s",
+					labels);
 				return -EINVAL;
 			}
 			if ((op = strstr(k, "!="))) {
@@ -306,7 +307,8 @@ bool mg_pods_selector_match(const struct mg_pods_selector *sel, const char *ns, 
 			return false;
 	}
 	for (size_t i = 0; i < sel->n; i++) {
-		json_t *v = json_is_object(labels) ? json_object_get(labels, sel->req[i].key) : NULL;
+		json_t *v =
+			json_is_object(labels) ? json_object_get(labels, sel->req[i].key) : NULL;
 		const char *s = json_string_value(v);
 
 		switch (sel->req[i].op) {
@@ -331,40 +333,112 @@ bool mg_pods_selector_match(const struct mg_pods_selector *sel, const char *ns, 
 	return true;
 }
 
+/* ---- selector generation ---- */
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+uint32_t mg_pods_selector_gen(const struct mg_pods_selector *sel)
+{
+	static const char *const ops[] = {"=", "!=", "", "!"};
+	char reqs[MG_PODS_SEL_MAX][400], *rp[MG_PODS_SEL_MAX], *np[MG_PODS_SEL_MAX];
+	uint32_t h = 2166136261u;
+	size_t i;
+
+	/* Canonical form: requirements and namespaces sorted, so the same
+	 * selector written in another order is the same generation. */
+	for (i = 0; i < sel->n; i++) {
+		if (sel->req[i].op == MG_SEL_NOT_EXISTS)
+			snprintf(reqs[i], sizeof(reqs[i]), "!%s", sel->req[i].key);
+		else
+			snprintf(reqs[i], sizeof(reqs[i]), "%s%s%s", sel->req[i].key,
+				 ops[sel->req[i].op], sel->req[i].value);
+		rp[i] = reqs[i];
+	}
+	qsort(rp, sel->n, sizeof(rp[0]), cmp_str);
+	for (i = 0; i < sel->n_namespaces; i++)
+		np[i] = (char *)sel->namespaces[i];
+	qsort(np, sel->n_namespaces, sizeof(np[0]), cmp_str);
+	for (i = 0; i < sel->n + sel->n_namespaces; i++) {
+		const char *s = i < sel->n ? rp[i] : np[i - sel->n];
+
+		/* the separator keeps ("ab","c") and ("a","bc") apart; 0x01
+		 * between the two lists keeps a label and a namespace apart */
+		for (; *s; s++)
+			h = (h ^ (uint8_t)*s) * 16777619u;
+		h = (h ^ (i + 1 == sel->n ? 0x01u : 0x00u)) * 16777619u;
+	}
+	return h ? h : 1; /* 0 means "never selected" in the map */
+}
+
 /* ---- the table ---- */
 
+/* A pod-level or container cgroup found in the tree. */
 struct cg_entry {
 	uint64_t ino;
 	bool pod_level;
 	char uid[40];
 	char container_id[80];
+	char *dir; /* pod-level only: the directory, for cutting sockets */
 };
 
+/* A pod from the watch. */
 struct pod_meta {
 	char uid[40];
+	char mirror_of[40]; /* static pod: the config hash its cgroup is named by */
 	char namespace[64];
 	char name[254];
 	char service_account[254];
 	char node[254];
 	json_t *labels;
-	bool selected;
+	bool matches; /* the selector matches its namespace and labels now */
 };
+
+/* What `intercept` holds for one pod cgroup, as this module wrote it (or a
+ * predecessor left it). */
+struct pod_ent {
+	uint64_t ino;
+	struct mg_abi_pod v;
+	bool sticky_logged; /* "labels no longer match, still selected" said once */
+	bool owned;	    /* a pod cgroup's: this module keeps or releases it */
+};
+
+struct cut;
+
+struct mg_pods;
+static void free_cutq(struct mg_pods *p);
+static void *cut_main(void *arg);
 
 struct mg_pods {
 	pthread_mutex_t mu;
 	char *root;
 	char *node;
 	struct mg_pods_selector sel;
-	mg_pods_intercept_cb *intercept;
-	void *intercept_data;
+	uint32_t gen;
+	mg_pods_set_cb *set_state;
+	mg_pods_selected_cb *on_selected;
+	void *cb_data;
 	int ifd;
 
 	struct cg_entry *cg;
 	size_t n_cg, cap_cg;
 	struct pod_meta *meta;
 	size_t n_meta, cap_meta;
-	uint64_t *on;		/* ids currently in the intercept map */
-	size_t n_on, cap_on;
+	struct pod_ent *ent;
+	size_t n_ent, cap_ent;
+	char self_uid[40]; /* the daemon's own pod (a DaemonSet pod), or "" */
+	uint64_t *dirs;	   /* every directory inode under the root, sorted */
+	size_t n_dirs;
+
+	/* the cutter thread (opts.async_cuts) and its queue */
+	pthread_mutex_t cut_mu;
+	pthread_cond_t cut_cond;
+	struct cut *cutq;
+	size_t n_cutq, cap_cutq;
+	pthread_t cut_thread;
+	bool cut_started, cut_stop;
 
 	bool synced;
 	pthread_t thread;
@@ -391,6 +465,28 @@ static int grow(void **arr, size_t *cap, size_t need, size_t elem)
 	return 0;
 }
 
+/* Copies the UID of the pod this process runs in (from its cgroup v2
+ * path) into <uid>, or "" outside a pod. */
+static void self_pod_uid(char *uid)
+{
+	struct mg_pods_cgpath cp;
+	char line[1024], *nl;
+	FILE *f = fopen("/proc/self/cgroup", "re");
+
+	uid[0] = '\0';
+	while (f && fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "0::", 3))
+			continue;
+		if ((nl = strchr(line, '\n')))
+			*nl = '\0';
+		if (!mg_pods_parse_cgroup_path(line + 3, &cp) && cp.kind != MG_PODS_CG_NONE)
+			strcpy(uid, cp.uid);
+		break;
+	}
+	if (f)
+		fclose(f);
+}
+
 int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
 {
 	struct mg_pods *p = calloc(1, sizeof(*p));
@@ -398,12 +494,19 @@ int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
 	if (!p)
 		return -ENOMEM;
 	pthread_mutex_init(&p->mu, NULL);
+	pthread_mutex_init(&p->cut_mu, NULL);
+	pthread_cond_init(&p->cut_cond, NULL);
 	p->root = strdup(o->cgroup_root ? o->cgroup_root : "");
 	p->node = strdup(o->node_name ? o->node_name : "");
 	p->sel = o->selector;
-	p->intercept = o->intercept;
-	p->intercept_data = o->intercept_data;
+	p->gen = mg_pods_selector_gen(&o->selector);
+	p->set_state = o->set_state;
+	p->on_selected = o->on_selected;
+	p->cb_data = o->cb_data;
 	p->ifd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+	self_pod_uid(p->self_uid);
+	if (o->async_cuts && o->on_selected && !pthread_create(&p->cut_thread, NULL, cut_main, p))
+		p->cut_started = true;
 	if (!p->root || !p->node || p->ifd < 0) {
 		int rc = p->ifd < 0 ? -errno : -ENOMEM;
 
@@ -414,19 +517,30 @@ int mg_pods_new(struct mg_pods **out, const struct mg_pods_opts *o)
 	return 0;
 }
 
-/* Tells the pods module which ids a previous daemon left in the map: they
- * stay until the first pod list says otherwise (fail closed on restart). */
-int mg_pods_preset(struct mg_pods *p, const uint64_t *ids, size_t n)
+uint32_t mg_pods_gen(const struct mg_pods *p)
+{
+	return p->gen;
+}
+
+int mg_pods_preset(struct mg_pods *p, const uint64_t *ids, const struct mg_abi_pod *vals, size_t n)
 {
 	pthread_mutex_lock(&p->mu);
-	if (grow((void **)&p->on, &p->cap_on, n, sizeof(*p->on))) {
+	if (grow((void **)&p->ent, &p->cap_ent, n, sizeof(*p->ent))) {
 		pthread_mutex_unlock(&p->mu);
 		return -ENOMEM;
 	}
-	memcpy(p->on, ids, n * sizeof(*ids));
-	p->n_on = n;
+	for (size_t i = 0; i < n; i++)
+		p->ent[i] = (struct pod_ent){.ino = ids[i], .v = vals[i]};
+	p->n_ent = n;
 	pthread_mutex_unlock(&p->mu);
 	return 0;
+}
+
+static void free_cg(struct cg_entry *cg, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		free(cg[i].dir);
+	free(cg);
 }
 
 void mg_pods_free(struct mg_pods *p)
@@ -437,11 +551,22 @@ void mg_pods_free(struct mg_pods *p)
 		p->stop = true;
 		pthread_join(p->thread, NULL);
 	}
+	if (p->cut_started) {
+		pthread_mutex_lock(&p->cut_mu);
+		p->cut_stop = true;
+		pthread_cond_signal(&p->cut_cond);
+		pthread_mutex_unlock(&p->cut_mu);
+		pthread_join(p->cut_thread, NULL);
+	}
+	free_cutq(p);
+	pthread_mutex_destroy(&p->cut_mu);
+	pthread_cond_destroy(&p->cut_cond);
 	for (size_t i = 0; i < p->n_meta; i++)
 		json_decref(p->meta[i].labels);
 	free(p->meta);
-	free(p->cg);
-	free(p->on);
+	free_cg(p->cg, p->n_cg);
+	free(p->ent);
+	free(p->dirs);
 	free(p->root);
 	free(p->node);
 	if (p->ifd >= 0)
@@ -458,6 +583,18 @@ static struct pod_meta *meta_find(struct mg_pods *p, const char *uid)
 	return NULL;
 }
 
+/* The pod whose cgroup is named by <uid>: the pod with that UID, or for a
+ * static pod (cgroup named by its config hash) its mirror pod. */
+static struct pod_meta *meta_for_cgroup(struct mg_pods *p, const char *uid)
+{
+	struct pod_meta *m = meta_find(p, uid);
+
+	for (size_t i = 0; !m && i < p->n_meta; i++)
+		if (p->meta[i].mirror_of[0] && !strcmp(p->meta[i].mirror_of, uid))
+			m = &p->meta[i];
+	return m;
+}
+
 static struct cg_entry *cg_find(struct mg_pods *p, uint64_t ino)
 {
 	for (size_t i = 0; i < p->n_cg; i++)
@@ -466,63 +603,272 @@ static struct cg_entry *cg_find(struct mg_pods *p, uint64_t ino)
 	return NULL;
 }
 
-static bool on_has(struct mg_pods *p, uint64_t id)
+static int cmp_u64(const void *a, const void *b)
 {
-	for (size_t i = 0; i < p->n_on; i++)
-		if (p->on[i] == id)
-			return true;
-	return false;
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
 }
 
-/* Brings the intercept map in line with (cgroups x metadata x selector).
- * Before the first pod list, ids are only ever added: what a previous
- * daemon intercepted stays intercepted until we know better. Lock held. */
-static void reconcile(struct mg_pods *p)
+static struct pod_ent *ent_find(struct mg_pods *p, uint64_t ino)
+{
+	for (size_t i = 0; i < p->n_ent; i++)
+		if (p->ent[i].ino == ino)
+			return &p->ent[i];
+	return NULL;
+}
+
+static const char *state_name(uint32_t s)
+{
+	return s == MG_POD_SELECTED ? "selected" : s == MG_POD_PENDING ? "pending" : "pass";
+}
+
+/* A pod cgroup that just became selected: its already-open API connections
+ * are cut once the lock is dropped (reconcile collects them). */
+struct cut {
+	uint64_t ino;
+	char *dir;
+	struct mg_pod_ident id;
+};
+
+struct cuts {
+	struct cut *v;
+	size_t n, cap;
+};
+
+/* Logs one state change of pod cgroup <e> (pod <m>, NULL when unknown). */
+static void log_state(const struct cg_entry *e, const struct pod_meta *m, uint32_t from, bool had,
+		      uint32_t to, const char *why)
+{
+	json_t *j = json_pack("{s:s,s:I,s:s,s:s,s:s,s:s}", "event", "pod_state", "pod_cgroup_id",
+			      (json_int_t)e->ino, "uid", e->uid, "from",
+			      had ? state_name(from) : "none", "state", state_name(to), "why", why);
+
+	if (m) {
+		json_object_set_new(j, "namespace", json_string(m->namespace));
+		json_object_set_new(j, "name", json_string(m->name));
+	}
+	mg_log_json(to == MG_POD_PENDING && had && from == MG_POD_SELECTED ? "warn" : "info", j);
+}
+
+/* Decides the state of the pod cgroup <e> (its entry <ent>, NULL if none)
+ * and says why. The rules (pods.h): selection is sticky per pod while the
+ * pod exists and the selector generation is the same; unknown metadata is
+ * pending; a predecessor's entry is kept as it is until the first list. */
+static uint32_t decide(struct mg_pods *p, const struct cg_entry *e, struct pod_ent *ent,
+		       struct pod_meta *m, const char **why)
+{
+	/* The daemon's own pod: its pod list is what classifies every pod, so
+	 * it is never pending; and never selected, which would send its own
+	 * upstream connections back to itself. */
+	if (p->self_uid[0] && !strcmp(e->uid, p->self_uid)) {
+		*why = "the daemon's own pod";
+		return MG_POD_PASS;
+	}
+	if (!p->synced && ent) {
+		*why = "kept until the first pod list";
+		return ent->v.state;
+	}
+	if (!m) {
+		*why = p->synced ? "no pod with this UID in the API (not yet, or deleted)"
+				 : "pod metadata not listed yet";
+		return MG_POD_PENDING;
+	}
+	if (ent && ent->v.state == MG_POD_SELECTED && ent->v.sel_gen == p->gen) {
+		if (!m->matches && !ent->sticky_logged) {
+			ent->sticky_logged = true;
+			mg_log_json(
+				"warn",
+				json_pack("{s:s,s:s,s:s,s:s,s:s}", "event", "selection_sticky",
+					  "namespace", m->namespace, "name", m->name, "uid", e->uid,
+					  "why",
+					  "labels no longer match the selector; the pod stays "
+					  "selected until it is deleted or the selector changes"));
+		}
+		*why = "selected (sticky)";
+		return MG_POD_SELECTED;
+	}
+	if (m->matches) {
+		*why = "matches the selector";
+		return MG_POD_SELECTED;
+	}
+	*why = ent && ent->v.state == MG_POD_SELECTED ? "deselected: the selector changed"
+						      : "does not match the selector";
+	return MG_POD_PASS;
+}
+
+/* Brings `intercept` in line with (cgroups x metadata x selector), one
+ * entry per pod cgroup; collects the pods that became selected into <cuts>.
+ * Lock held. A failed map write keeps the old entry, retried next time. */
+static void reconcile(struct mg_pods *p, struct cuts *cuts)
 {
 	size_t i;
 
 	for (i = 0; i < p->n_cg; i++) {
 		struct cg_entry *e = &p->cg[i];
+		struct pod_ent *ent;
 		struct pod_meta *m;
+		struct mg_abi_pod v = {0};
+		const char *why;
+		bool had;
 
-		if (!e->pod_level || on_has(p, e->ino))
+		if (!e->pod_level)
 			continue;
-		m = meta_find(p, e->uid);
-		if (!m || !m->selected)
+		ent = ent_find(p, e->ino);
+		if (ent)
+			ent->owned = true;
+		m = meta_for_cgroup(p, e->uid);
+		v.state = decide(p, e, ent, m, &why);
+		v.sel_gen = v.state == MG_POD_SELECTED
+				    ? (ent && !p->synced ? ent->v.sel_gen : p->gen)
+				    : 0;
+		if (ent && ent->v.state == v.state && ent->v.sel_gen == v.sel_gen)
 			continue;
-		if (grow((void **)&p->on, &p->cap_on, p->n_on + 1, sizeof(*p->on)))
-			return;
-		/* The callback logs its own failure; the id is retried next time. */
-		if (p->intercept && p->intercept(p->intercept_data, e->ino, true))
+		if (!ent) {
+			if (grow((void **)&p->ent, &p->cap_ent, p->n_ent + 1, sizeof(*p->ent)))
+				continue;
+			ent = &p->ent[p->n_ent];
+			*ent = (struct pod_ent){.ino = e->ino};
+			had = false;
+		} else {
+			had = true;
+		}
+		if (p->set_state && p->set_state(p->cb_data, e->ino, &v))
 			continue;
-		p->on[p->n_on++] = e->ino;
+		if (!had)
+			p->n_ent++;
+		ent->owned = true;
+		if (!had || ent->v.state != v.state)
+			log_state(e, m, ent->v.state, had, v.state, why);
+		/* Newly selected: connections it opened before are cut. */
+		if (v.state == MG_POD_SELECTED && (!had || ent->v.state != MG_POD_SELECTED) &&
+		    !grow((void **)&cuts->v, &cuts->cap, cuts->n + 1, sizeof(*cuts->v))) {
+			struct cut *c = &cuts->v[cuts->n];
+
+			memset(c, 0, sizeof(*c));
+			c->ino = e->ino;
+			c->dir = e->dir ? strdup(e->dir) : NULL;
+			snprintf(c->id.uid, sizeof(c->id.uid), "%s", e->uid);
+			if (m) {
+				c->id.known = true;
+				strcpy(c->id.namespace, m->namespace);
+				strcpy(c->id.name, m->name);
+				strcpy(c->id.service_account, m->service_account);
+			}
+			cuts->n++;
+		}
+		ent->v = v;
+		if (v.state != MG_POD_SELECTED)
+			ent->sticky_logged = false;
 	}
+	/* Entries whose cgroup is gone (a predecessor's included, once the
+	 * tree and the first list are known): the pod left the node. An entry
+	 * of a directory that is not a pod's (the loader's PASS entry for the
+	 * daemon's own cgroup) is someone else's: left alone. */
 	if (!p->synced)
 		return;
-	for (i = 0; i < p->n_on;) {
-		struct cg_entry *e = cg_find(p, p->on[i]);
-		struct pod_meta *m = e && e->pod_level ? meta_find(p, e->uid) : NULL;
+	for (i = 0; i < p->n_ent;) {
+		struct cg_entry *e = cg_find(p, p->ent[i].ino);
 
-		if (m && m->selected) {
+		if ((e && e->pod_level) ||
+		    (!p->ent[i].owned &&
+		     bsearch(&p->ent[i].ino, p->dirs, p->n_dirs, sizeof(*p->dirs), cmp_u64))) {
 			i++;
 			continue;
 		}
-		if (p->intercept)
-			p->intercept(p->intercept_data, p->on[i], false);
-		p->on[i] = p->on[--p->n_on];
+		if (p->set_state && p->set_state(p->cb_data, p->ent[i].ino, NULL)) {
+			i++;
+			continue;
+		}
+		mg_log_json("info",
+			    json_pack("{s:s,s:I,s:s}", "event", "pod_state", "pod_cgroup_id",
+				      (json_int_t)p->ent[i].ino, "state", "gone"));
+		p->ent[i] = p->ent[--p->n_ent];
 	}
 }
 
-/* Walks <dir> (depth <depth>) adding every pod and container cgroup to the
- * table being built and an inotify watch on every directory. */
-static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct cg_entry **cg,
-		     size_t *n, size_t *cap)
+/* Cuts still queued at exit are dropped: the daemon is stopping. */
+static void free_cutq(struct mg_pods *p)
+{
+	for (size_t i = 0; i < p->n_cutq; i++)
+		free(p->cutq[i].dir);
+	free(p->cutq);
+}
+
+static void do_cuts(struct mg_pods *p, struct cut *v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (p->on_selected)
+			p->on_selected(p->cb_data, v[i].ino, v[i].dir, &v[i].id);
+		free(v[i].dir);
+	}
+}
+
+/* Runs the cuts reconcile collected, without the table lock: on the cutter
+ * thread when there is one (a rescan on inotify runs on the event loop, and
+ * a cut walks the pod's tasks and network namespaces), else here. Late is
+ * harmless: the pod is selected in the map already, so new connects go to
+ * the proxy and the egress program drops what the old ones send. */
+static void run_cuts(struct mg_pods *p, struct cuts *cuts)
+{
+	if (p->cut_started && cuts->n) {
+		pthread_mutex_lock(&p->cut_mu);
+		if (!grow((void **)&p->cutq, &p->cap_cutq, p->n_cutq + cuts->n, sizeof(*p->cutq))) {
+			memcpy(p->cutq + p->n_cutq, cuts->v, cuts->n * sizeof(*cuts->v));
+			p->n_cutq += cuts->n;
+			cuts->n = 0;
+			pthread_cond_signal(&p->cut_cond);
+		}
+		pthread_mutex_unlock(&p->cut_mu);
+	}
+	do_cuts(p, cuts->v, cuts->n);
+	free(cuts->v);
+	cuts->v = NULL;
+	cuts->n = cuts->cap = 0;
+}
+
+static void *cut_main(void *arg)
+{
+	struct mg_pods *p = arg;
+
+	pthread_mutex_lock(&p->cut_mu);
+	while (!p->cut_stop) {
+		struct cut *v;
+		size_t n;
+
+		if (!p->n_cutq) {
+			pthread_cond_wait(&p->cut_cond, &p->cut_mu);
+			continue;
+		}
+		v = p->cutq;
+		n = p->n_cutq;
+		p->cutq = NULL;
+		p->n_cutq = p->cap_cutq = 0;
+		pthread_mutex_unlock(&p->cut_mu);
+		do_cuts(p, v, n);
+		free(v);
+		pthread_mutex_lock(&p->cut_mu);
+	}
+	pthread_mutex_unlock(&p->cut_mu);
+	return NULL;
+}
+
+struct scan {
+	struct cg_entry *cg;
+	size_t n, cap;
+	uint64_t *dirs;
+	size_t n_dirs, cap_dirs;
+};
+
+/* Walks <dir> (depth <depth>) adding every pod and container cgroup and
+ * every directory inode to <sc>, and an inotify watch on every directory. */
+static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct scan *sc)
 {
 	struct dirent *de;
 	DIR *d;
 
-	inotify_add_watch(p->ifd, dir, IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM |
-					       IN_ONLYDIR);
+	inotify_add_watch(p->ifd, dir,
+			  IN_CREATE | IN_DELETE | IN_MOVED_TO | IN_MOVED_FROM | IN_ONLYDIR);
 	if (depth >= SCAN_MAX_DEPTH)
 		return;
 	d = opendir(dir);
@@ -539,34 +885,45 @@ static void scan_dir(struct mg_pods *p, const char *dir, int depth, struct cg_en
 			continue;
 		if (stat(path, &st))
 			continue;
+		if (!grow((void **)&sc->dirs, &sc->cap_dirs, sc->n_dirs + 1, sizeof(*sc->dirs)))
+			sc->dirs[sc->n_dirs++] = st.st_ino;
 		if (!mg_pods_parse_cgroup_path(path, &cp) && cp.kind != MG_PODS_CG_NONE &&
-		    !grow((void **)cg, cap, *n + 1, sizeof(**cg))) {
-			struct cg_entry *e = &(*cg)[(*n)++];
+		    !grow((void **)&sc->cg, &sc->cap, sc->n + 1, sizeof(*sc->cg))) {
+			struct cg_entry *e = &sc->cg[sc->n];
 
 			memset(e, 0, sizeof(*e));
 			e->ino = st.st_ino;
 			e->pod_level = cp.kind == MG_PODS_CG_POD;
 			strcpy(e->uid, cp.uid);
 			strcpy(e->container_id, cp.container_id);
+			e->dir = e->pod_level ? strdup(path) : NULL;
+			if (!e->pod_level || e->dir)
+				sc->n++;
 		}
-		scan_dir(p, path, depth + 1, cg, n, cap);
+		scan_dir(p, path, depth + 1, sc);
 	}
 	closedir(d);
 }
 
 int mg_pods_scan(struct mg_pods *p)
 {
-	struct cg_entry *cg = NULL;
-	size_t n = 0, cap = 0;
+	struct scan sc = {0};
+	struct cuts cuts = {0};
 
-	scan_dir(p, p->root, 0, &cg, &n, &cap);
+	scan_dir(p, p->root, 0, &sc);
+	if (sc.n_dirs)
+		qsort(sc.dirs, sc.n_dirs, sizeof(*sc.dirs), cmp_u64);
 	pthread_mutex_lock(&p->mu);
-	free(p->cg);
-	p->cg = cg;
-	p->n_cg = n;
-	p->cap_cg = cap;
-	reconcile(p);
+	free_cg(p->cg, p->n_cg);
+	p->cg = sc.cg;
+	p->n_cg = sc.n;
+	p->cap_cg = sc.cap;
+	free(p->dirs);
+	p->dirs = sc.dirs;
+	p->n_dirs = sc.n_dirs;
+	reconcile(p, &cuts);
 	pthread_mutex_unlock(&p->mu);
+	run_cuts(p, &cuts);
 	return 0;
 }
 
@@ -617,13 +974,15 @@ static int upsert(struct mg_pods *p, json_t *pod)
 	}
 	copy_str(m->namespace, sizeof(m->namespace), md, "namespace");
 	copy_str(m->name, sizeof(m->name), md, "name");
+	copy_str(m->mirror_of, sizeof(m->mirror_of), json_object_get(md, "annotations"),
+		 "kubernetes.io/config.mirror");
 	copy_str(m->service_account, sizeof(m->service_account), spec, "serviceAccountName");
 	if (!m->service_account[0])
 		strcpy(m->service_account, "default");
 	copy_str(m->node, sizeof(m->node), spec, "nodeName");
 	json_decref(m->labels);
 	m->labels = json_deep_copy(json_object_get(md, "labels"));
-	m->selected = mg_pods_selector_match(&p->sel, m->namespace, m->labels);
+	m->matches = mg_pods_selector_match(&p->sel, m->namespace, m->labels);
 	return 0;
 }
 
@@ -640,6 +999,7 @@ static void remove_meta(struct mg_pods *p, const char *uid)
 int mg_pods_apply_list(struct mg_pods *p, json_t *podlist)
 {
 	json_t *items = json_object_get(podlist, "items"), *it;
+	struct cuts cuts = {0};
 	size_t i;
 
 	if (!json_is_array(items))
@@ -648,18 +1008,40 @@ int mg_pods_apply_list(struct mg_pods *p, json_t *podlist)
 	for (i = 0; i < p->n_meta; i++)
 		json_decref(p->meta[i].labels);
 	p->n_meta = 0;
-	json_array_foreach(items, i, it)
-		upsert(p, it);
+	json_array_foreach(items, i, it) upsert(p, it);
 	p->synced = true;
-	reconcile(p);
+	reconcile(p, &cuts);
 	pthread_mutex_unlock(&p->mu);
+	run_cuts(p, &cuts);
 	return 0;
+}
+
+int mg_pods_set_selector(struct mg_pods *p, const struct mg_pods_selector *sel)
+{
+	struct cuts cuts = {0};
+	uint32_t gen = mg_pods_selector_gen(sel);
+	bool same;
+
+	pthread_mutex_lock(&p->mu);
+	same = gen == p->gen;
+	if (!same) {
+		p->sel = *sel;
+		p->gen = gen;
+		for (size_t i = 0; i < p->n_meta; i++)
+			p->meta[i].matches = mg_pods_selector_match(&p->sel, p->meta[i].namespace,
+								    p->meta[i].labels);
+		reconcile(p, &cuts);
+	}
+	pthread_mutex_unlock(&p->mu);
+	run_cuts(p, &cuts);
+	return same ? 0 : 1;
 }
 
 int mg_pods_apply_event(struct mg_pods *p, const char *type, json_t *pod)
 {
-	const char *uid = json_string_value(json_object_get(json_object_get(pod, "metadata"),
-							    "uid"));
+	const char *uid =
+		json_string_value(json_object_get(json_object_get(pod, "metadata"), "uid"));
+	struct cuts cuts = {0};
 	int rc = 0;
 
 	if (!type || !uid)
@@ -671,8 +1053,9 @@ int mg_pods_apply_event(struct mg_pods *p, const char *type, json_t *pod)
 		remove_meta(p, uid);
 	else
 		rc = -EINVAL;
-	reconcile(p);
+	reconcile(p, &cuts);
 	pthread_mutex_unlock(&p->mu);
+	run_cuts(p, &cuts);
 	return rc;
 }
 
@@ -693,7 +1076,7 @@ int mg_pods_lookup(struct mg_pods *p, uint64_t pod_cgroup_id, uint64_t cgroup_id
 	c = cg_find(p, cgroup_id);
 	if (c && !strcmp(c->uid, e->uid))
 		strcpy(out->container_id, c->container_id);
-	m = meta_find(p, e->uid);
+	m = meta_for_cgroup(p, e->uid);
 	if (m) {
 		out->known = true;
 		strcpy(out->namespace, m->namespace);
@@ -712,12 +1095,51 @@ void mg_pod_ident_release(struct mg_pod_ident *id)
 	id->labels = NULL;
 }
 
+void mg_pods_counts(struct mg_pods *p, struct mg_pods_counts *c)
+{
+	memset(c, 0, sizeof(*c));
+	pthread_mutex_lock(&p->mu);
+	for (size_t i = 0; i < p->n_ent; i++) {
+		if (!p->ent[i].owned)
+			continue;
+		if (p->ent[i].v.state == MG_POD_SELECTED)
+			c->selected++;
+		else if (p->ent[i].v.state == MG_POD_PENDING)
+			c->pending++;
+		else
+			c->pass++;
+	}
+	pthread_mutex_unlock(&p->mu);
+}
+
 size_t mg_pods_intercepted(struct mg_pods *p)
 {
-	size_t n;
+	struct mg_pods_counts c;
+
+	mg_pods_counts(p, &c);
+	return c.selected;
+}
+
+size_t mg_pods_list_selected(struct mg_pods *p, struct mg_pod_ident *out, size_t max)
+{
+	size_t n = 0;
 
 	pthread_mutex_lock(&p->mu);
-	n = p->n_on;
+	for (size_t i = 0; i < p->n_ent && n < max; i++) {
+		struct cg_entry *e = cg_find(p, p->ent[i].ino);
+		struct pod_meta *m = e ? meta_for_cgroup(p, e->uid) : NULL;
+
+		if (p->ent[i].v.state != MG_POD_SELECTED || !m)
+			continue;
+		memset(&out[n], 0, sizeof(out[n]));
+		out[n].known = true;
+		strcpy(out[n].uid, e->uid);
+		strcpy(out[n].namespace, m->namespace);
+		strcpy(out[n].name, m->name);
+		strcpy(out[n].service_account, m->service_account);
+		strcpy(out[n].node, m->node);
+		n++;
+	}
 	pthread_mutex_unlock(&p->mu);
 	return n;
 }
@@ -737,7 +1159,7 @@ bool mg_pods_synced(struct mg_pods *p)
 struct watch_ctx {
 	struct mg_pods *p;
 	char rv[64];
-	bool gone;	/* 410: resourceVersion too old, relist */
+	bool gone; /* 410: resourceVersion too old, relist */
 };
 
 static int on_event_line(void *data, const char *line, size_t len)
@@ -750,8 +1172,8 @@ static int on_event_line(void *data, const char *line, size_t len)
 		return 0;
 	type = json_string_value(json_object_get(ev, "type"));
 	obj = json_object_get(ev, "object");
-	rv = json_string_value(json_object_get(json_object_get(obj, "metadata"),
-					       "resourceVersion"));
+	rv = json_string_value(
+		json_object_get(json_object_get(obj, "metadata"), "resourceVersion"));
 	if (type && !strcmp(type, "ERROR")) {
 		w->gone = json_integer_value(json_object_get(obj, "code")) == 410;
 		json_decref(ev);
@@ -786,7 +1208,7 @@ static void url_escape(char *out, size_t cap, const char *s)
 static void sleep_ms(struct mg_pods *p, unsigned ms)
 {
 	for (unsigned t = 0; t < ms && !p->stop; t += 100) {
-		struct timespec ts = { 0, 100 * 1000000L };
+		struct timespec ts = {0, 100 * 1000000L};
 
 		nanosleep(&ts, NULL);
 	}
@@ -795,9 +1217,9 @@ static void sleep_ms(struct mg_pods *p, unsigned ms)
 static void *watch_main(void *arg)
 {
 	struct mg_pods *p = arg;
-	struct watch_ctx w = { .p = p };
+	struct watch_ctx w = {.p = p};
 	char node[600], path[1024], err[512];
-	unsigned backoff = 500;
+	unsigned backoff = 500, max_backoff;
 
 	url_escape(node, sizeof(node), p->node);
 	while (!p->stop) {
@@ -811,11 +1233,14 @@ static void *watch_main(void *arg)
 			mg_log_json("warn", json_pack("{s:s,s:s}", "event", "pod_list_failed",
 						      "error", err));
 			sleep_ms(p, backoff);
-			backoff = backoff < 30000 ? backoff * 2 : 30000;
+			/* Before the first list every pod here is pending (its API
+			 * connects refused): retry sooner until then. */
+			max_backoff = mg_pods_synced(p) ? 30000 : 2000;
+			backoff = backoff * 2 < max_backoff ? backoff * 2 : max_backoff;
 			continue;
 		}
-		rv = json_string_value(json_object_get(json_object_get(list, "metadata"),
-						       "resourceVersion"));
+		rv = json_string_value(
+			json_object_get(json_object_get(list, "metadata"), "resourceVersion"));
 		snprintf(w.rv, sizeof(w.rv), "%s", rv ? rv : "");
 		mg_pods_apply_list(p, list);
 		json_decref(list);
@@ -834,8 +1259,8 @@ static void *watch_main(void *arg)
 			    w.gone) {
 				if (!p->stop && !w.gone)
 					mg_log_json("warn",
-						    json_pack("{s:s,s:s}", "event", "pod_watch_ended",
-							      "error", err));
+						    json_pack("{s:s,s:s}", "event",
+							      "pod_watch_ended", "error", err));
 				break;
 			}
 		}

@@ -285,8 +285,12 @@ rig_wait_log() {
 }
 
 # rig_daemon [extra flags]: starts mcpgated in the node netns, waits until ready.
+# RIG_NO_API_ENDPOINTS=1: no --api-endpoint (every address learnt from the
+# API, as in a cluster); RIG_DAEMON_NOWAIT=1: return at once (the test polls).
 RIG_DAEMON_N=0
 rig_daemon() {
+	local eps=(--api-endpoint 10.96.0.1:443 --api-endpoint '[fd00:96::1]:443')
+	[ -n "${RIG_NO_API_ENDPOINTS:-}" ] && eps=()
 	RIG_DAEMON_N=$((RIG_DAEMON_N + 1))
 	RIG_DAEMON_LOG="$RIG_DIR/mcpgated.$RIG_DAEMON_N.log"
 	# nsenter directly (not via in_node) so $! is the daemon's own pid.
@@ -295,12 +299,13 @@ rig_daemon() {
 		--cgroup-path "$RIG_KUBEPODS" --pin-dir "$RIG_PIN" \
 		--node-name "$RIG_NODE_NAME" --api-server "${RIG_API_SERVER:-https://10.96.0.1:443}" \
 		--api-ca-file "$RIG_DIR/certs/ca.crt" --api-token-file "$RIG_DIR/daemon-token" \
-		--api-endpoint 10.96.0.1:443 --api-endpoint '[fd00:96::1]:443' \
+		${eps[@]+"${eps[@]}"} \
 		--ca-cert "$RIG_DIR/mcpgate/ca.crt" --ca-key "$RIG_DIR/mcpgate/ca.key" \
 		--admin-listen "$RIG_ADMIN" --endpoints-interval 1 "$@" \
 		>"$RIG_DAEMON_LOG" 2>&1) &
 	RIG_DAEMON_PID=$!
 	RIG_PIDS+=("$RIG_DAEMON_PID")
+	[ -n "${RIG_DAEMON_NOWAIT:-}" ] && return 0
 	if ! rig_wait_log "$RIG_DAEMON_LOG" '"event":"ready"' 20; then
 		rig_log "mcpgated did not become ready"; cat "$RIG_DAEMON_LOG" >&2; return 1
 	fi
