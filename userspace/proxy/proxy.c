@@ -2364,7 +2364,7 @@ static void reject(struct mg_proxy *p, int fd, const struct mg_abi_addr *client,
 static void reject_unknown_pod(struct mg_proxy *p, int fd, const struct mg_abi_addr *client,
 			       const struct mg_abi_origin *o)
 {
-	char cli[64];
+	char cli[64], dst[64];
 	unsigned i;
 
 	p->st.rejected_unknown_pod++;
@@ -2373,9 +2373,10 @@ static void reject_unknown_pod(struct mg_proxy *p, int fd, const struct mg_abi_a
 	if (i == UNKNOWN_LOGGED_MAX) {
 		p->unknown_logged[p->unknown_logged_next++ % UNKNOWN_LOGGED_MAX] = o->pod_cgroup_id;
 		mg_log_json("warn",
-			    json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "event", "reject", "reason",
+			    json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "event", "reject", "reason",
 				      "unknown pod", "client",
-				      mg_config_fmt_addr(client, cli, sizeof(cli)), "pod_cgroup_id",
+				      mg_config_fmt_addr(client, cli, sizeof(cli)), "orig_dst",
+				      mg_config_fmt_addr(&o->orig_dst, dst, sizeof(dst)), "pod_cgroup_id",
 				      (json_int_t)o->pod_cgroup_id, "cgroup_id",
 				      (json_int_t)o->cgroup_id, "pid", (json_int_t)o->tgid, "note",
 				      "later refusals of this cgroup are counted, not logged"));
