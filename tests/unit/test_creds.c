@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <cmocka.h>
+#include <jansson.h>
 
 #include "../../userspace/creds/creds.c"
 
@@ -419,14 +420,14 @@ static void test_session_name(void **state)
 	char s[65];
 
 	(void)state;
-	session_name_for(&a, s, sizeof(s));
+	mg_creds_eks_session_name(&a, s, sizeof(s));
 	assert_string_equal(s, "mcpgate-ai-agent-0");
-	session_name_for(&b, s, sizeof(s));
+	mg_creds_eks_session_name(&b, s, sizeof(s));
 	assert_int_equal(strlen(s), 64);
 	assert_string_equal(s, "mcpgate-a-very-long-namespace-name-for-testing-and-an-even-longe");
-	session_name_for(&c, s, sizeof(s));
+	mg_creds_eks_session_name(&c, s, sizeof(s));
 	assert_string_equal(s, "mcpgate-ns-p--d-x-y");
-	assert_true(all_chars(s, "_+=,.@-", 2, 64));
+	assert_true(mg_creds_all_chars(s, "_+=,.@-", 2, 64));
 }
 
 static void test_extra_header_name(void **state)
@@ -434,13 +435,13 @@ static void test_extra_header_name(void **state)
 	char *n;
 
 	(void)state;
-	n = extra_header_name("mcpgate.io/pod-uid");
+	n = mg_creds_impersonate_extra_header("mcpgate.io/pod-uid");
 	assert_string_equal(n, "Impersonate-Extra-mcpgate.io%2fpod-uid");
 	free(n);
-	n = extra_header_name("mcpgate.io/approval-id");
+	n = mg_creds_impersonate_extra_header("mcpgate.io/approval-id");
 	assert_string_equal(n, "Impersonate-Extra-mcpgate.io%2fapproval-id");
 	free(n);
-	n = extra_header_name("Scopes%Of Them:\xc3\xa9");
+	n = mg_creds_impersonate_extra_header("Scopes%Of Them:\xc3\xa9");
 	assert_string_equal(n, "Impersonate-Extra-scopes%25of%20them%3a%c3%a9");
 	free(n);
 }
@@ -451,13 +452,13 @@ static void test_base64url(void **state)
 
 	(void)state;
 	/* RFC 4648 §10 vectors, with '+' and '/' positions exercised */
-	s = base64url_nopad("foob", 4);
+	s = mg_creds_base64url("foob", 4);
 	assert_string_equal(s, "Zm9vYg");
 	free(s);
-	s = base64url_nopad("fooba", 5);
+	s = mg_creds_base64url("fooba", 5);
 	assert_string_equal(s, "Zm9vYmE");
 	free(s);
-	s = base64url_nopad("\xfb\xff\xbf", 3);
+	s = mg_creds_base64url("\xfb\xff\xbf", 3);
 	assert_string_equal(s, "-_-_");
 	free(s);
 }
@@ -467,9 +468,9 @@ static void test_safe_message(void **state)
 	char m[64];
 
 	(void)state;
-	safe_message(m, sizeof(m), "first line\nsecond line with SECRETTOKEN", "SECRETTOKEN");
+	mg_creds_safe_message(m, sizeof(m), "first line\nsecond line with SECRETTOKEN", "SECRETTOKEN");
 	assert_string_equal(m, "first line");
-	safe_message(m, sizeof(m), "token SECRETTOKEN inline", "SECRETTOKEN");
+	mg_creds_safe_message(m, sizeof(m), "token SECRETTOKEN inline", "SECRETTOKEN");
 	assert_string_equal(m, "token *********** inline");
 }
 
@@ -1450,7 +1451,7 @@ static char *replace(const char *s, const char *from, const char *to)
 
 static char *make_token(const char *url)
 {
-	char *b = base64url_nopad(url, strlen(url)), *t;
+	char *b = mg_creds_base64url(url, strlen(url)), *t;
 
 	assert_true(asprintf(&t, EKS_TOKEN_PREFIX "%s", b) > 0);
 	free(b);
@@ -1587,6 +1588,30 @@ static void test_threads(void **state)
 	mg_creds_free(c);
 }
 
+/* The provider registry: each provider file registers under the name the
+ * configuration (and, next, a policy rule) uses, and mg_creds_new() picks
+ * it by kind; an unknown name or kind is refused. */
+static void test_provider_by_name(void **state)
+{
+	static const char *const names[] = {"eks", "serviceaccount", "impersonate"};
+	struct mg_creds_config cc = {.kind = 0};
+	enum mg_creds_kind k = 0;
+	char err[256];
+
+	(void)state;
+	for (size_t i = 0; i < 3; i++) {
+		assert_int_equal(mg_creds_kind_lookup(names[i], &k), 0);
+		assert_string_equal(mg_creds_kind_name(k), names[i]);
+		assert_int_equal(mg_creds_ops_of(k)->kind, k);
+	}
+	assert_int_equal(mg_creds_kind_lookup("none", &k), -ENOENT);
+	assert_int_equal(mg_creds_kind_lookup(NULL, &k), -ENOENT);
+	assert_null(mg_creds_kind_name((enum mg_creds_kind)99));
+	cc.kind = (enum mg_creds_kind)99;
+	assert_null(mg_creds_new(&cc, err, sizeof(err)));
+	assert_non_null(strstr(err, "unknown credentials provider kind 99"));
+}
+
 int main(void)
 {
 	const struct CMUnitTest offline[] = {
@@ -1600,6 +1625,7 @@ int main(void)
 		cmocka_unit_test(test_base64url),
 		cmocka_unit_test(test_safe_message),
 		cmocka_unit_test(test_impersonate),
+		cmocka_unit_test(test_provider_by_name),
 	};
 	const struct CMUnitTest network[] = {
 		cmocka_unit_test(test_irsa),
