@@ -24,7 +24,7 @@ bool mg_creds_arn_ok(const char *s)
 {
 	size_t n = s ? strlen(s) : 0;
 
-	if (n < 20 || n > 2048 || strncmp(s, "arn:", 4))
+	if (n < 20 || n > MG_SIGV4_MAX_ARN || strncmp(s, "arn:", 4))
 		return false;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
@@ -218,7 +218,7 @@ static int json_str(json_t *o, const char *k, char *dst, size_t n)
 static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds *cr,
 			   struct mg_creds_result *out)
 {
-	char scheme[8], auth[300], path[256], *tok = NULL, *hdr = NULL;
+	char scheme[8], auth[AUTHORITY_MAX], path[URL_PATH_MAX], *tok = NULL, *hdr = NULL;
 	const char *file = mg_creds_env(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE");
 	const char *host, *hdrs[2];
 	struct http_req q = {.url = url, .timeout_ms = c->cfg.timeout_ms};
@@ -333,7 +333,7 @@ int mg_creds_aws_base(struct mg_creds *c, time_t now, struct aws_creds *cr,
 	const char *full = mg_creds_env(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
 	const char *rel = mg_creds_env(c, "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI");
 	enum base_source want = BASE_NONE;
-	char url[600];
+	char url[URL_MAX];
 	int ret;
 
 	if ((src == MG_CREDS_AWS_CHAIN || src == MG_CREDS_AWS_ENV) && (ak || sk)) {

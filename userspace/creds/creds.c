@@ -473,7 +473,7 @@ struct mg_creds *mg_creds_new(const struct mg_creds_config *cfg, char *errbuf, s
 	c->groups = keep_list(cfg->groups, cfg->n_groups, &oom);
 	c->cfg.groups = (const char *const *)c->groups;
 	if (!c->cfg.duration_seconds)
-		c->cfg.duration_seconds = 900;
+		c->cfg.duration_seconds = ROLE_DURATION_MIN;
 	if (!c->cfg.session_identity)
 		c->cfg.session_identity = MG_CREDS_SOURCE_IDENTITY;
 	if (!c->cfg.expiration_seconds)

@@ -21,7 +21,7 @@ static int setup_sts(struct mg_creds *c, char *errbuf, size_t errlen)
 {
 	const char *ep = c->cfg.sts_endpoint, *region = c->cfg.region, *host;
 	size_t hlen;
-	char url[600];
+	char url[URL_MAX];
 
 	if (ep && !strcmp(ep, "global")) {
 		/* The legacy global endpoint signs for us-east-1 (awscli's
@@ -229,7 +229,7 @@ static int eks_check(struct mg_creds *c, char *errbuf, size_t errlen)
 		return -EINVAL;
 	}
 	if (g->duration_seconds &&
-	    (g->duration_seconds < 900 || g->duration_seconds > 43200)) {
+	    (g->duration_seconds < ROLE_DURATION_MIN || g->duration_seconds > ROLE_DURATION_MAX)) {
 		snprintf(errbuf, errlen, "eks: duration must be 900..43200 seconds");
 		return -EINVAL;
 	}

@@ -39,6 +39,13 @@
 #define MAX_FILE	 (64 * 1024)
 #define CACHE_SLOTS	 256
 #define KEY_MAX		 512
+/* An STS or agent URL and its parts, as split by mg_creds_split_url(). */
+#define URL_MAX		 600
+#define AUTHORITY_MAX	 300
+#define URL_PATH_MAX	 256
+/* AssumeRole DurationSeconds: STS's bounds; the default is its minimum. */
+#define ROLE_DURATION_MIN 900
+#define ROLE_DURATION_MAX 43200
 
 
 struct mg_creds_ops;
@@ -74,10 +81,10 @@ struct mg_creds {
 	char **groups;
 	bool no_identity; /* eks-token CLI: no SourceIdentity, no tags */
 	/* the STS endpoint, resolved */
-	char sts_url[600]; /* scheme://authority/path, no query */
+	char sts_url[URL_MAX]; /* scheme://authority/path, no query */
 	char sts_scheme[8];
-	char sts_host[300]; /* authority, the signed Host */
-	char sts_path[256];
+	char sts_host[AUTHORITY_MAX]; /* authority, the signed Host */
+	char sts_path[URL_PATH_MAX];
 	char sign_region[64];
 	bool sts_no_proxy;
 	bool lock_ok;
