@@ -18,7 +18,7 @@
 /* Parses an RFC 3339 UTC time "2026-11-29T01:02:03Z" into <*t>. */
 static int parse_rfc3339(const char *s, time_t *t)
 {
-	struct tm tm = { 0 };
+	struct tm tm = {0};
 	const char *end = strptime(s, "%Y-%m-%dT%H:%M:%S", &tm);
 
 	if (!end || (strcmp(end, "Z") && strcmp(end, "+00:00")))
@@ -30,8 +30,8 @@ static int parse_rfc3339(const char *s, time_t *t)
 /* eks-token: argv[0] is the command name; options from argv[1]. */
 int ctl_eks_token(int argc, char **argv)
 {
-	struct mg_creds_config cc = { .kind = MG_CREDS_EKS };
-	struct mg_creds_result err = { 0 };
+	struct mg_creds_config cc = {.kind = MG_CREDS_EKS};
+	struct mg_creds_result err = {0};
 	time_t at = 0;
 	char *json = NULL;
 
@@ -50,8 +50,9 @@ int ctl_eks_token(int argc, char **argv)
 			cc.sts_endpoint = v;
 		else if (!strcmp(argv[i], "--at")) {
 			if (parse_rfc3339(v, &at)) {
-				fprintf(stderr, "mcpgatectl: --at: expected RFC 3339 UTC, e.g. "
-						"2026-11-29T01:02:03Z, got %s\n",
+				fprintf(stderr,
+					"mcpgatectl: --at: expected RFC 3339 UTC, e.g. "
+					"2026-11-29T01:02:03Z, got %s\n",
 					v);
 				return 2;
 			}

@@ -40,7 +40,8 @@ int ctl_sockets(int argc, char **argv)
 			else if (!strcmp(v, "netlink"))
 				m = MG_LOADER_CUT_NETLINK;
 			else {
-				fprintf(stderr, "mcpgatectl: --method: auto, kfunc or netlink, not %s\n",
+				fprintf(stderr,
+					"mcpgatectl: --method: auto, kfunc or netlink, not %s\n",
 					v);
 				return 2;
 			}

@@ -20,7 +20,7 @@
 static int show_status(const char *pin_dir)
 {
 	struct mg_abi_settings st;
-	unsigned long n_state[3] = { 0 }, n_other = 0;
+	unsigned long n_state[3] = {0}, n_other = 0;
 	char path[512], a4[64], a6[64];
 	__u64 vals[1024], key, next;
 	int fd, ncpu = libbpf_num_possible_cpus();

@@ -50,8 +50,8 @@ static bool transient_code(const char *code)
  * blanked out of any message STS sends back.
  */
 int mg_creds_sts_call(struct mg_creds *c, const char *action, const char *role, const char *body,
-		    const char *const *headers, size_t nh, const char *secret, struct aws_creds *cr,
-		    struct mg_creds_result *out)
+		      const char *const *headers, size_t nh, const char *secret,
+		      struct aws_creds *cr, struct mg_creds_result *out)
 {
 	struct http_req q = {
 		.url = c->sts_url,
@@ -74,8 +74,8 @@ int mg_creds_sts_call(struct mg_creds *c, const char *action, const char *role, 
 	if (ret == -ENOMEM)
 		return mg_creds_set_error(out, -ENOMEM, 500, "InternalError", "out of memory");
 	if (ret < 0)
-		return mg_creds_set_error(out, -EAGAIN, 502, "STSUnavailable", "sts:%s %s at %s: %s", action,
-				 role, c->sts_host, r.err);
+		return mg_creds_set_error(out, -EAGAIN, 502, "STSUnavailable",
+					  "sts:%s %s at %s: %s", action, role, c->sts_host, r.err);
 	sr = malloc(sizeof(*sr));
 	if (!sr) {
 		mg_creds_http_resp_free(&r);
@@ -83,14 +83,15 @@ int mg_creds_sts_call(struct mg_creds *c, const char *action, const char *role, 
 	}
 	pr = mg_sigv4_sts_parse(r.body, r.len, action, sr, &perr);
 	if (pr <= 0) {
-		ret = mg_creds_set_error(out, r.status >= 500 ? -EAGAIN : -EPROTO, 502,
-				r.status >= 500 ? "STSUnavailable" : "STSBadResponse",
-				"sts:%s %s at %s: HTTP %ld, unreadable answer (%s at byte %zu)",
-				action, role, c->sts_host, r.status,
-				pr == 0 ? "truncated" : perr.reason, perr.pos);
+		ret = mg_creds_set_error(
+			out, r.status >= 500 ? -EAGAIN : -EPROTO, 502,
+			r.status >= 500 ? "STSUnavailable" : "STSBadResponse",
+			"sts:%s %s at %s: HTTP %ld, unreadable answer (%s at byte %zu)", action,
+			role, c->sts_host, r.status, pr == 0 ? "truncated" : perr.reason, perr.pos);
 	} else if (sr->kind == MG_SIGV4_STS_ERROR) {
 		mg_creds_safe_message(msg, sizeof(msg), sr->error_message, secret);
-		mg_creds_set_error(out, 0, 502, "", "sts:%s %s: %s: %s", action, role, sr->error_code, msg);
+		mg_creds_set_error(out, 0, 502, "", "sts:%s %s: %s: %s", action, role,
+				   sr->error_code, msg);
 		/* The code names the failure in the client's Status: keep it
 		 * to a token's alphabet. */
 		mg_creds_safe_message(out->reason, sizeof(out->reason), sr->error_code, NULL);
@@ -101,8 +102,8 @@ int mg_creds_sts_call(struct mg_creds *c, const char *action, const char *role, 
 		ret = r.status >= 500 || transient_code(out->reason) ? -EAGAIN : -EACCES;
 	} else if (r.status != 200) {
 		ret = mg_creds_set_error(out, -EPROTO, 502, "STSBadResponse",
-				"sts:%s %s at %s: credentials with HTTP %ld", action, role,
-				c->sts_host, r.status);
+					 "sts:%s %s at %s: credentials with HTTP %ld", action, role,
+					 c->sts_host, r.status);
 	} else {
 		snprintf(cr->akid, sizeof(cr->akid), "%s", sr->access_key_id);
 		snprintf(cr->secret, sizeof(cr->secret), "%s", sr->secret_access_key);
@@ -157,22 +158,24 @@ static int fetch_web_identity(struct mg_creds *c, const char *role, const char *
 	int ret;
 
 	if (!mg_creds_arn_ok(role))
-		return mg_creds_set_error(out, -EINVAL, 502, "NoCredentials", "AWS_ROLE_ARN is not an ARN");
+		return mg_creds_set_error(out, -EINVAL, 502, "NoCredentials",
+					  "AWS_ROLE_ARN is not an ARN");
 	if (sess && !mg_creds_all_chars(sess, "_+=,.@-", 2, 64))
 		return mg_creds_set_error(out, -EINVAL, 502, "NoCredentials",
-				 "AWS_ROLE_SESSION_NAME is not 2-64 of [\\w+=,.@-]");
+					  "AWS_ROLE_SESSION_NAME is not 2-64 of [\\w+=,.@-]");
 	if (!sess) {
 		snprintf(gen, sizeof(gen), "mcpgate-%lld", (long long)now);
 		sess = gen;
 	}
 	ret = mg_creds_read_secret_file(token_file, &jwt);
 	if (ret < 0)
-		return mg_creds_set_error(out, ret, 502, "NoCredentials", "web identity token file %s: %s",
-				 token_file, strerror(-ret));
+		return mg_creds_set_error(out, ret, 502, "NoCredentials",
+					  "web identity token file %s: %s", token_file,
+					  strerror(-ret));
 	if (!*jwt) {
 		mg_creds_wipe_free(jwt, MAX_FILE + 1);
 		return mg_creds_set_error(out, -EINVAL, 502, "NoCredentials",
-				 "web identity token file %s is empty", token_file);
+					  "web identity token file %s is empty", token_file);
 	}
 	ret = mg_creds_form_add(&body, &blen, "Action", "AssumeRoleWithWebIdentity");
 	ret = ret ?: mg_creds_form_add(&body, &blen, "Version", STS_VERSION);
@@ -182,7 +185,8 @@ static int fetch_web_identity(struct mg_creds *c, const char *role, const char *
 	if (ret < 0)
 		ret = mg_creds_set_error(out, -ENOMEM, 500, "InternalError", "out of memory");
 	else
-		ret = mg_creds_sts_call(c, "AssumeRoleWithWebIdentity", role, body, hdrs, 1, jwt, cr, out);
+		ret = mg_creds_sts_call(c, "AssumeRoleWithWebIdentity", role, body, hdrs, 1, jwt,
+					cr, out);
 	mg_creds_wipe_free(jwt, MAX_FILE + 1);
 	mg_creds_wipe_str(body);
 	return ret;
@@ -229,10 +233,10 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 	char exp[64];
 	int ret;
 
-	if (mg_creds_split_url(url, scheme, sizeof(scheme), auth, sizeof(auth), path, sizeof(path), &host,
-		      &hlen) < 0)
+	if (mg_creds_split_url(url, scheme, sizeof(scheme), auth, sizeof(auth), path, sizeof(path),
+			       &host, &hlen) < 0)
 		return mg_creds_set_error(out, -EINVAL, 502, "NoCredentials",
-				 "container credentials URL is invalid");
+					  "container credentials URL is invalid");
 	if (!strcmp(scheme, "http") && !container_host_ok(host, hlen))
 		return mg_creds_set_error(
 			out, -EINVAL, 502, "NoCredentials",
@@ -242,16 +246,17 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 		ret = mg_creds_read_secret_file(file, &tok);
 		if (ret < 0)
 			return mg_creds_set_error(out, ret, 502, "NoCredentials",
-					 "container authorization token file %s: %s", file,
-					 strerror(-ret));
+						  "container authorization token file %s: %s", file,
+						  strerror(-ret));
 	} else if (mg_creds_env(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN")) {
 		tok = strdup(mg_creds_env(c, "AWS_CONTAINER_AUTHORIZATION_TOKEN"));
 		if (!tok)
-			return mg_creds_set_error(out, -ENOMEM, 500, "InternalError", "out of memory");
+			return mg_creds_set_error(out, -ENOMEM, 500, "InternalError",
+						  "out of memory");
 	}
 	if (tok && !mg_creds_header_safe(tok)) {
 		ret = mg_creds_set_error(out, -EINVAL, 502, "NoCredentials",
-				"container authorization token has control characters");
+					 "container authorization token has control characters");
 		goto done;
 	}
 	if (tok && asprintf(&hdr, "Authorization: %s", tok) < 0) {
@@ -270,7 +275,7 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 	}
 	if (ret < 0) {
 		ret = mg_creds_set_error(out, -EAGAIN, 502, "PodIdentityUnavailable",
-				"credentials agent %s: %s", auth, r.err);
+					 "credentials agent %s: %s", auth, r.err);
 		goto done;
 	}
 	j = json_loadb(r.body, r.len, JSON_REJECT_DUPLICATES, &jerr);
@@ -281,10 +286,11 @@ static int fetch_container(struct mg_creds *c, const char *url, struct aws_creds
 
 		if (msg)
 			mg_creds_safe_message(m, sizeof(m), msg, tok);
-		ret = mg_creds_set_error(out, r.status >= 500 ? -EAGAIN : -EACCES, 502, "PodIdentityError",
-				"credentials agent %s: HTTP %ld %s%s%s", auth, r.status,
-				code && mg_creds_header_safe(code) && strlen(code) < 64 ? code : "",
-				m[0] ? ": " : "", m);
+		ret = mg_creds_set_error(
+			out, r.status >= 500 ? -EAGAIN : -EACCES, 502, "PodIdentityError",
+			"credentials agent %s: HTTP %ld %s%s%s", auth, r.status,
+			code && mg_creds_header_safe(code) && strlen(code) < 64 ? code : "",
+			m[0] ? ": " : "", m);
 	} else if (!json_is_object(j) || json_str(j, "AccessKeyId", cr->akid, sizeof(cr->akid)) ||
 		   json_str(j, "SecretAccessKey", cr->secret, sizeof(cr->secret)) ||
 		   json_str(j, "Token", cr->token, sizeof(cr->token)) ||
@@ -327,7 +333,8 @@ int mg_creds_aws_base(struct mg_creds *c, time_t now, struct aws_creds *cr,
 		      struct mg_creds_result *out)
 {
 	enum mg_creds_aws_source src = c->cfg.aws_source;
-	const char *ak = mg_creds_env(c, "AWS_ACCESS_KEY_ID"), *sk = mg_creds_env(c, "AWS_SECRET_ACCESS_KEY");
+	const char *ak = mg_creds_env(c, "AWS_ACCESS_KEY_ID"),
+		   *sk = mg_creds_env(c, "AWS_SECRET_ACCESS_KEY");
 	const char *role = mg_creds_env(c, "AWS_ROLE_ARN"),
 		   *wif = mg_creds_env(c, "AWS_WEB_IDENTITY_TOKEN_FILE");
 	const char *full = mg_creds_env(c, "AWS_CONTAINER_CREDENTIALS_FULL_URI");
@@ -345,8 +352,9 @@ int mg_creds_aws_base(struct mg_creds *c, time_t now, struct aws_creds *cr,
 				"only one of AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY is set");
 		if (strlen(ak) >= sizeof(cr->akid) || strlen(sk) >= sizeof(cr->secret) ||
 		    (st && strlen(st) >= sizeof(cr->token)))
-			return mg_creds_set_error(out, -EINVAL, 502, "NoCredentials",
-					 "AWS credentials in the environment are too long");
+			return mg_creds_set_error(
+				out, -EINVAL, 502, "NoCredentials",
+				"AWS credentials in the environment are too long");
 		memset(cr, 0, sizeof(*cr));
 		memcpy(cr->akid, ak, strlen(ak) + 1);
 		memcpy(cr->secret, sk, strlen(sk) + 1);

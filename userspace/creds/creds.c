@@ -32,10 +32,6 @@
 
 /* ---- small helpers shared by the providers ---- */
 
-
-
-
-
 void mg_creds_wipe_free(void *p, size_t n)
 {
 	if (p) {
@@ -66,7 +62,7 @@ const char *mg_creds_env(const struct mg_creds *c, const char *name)
  * turned into spaces. Callers never pass a secret in. Returns <err>.
  */
 int mg_creds_set_error(struct mg_creds_result *out, int err, int status, const char *reason,
-		     const char *fmt, ...)
+		       const char *fmt, ...)
 {
 	va_list ap;
 
@@ -184,7 +180,6 @@ char *mg_creds_base64url(const char *s, size_t n)
 	return o;
 }
 
-
 int mg_creds_set_bearer(struct mg_creds_result *out, const char *token)
 {
 	if (asprintf(&out->authorization, "Bearer %s", token) < 0) {
@@ -195,8 +190,6 @@ int mg_creds_set_bearer(struct mg_creds_result *out, const char *token)
 }
 
 /* ---- HTTP (libcurl, blocking) ---- */
-
-
 
 static size_t on_body(char *p, size_t sz, size_t nm, void *data)
 {
@@ -325,7 +318,6 @@ out:
 	return ret;
 }
 
-
 /* ---- configuration ---- */
 
 static const char *keep(struct mg_creds *c, const char *s, bool *oom)
@@ -406,7 +398,7 @@ bool mg_creds_is_loopback_host(const char *h, size_t n)
  * No userinfo, query or fragment. Returns 0 or -EINVAL.
  */
 int mg_creds_split_url(const char *url, char *scheme, size_t sl, char *auth, size_t al, char *path,
-		     size_t pl, const char **host, size_t *hlen)
+		       size_t pl, const char **host, size_t *hlen)
 {
 	const char *p, *a, *e;
 	size_t n;

@@ -40,8 +40,9 @@ static int setup_sts(struct mg_creds *c, char *errbuf, size_t errlen)
 		else if (snprintf(url, sizeof(url), "%s", ep) >= (int)sizeof(url))
 			goto bad;
 	}
-	if (mg_creds_split_url(url, c->sts_scheme, sizeof(c->sts_scheme), c->sts_host, sizeof(c->sts_host),
-		      c->sts_path, sizeof(c->sts_path), &host, &hlen) < 0)
+	if (mg_creds_split_url(url, c->sts_scheme, sizeof(c->sts_scheme), c->sts_host,
+			       sizeof(c->sts_host), c->sts_path, sizeof(c->sts_path), &host,
+			       &hlen) < 0)
 		goto bad;
 	c->sts_no_proxy = mg_creds_is_loopback_host(host, hlen);
 	snprintf(c->sts_url, sizeof(c->sts_url), "%s://%s%s", c->sts_scheme, c->sts_host,
@@ -100,11 +101,13 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 	else
 		mg_creds_eks_session_name(who, sess, sizeof(sess));
 	if ((idm & MG_CREDS_SOURCE_IDENTITY) && !mg_creds_all_chars(uid, "_+=,.@-", 2, 64))
-		return mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
-				 "pod uid is not a valid SourceIdentity (2-64 of [\\w+=,.@-])");
+		return mg_creds_set_error(
+			out, -EINVAL, 500, "InvalidSubject",
+			"pod uid is not a valid SourceIdentity (2-64 of [\\w+=,.@-])");
 	if ((idm & MG_CREDS_SESSION_TAGS) && (!tag_value_ok(uid) || (appr && !tag_value_ok(appr))))
-		return mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
-				 "pod uid or approval id is not a valid session tag value");
+		return mg_creds_set_error(
+			out, -EINVAL, 500, "InvalidSubject",
+			"pod uid or approval id is not a valid session tag value");
 	snprintf(dur, sizeof(dur), "%u", c->cfg.duration_seconds);
 	ret = mg_creds_form_add(&body, &blen, "Action", "AssumeRole");
 	ret = ret ?: mg_creds_form_add(&body, &blen, "Version", STS_VERSION);
@@ -112,12 +115,14 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 	ret = ret ?: mg_creds_form_add(&body, &blen, "RoleSessionName", sess);
 	ret = ret ?: mg_creds_form_add(&body, &blen, "DurationSeconds", dur);
 	if (idm & MG_CREDS_SESSION_TAGS) {
-		ret = ret ?: mg_creds_form_add(&body, &blen, "Tags.member.1.Key", "mcpgate.io/pod-uid");
+		ret = ret
+			      ?: mg_creds_form_add(&body, &blen, "Tags.member.1.Key",
+						   "mcpgate.io/pod-uid");
 		ret = ret ?: mg_creds_form_add(&body, &blen, "Tags.member.1.Value", uid);
 		if (appr) {
 			ret = ret
 				      ?: mg_creds_form_add(&body, &blen, "Tags.member.2.Key",
-						  "mcpgate.io/approval-id");
+							   "mcpgate.io/approval-id");
 			ret = ret ?: mg_creds_form_add(&body, &blen, "Tags.member.2.Value", appr);
 		}
 	}
@@ -141,7 +146,8 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 	};
 	ret = mg_sigv4_sign(&rq, &sc, &sig);
 	if (ret < 0) {
-		ret = mg_creds_set_error(out, ret, 500, "InternalError", "signing AssumeRole failed");
+		ret = mg_creds_set_error(out, ret, 500, "InternalError",
+					 "signing AssumeRole failed");
 		goto out;
 	}
 	if (asprintf(&h_host, "Host: %s", c->sts_host) < 0 ||
@@ -157,7 +163,8 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 	if (h_tok)
 		hdrs[nh++] = h_tok;
 	hdrs[nh++] = h_auth;
-	ret = mg_creds_sts_call(c, "AssumeRole", c->cfg.role_arn, body, hdrs, nh, base->token, cr, out);
+	ret = mg_creds_sts_call(c, "AssumeRole", c->cfg.role_arn, body, hdrs, nh, base->token, cr,
+				out);
 out:
 	mg_sigv4_signed_free(&sig);
 	mg_creds_wipe_str(body);
@@ -237,8 +244,7 @@ static int eks_check(struct mg_creds *c, char *errbuf, size_t errlen)
 		snprintf(errbuf, errlen, "eks: session name must be 2-64 of [\\w+=,.@-]");
 		return -EINVAL;
 	}
-	if (g->session_identity &
-	    ~(unsigned)(MG_CREDS_SOURCE_IDENTITY | MG_CREDS_SESSION_TAGS)) {
+	if (g->session_identity & ~(unsigned)(MG_CREDS_SOURCE_IDENTITY | MG_CREDS_SESSION_TAGS)) {
 		snprintf(errbuf, errlen, "eks: unknown session identity bits");
 		return -EINVAL;
 	}
@@ -291,7 +297,8 @@ static int eks_get(struct mg_creds *c, const struct mg_creds_subject *who,
 		if (c->cfg.role_arn) {
 			base = calloc(1, sizeof(*base));
 			ret = base ? mg_creds_aws_base(c, now, base, out)
-				   : mg_creds_set_error(out, -ENOMEM, 500, "InternalError", "out of memory");
+				   : mg_creds_set_error(out, -ENOMEM, 500, "InternalError",
+							"out of memory");
 			if (ret == 0)
 				ret = assume_role(c, base, who, now, cr, out);
 			mg_creds_wipe_free(base, sizeof(*base));
@@ -314,13 +321,14 @@ static int eks_get(struct mg_creds *c, const struct mg_creds_subject *who,
 	}
 	if (cr->expiration && cr->expiration - now < MIN_VALIDITY) {
 		ret = mg_creds_set_error(out, -ESTALE, 502, "CredentialsExpiring",
-				"AWS credentials expire in %lld s",
-				(long long)(cr->expiration - now));
+					 "AWS credentials expire in %lld s",
+					 (long long)(cr->expiration - now));
 		goto out;
 	}
 	ret = eks_token(c, cr, now, &token);
 	if (ret < 0) {
-		ret = mg_creds_set_error(out, ret, 500, "InternalError", "signing the EKS token failed");
+		ret = mg_creds_set_error(out, ret, 500, "InternalError",
+					 "signing the EKS token failed");
 		goto out;
 	}
 	valid = now + EKS_TOKEN_TTL;
@@ -355,7 +363,6 @@ out:
 	mg_creds_wipe_free(cr, sizeof(*cr));
 	return ret;
 }
-
 
 const struct mg_creds_ops mg_creds_eks_ops = {
 	.name = "eks",

@@ -123,10 +123,11 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 	ret = mg_creds_read_secret_file(c->cfg.token_file, &bearer);
 	if (ret < 0)
 		return mg_creds_set_error(out, ret, 500, "NoCredentials", "token file %s: %s",
-				 c->cfg.token_file, strerror(-ret));
+					  c->cfg.token_file, strerror(-ret));
 	if (!*bearer || !mg_creds_header_safe(bearer)) {
 		ret = mg_creds_set_error(out, -EINVAL, 500, "NoCredentials",
-				"token file %s is empty or not one line", c->cfg.token_file);
+					 "token file %s is empty or not one line",
+					 c->cfg.token_file);
 		goto out;
 	}
 	ret = mg_creds_set_bearer(out, bearer);
@@ -136,7 +137,7 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 	if (!v || !*v || !mg_creds_header_safe(v)) {
 		free(v);
 		ret = mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
-				"impersonated user template has no value for this pod");
+					 "impersonated user template has no value for this pod");
 		goto out;
 	}
 	ret = add_header(out, strdup("Impersonate-User"), v);
@@ -144,8 +145,9 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 		v = expand(c->cfg.groups[i], who);
 		if (!v || !mg_creds_header_safe(v)) {
 			free(v);
-			ret = mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
-					"impersonated group template has no value for this pod");
+			ret = mg_creds_set_error(
+				out, -EINVAL, 500, "InvalidSubject",
+				"impersonated group template has no value for this pod");
 			break;
 		}
 		ret = add_header(out, strdup("Impersonate-Group"), v);
@@ -153,18 +155,20 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 	if (!ret && who && who->uid) {
 		if (!mg_creds_header_safe(who->uid))
 			ret = mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
-					"pod uid has control bytes");
+						 "pod uid has control bytes");
 		else
-			ret = add_header(out, mg_creds_impersonate_extra_header("mcpgate.io/pod-uid"),
+			ret = add_header(out,
+					 mg_creds_impersonate_extra_header("mcpgate.io/pod-uid"),
 					 strdup(who->uid));
 	}
 	if (!ret && who && who->approval_id) {
 		if (!mg_creds_header_safe(who->approval_id))
 			ret = mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
-					"approval id has control bytes");
+						 "approval id has control bytes");
 		else
-			ret = add_header(out, mg_creds_impersonate_extra_header("mcpgate.io/approval-id"),
-					 strdup(who->approval_id));
+			ret = add_header(
+				out, mg_creds_impersonate_extra_header("mcpgate.io/approval-id"),
+				strdup(who->approval_id));
 	}
 out:
 	mg_creds_wipe_free(bearer, MAX_FILE + 1);
@@ -177,8 +181,7 @@ int mg_creds_impersonate_check(struct mg_creds *c, char *errbuf, size_t errlen)
 
 	if (!g->token_file || !*g->token_file) {
 		snprintf(errbuf, errlen, "%s: token file required",
-			 g->kind == MG_CREDS_IMPERSONATE ? "impersonate"
-							 : "serviceaccount");
+			 g->kind == MG_CREDS_IMPERSONATE ? "impersonate" : "serviceaccount");
 		return -EINVAL;
 	}
 	if (g->user && (!*g->user || !mg_creds_header_safe(g->user))) {

@@ -40,13 +40,12 @@
 #define CACHE_SLOTS	 256
 #define KEY_MAX		 512
 /* An STS or agent URL and its parts, as split by mg_creds_split_url(). */
-#define URL_MAX		 600
-#define AUTHORITY_MAX	 300
-#define URL_PATH_MAX	 256
+#define URL_MAX	      600
+#define AUTHORITY_MAX 300
+#define URL_PATH_MAX  256
 /* AssumeRole DurationSeconds: STS's bounds; the default is its minimum. */
 #define ROLE_DURATION_MIN 900
 #define ROLE_DURATION_MAX 43200
-
 
 struct mg_creds_ops;
 
@@ -71,10 +70,9 @@ struct entry {
 
 enum base_source { BASE_NONE = 0, BASE_WEB_IDENTITY, BASE_CONTAINER };
 
-
 struct mg_creds {
 	const struct mg_creds_ops *ops; /* the provider, by cfg.kind */
-	struct mg_creds_config cfg; /* strings point into owned copies */
+	struct mg_creds_config cfg;	/* strings point into owned copies */
 	char *strings[32];
 	size_t n_strings;
 	char **audiences;
@@ -173,8 +171,8 @@ bool mg_creds_k8s_name_ok(const char *s);
 bool mg_creds_is_loopback_host(const char *h, size_t n);
 /* Splits an http(s) URL into scheme, authority (and its host part) and
  * path. Returns 0 or -EINVAL. */
-int mg_creds_split_url(const char *url, char *scheme, size_t sl, char *auth, size_t al,
-		       char *path, size_t pl, const char **host, size_t *hlen);
+int mg_creds_split_url(const char *url, char *scheme, size_t sl, char *auth, size_t al, char *path,
+		       size_t pl, const char **host, size_t *hlen);
 
 /* ---- creds.c: the cache (callers hold c->lock) ---- */
 

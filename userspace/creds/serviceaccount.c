@@ -35,7 +35,7 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 	ret = mg_creds_read_secret_file(c->cfg.token_file, &bearer);
 	if (ret < 0)
 		return mg_creds_set_error(out, ret, 500, "NoCredentials", "token file %s: %s",
-				 c->cfg.token_file, strerror(-ret));
+					  c->cfg.token_file, strerror(-ret));
 	req = json_pack("{s:s, s:s, s:{s:I}}", "apiVersion", "authentication.k8s.io/v1", "kind",
 			"TokenRequest", "spec", "expirationSeconds",
 			(json_int_t)c->cfg.expiration_seconds);
@@ -54,7 +54,8 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 	json_decref(req);
 	if (!*bearer || !mg_creds_header_safe(bearer)) {
 		ret = mg_creds_set_error(out, -EINVAL, 500, "NoCredentials",
-				"token file %s is empty or not one line", c->cfg.token_file);
+					 "token file %s is empty or not one line",
+					 c->cfg.token_file);
 		goto out;
 	}
 	if (!body || asprintf(&hauth, "Authorization: Bearer %s", bearer) < 0)
@@ -75,9 +76,9 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 	q.body_len = strlen(body);
 	ret = mg_creds_http_do(&q, &r);
 	if (ret < 0) {
-		ret = mg_creds_set_error(out, ret == -ENOMEM ? ret : -EAGAIN, ret == -ENOMEM ? 500 : 502,
-				"TokenRequestUnavailable", "TokenRequest for %s/%s: %s", ns, sa,
-				r.err);
+		ret = mg_creds_set_error(out, ret == -ENOMEM ? ret : -EAGAIN,
+					 ret == -ENOMEM ? 500 : 502, "TokenRequestUnavailable",
+					 "TokenRequest for %s/%s: %s", ns, sa, r.err);
 		goto out;
 	}
 	j = json_loadb(r.body, r.len, JSON_REJECT_DUPLICATES, &jerr);
@@ -88,10 +89,11 @@ static int tokenrequest(struct mg_creds *c, const char *ns, const char *sa, time
 
 		if (msg)
 			mg_creds_safe_message(m, sizeof(m), msg, bearer);
-		ret = mg_creds_set_error(out, r.status >= 500 ? -EAGAIN : -EACCES, 502, "TokenRequestFailed",
-				"TokenRequest for %s/%s: HTTP %ld %s%s%s", ns, sa, r.status,
-				reason && mg_creds_all_chars(reason, "", 1, 63) ? reason : "",
-				m[0] ? ": " : "", m);
+		ret = mg_creds_set_error(
+			out, r.status >= 500 ? -EAGAIN : -EACCES, 502, "TokenRequestFailed",
+			"TokenRequest for %s/%s: HTTP %ld %s%s%s", ns, sa, r.status,
+			reason && mg_creds_all_chars(reason, "", 1, 63) ? reason : "",
+			m[0] ? ": " : "", m);
 		goto out;
 	}
 	tok = json_string_value(json_object_get(json_object_get(j, "status"), "token"));
@@ -137,7 +139,7 @@ static int sa_get(struct mg_creds *c, const struct mg_creds_subject *who,
 
 	if (!mg_creds_k8s_name_ok(ns) || !mg_creds_k8s_name_ok(sa))
 		return mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
-				 "no valid namespace/serviceaccount for TokenRequest");
+					  "no valid namespace/serviceaccount for TokenRequest");
 	snprintf(key, sizeof(key), "%s/%s", ns, sa);
 	pthread_mutex_lock(&c->lock);
 	e = mg_creds_cache_find(c, key);
@@ -193,19 +195,16 @@ static int sa_check(struct mg_creds *c, char *errbuf, size_t errlen)
 	const struct mg_creds_config *g = &c->cfg;
 
 	if (!g->api_server || strncmp(g->api_server, "https://", 8)) {
-		snprintf(errbuf, errlen,
-			 "serviceaccount: api server must be an https:// URL");
+		snprintf(errbuf, errlen, "serviceaccount: api server must be an https:// URL");
 		return -EINVAL;
 	}
 	if (g->expiration_seconds && g->expiration_seconds < 600) {
-		snprintf(errbuf, errlen,
-			 "serviceaccount: expiration must be >= 600 seconds");
+		snprintf(errbuf, errlen, "serviceaccount: expiration must be >= 600 seconds");
 		return -EINVAL;
 	}
 	if ((g->namespace_name && !mg_creds_k8s_name_ok(g->namespace_name)) ||
 	    (g->service_account && !mg_creds_k8s_name_ok(g->service_account))) {
-		snprintf(errbuf, errlen,
-			 "serviceaccount: bad namespace or service account");
+		snprintf(errbuf, errlen, "serviceaccount: bad namespace or service account");
 		return -EINVAL;
 	}
 	for (size_t i = 0; i < g->n_audiences; i++)

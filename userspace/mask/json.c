@@ -17,9 +17,9 @@
 
 /* ---- limits ---- */
 
-#define DEC_MAX		4096  /* decoded string bytes batched around escapes */
-#define CAP_MAX		64 /* decoded bytes kept of keys, kinds and names */
-#define MAX_DEPTH	512
+#define DEC_MAX	  4096 /* decoded string bytes batched around escapes */
+#define CAP_MAX	  64   /* decoded bytes kept of keys, kinds and names */
+#define MAX_DEPTH 512
 
 enum { KD_NONE, KD_SECRET, KD_SLIST, KD_LIST, KD_OLIST, KD_TABLE, KD_OTHER }; /* kinds */
 enum { P_UNKNOWN, P_SECRET, P_OTHER, P_NESTED };			      /* positions */
@@ -463,10 +463,12 @@ static void deliver(struct mg_mask_json *m, const char *p, size_t n, bool clean)
 			break;
 		m->vmarked = true;
 		if (m->vmode == V_DATA) {
-			mg_scan_out_copy(&m->o, MG_MASK_DATA_MARKER, sizeof(MG_MASK_DATA_MARKER) - 1);
+			mg_scan_out_copy(&m->o, MG_MASK_DATA_MARKER,
+					 sizeof(MG_MASK_DATA_MARKER) - 1);
 			m->st->secret_fields++;
 		} else if (m->vmode == V_SDATA || m->vmode == V_PLAINMASK) {
-			mg_scan_out_copy(&m->o, MG_MASK_STRING_MARKER, sizeof(MG_MASK_STRING_MARKER) - 1);
+			mg_scan_out_copy(&m->o, MG_MASK_STRING_MARKER,
+					 sizeof(MG_MASK_STRING_MARKER) - 1);
 			if (m->vmode == V_SDATA)
 				m->st->secret_fields++;
 		} else {

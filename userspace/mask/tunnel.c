@@ -16,12 +16,12 @@
 #include "mcpgate/scan.h"
 #include "mcpgate/tunnel.h"
 
-#define WS_OP_CONT 0x0
-#define WS_OP_TEXT 0x1
-#define WS_OP_BIN 0x2
+#define WS_OP_CONT    0x0
+#define WS_OP_TEXT    0x1
+#define WS_OP_BIN     0x2
 #define SPDY_FLAG_FIN 0x01
-#define MAX_SLOTS (MG_MASK_EXEC_CHANNELS - 1)	/* channel 0 is never server-sent */
-#define OUT_RESERVE (64 * 1024)	/* room kept free in <out> before consuming more */
+#define MAX_SLOTS     (MG_MASK_EXEC_CHANNELS - 1) /* channel 0 is never server-sent */
+#define OUT_RESERVE   (64 * 1024) /* room kept free in <out> before consuming more */
 
 enum { ST_HEAD = 0, ST_PAYLOAD, ST_CONTROL };
 
@@ -31,15 +31,15 @@ struct mg_tunnel {
 	int state;
 	unsigned char hdr[14];
 	size_t hlen, hneed;
-	uint64_t left;		/* payload bytes left in the current frame */
+	uint64_t left; /* payload bytes left in the current frame */
 	/* the current data frame */
-	bool fin;		/* SPDY: the frame ends its stream */
-	bool need_channel;	/* WebSocket: the next payload byte is the channel */
-	unsigned channel;	/* masker channel of the current frame (0: none yet) */
-	uint32_t slots[MAX_SLOTS + 1];	/* SPDY stream id per masker channel 1.. */
-	unsigned ws_last_channel;	/* WebSocket: channel a continuation frame continues */
-	unsigned fed;		/* bit per masker channel that has seen data */
-	struct mg_buf scratch;	/* masked output of one feed, before framing */
+	bool fin;		       /* SPDY: the frame ends its stream */
+	bool need_channel;	       /* WebSocket: the next payload byte is the channel */
+	unsigned channel;	       /* masker channel of the current frame (0: none yet) */
+	uint32_t slots[MAX_SLOTS + 1]; /* SPDY stream id per masker channel 1.. */
+	unsigned ws_last_channel;      /* WebSocket: channel a continuation frame continues */
+	unsigned fed;		       /* bit per masker channel that has seen data */
+	struct mg_buf scratch;	       /* masked output of one feed, before framing */
 };
 
 struct mg_tunnel *mg_tunnel_new(enum mg_tunnel_proto proto, const struct mg_mask_cfg *cfg)
@@ -132,7 +132,7 @@ static int emit(struct mg_tunnel *t, unsigned channel, const char *data, size_t 
 /* Masks <data> for the current channel and frames what comes out. */
 static int mask_piece(struct mg_tunnel *t, const char *data, size_t len, struct mg_buf *out)
 {
-	struct mg_mask_sink sink = { scratch_write, &t->scratch };
+	struct mg_mask_sink sink = {scratch_write, &t->scratch};
 	int rc;
 
 	t->scratch.off = t->scratch.len = 0;
@@ -148,7 +148,7 @@ static int mask_piece(struct mg_tunnel *t, const char *data, size_t len, struct 
  * at the end of its stream. */
 static int drain_channel(struct mg_tunnel *t, unsigned ch, bool finish, struct mg_buf *out)
 {
-	struct mg_mask_sink sink = { scratch_write, &t->scratch };
+	struct mg_mask_sink sink = {scratch_write, &t->scratch};
 	int rc;
 
 	if (!(t->fed & (1u << ch)))
@@ -272,13 +272,13 @@ static int end_frame(struct mg_tunnel *t, struct mg_buf *out)
 	int rc = 0;
 
 	if (t->proto == MG_TUNNEL_SPDY && t->fin) {
-		struct mg_mask_sink sink = { scratch_write, &t->scratch };
+		struct mg_mask_sink sink = {scratch_write, &t->scratch};
 
 		t->scratch.off = t->scratch.len = 0;
 		rc = mg_mask_exec_finish(t->mx, t->channel, &sink);
 		if (!rc)
-			rc = emit(t, t->channel, mg_buf_head(&t->scratch),
-				  mg_buf_size(&t->scratch), true, out);
+			rc = emit(t, t->channel, mg_buf_head(&t->scratch), mg_buf_size(&t->scratch),
+				  true, out);
 	}
 	t->state = ST_HEAD;
 	t->hlen = 0;

@@ -455,7 +455,8 @@ static int canonical_headers(struct signing *s, const struct mg_sigv4_signed *ou
 	for (size_t i = 0; i < r->n_headers; i++) {
 		struct hdr *h = &s->hdrs[s->nh];
 
-		if (!r->headers[i].name || hdr_set(h, r->headers[i].name, r->headers[i].value, s->nh) < 0)
+		if (!r->headers[i].name ||
+		    hdr_set(h, r->headers[i].name, r->headers[i].value, s->nh) < 0)
 			return -EINVAL;
 		for (size_t j = 0; j < sizeof(reserved_headers) / sizeof(*reserved_headers); j++)
 			if (!strcmp(h->name, reserved_headers[j]))
@@ -470,7 +471,8 @@ static int canonical_headers(struct signing *s, const struct mg_sigv4_signed *ou
 			s->nh++;
 		}
 		if (r->sign_content_sha256) {
-			hdr_set(&s->hdrs[s->nh], "x-amz-content-sha256", out->content_sha256, s->nh);
+			hdr_set(&s->hdrs[s->nh], "x-amz-content-sha256", out->content_sha256,
+				s->nh);
 			s->nh++;
 		}
 	}
@@ -508,7 +510,8 @@ static int canonical_query(struct signing *s, const struct mg_sigv4_signed *out)
 	if (!s->pairs)
 		return -ENOMEM;
 	for (size_t i = 0; i < r->n_query + s->nx; i++) {
-		const struct mg_sigv4_kv *kv = i < r->n_query ? &r->query[i] : &s->xq[i - r->n_query];
+		const struct mg_sigv4_kv *kv =
+			i < r->n_query ? &r->query[i] : &s->xq[i - r->n_query];
 
 		if (!kv->name || !kv->value)
 			return -EINVAL;
@@ -525,8 +528,7 @@ static int canonical_query(struct signing *s, const struct mg_sigv4_signed *out)
 /* Task 1, the canonical request into <creq>: method, URI, query, headers,
  * signed headers, body hash, one per line. Returns 0 or -errno as
  * canonical_headers() and canonical_query(). */
-static int canonical_request(struct signing *s, const struct mg_sigv4_signed *out,
-			     struct sb *creq)
+static int canonical_request(struct signing *s, const struct mg_sigv4_signed *out, struct sb *creq)
 {
 	const struct mg_sigv4_req *r = s->r;
 	int rc = canonical_headers(s, out);
