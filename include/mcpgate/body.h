@@ -9,9 +9,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 
-#include "mcpgate/json.h"
 #include "mcpgate/rules.h"
-#include "mcpgate/scan.h"
 #include "mcpgate/str.h"
 
 /* ---- whole response bodies (JSON, watch, text; optionally gzip) ---- */

@@ -436,7 +436,7 @@ int mg_creds_split_url(const char *url, char *scheme, size_t sl, char *auth, siz
 	return 0;
 }
 
-/* ---- configuration ---- */
+/* ---- a provider: new, free, results ---- */
 
 struct mg_creds *mg_creds_new(const struct mg_creds_config *cfg, char *errbuf, size_t errlen)
 {

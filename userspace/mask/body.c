@@ -11,6 +11,8 @@
 #include <zlib.h>
 
 #include "mcpgate/body.h"
+#include "mcpgate/json.h"
+#include "mcpgate/scan.h"
 
 /* ---- bodies: JSON, watch or text, optionally gzip ---- */
 
