@@ -173,7 +173,7 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(O)/bench_mask
 	$(Q)MG_BUILD=$(O) tests/bench/run.sh
 
-# The masking benchmark includes the module it measures.
+# The masking benchmark includes the mask modules it measures (one unit).
 $(O)/bench_mask: tests/bench/bench_mask.c $(wildcard userspace/mask/*.[ch]) $(HEADERS)
 	$(call msg,CC,$@)
 	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
