@@ -58,7 +58,7 @@ bad:
 
 /* "mcpgate-<ns>-<pod>" in RoleSessionName's alphabet [\w+=,.@-], cut to
  * its 64-byte limit. */
-void mg_creds_eks_session_name(const struct mg_creds_subject *who, char *out, size_t n)
+static void session_name_for(const struct mg_creds_subject *who, char *out, size_t n)
 {
 	size_t len;
 
@@ -99,7 +99,7 @@ static int assume_role(struct mg_creds *c, const struct aws_creds *base,
 	if (c->cfg.session_name)
 		snprintf(sess, sizeof(sess), "%s", c->cfg.session_name);
 	else
-		mg_creds_eks_session_name(who, sess, sizeof(sess));
+		session_name_for(who, sess, sizeof(sess));
 	if ((idm & MG_CREDS_SOURCE_IDENTITY) && !mg_creds_all_chars(uid, "_+=,.@-", 2, 64))
 		return mg_creds_set_error(
 			out, -EINVAL, 500, "InvalidSubject",

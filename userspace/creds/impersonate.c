@@ -66,7 +66,7 @@ bad:
  * not appear in a header name (RFC 9110 §5.6.2 tchar), or '%' itself,
  * percent-encoded; the API server lower-cases the header name and
  * path-unescapes it back into the key. */
-char *mg_creds_impersonate_extra_header(const char *key)
+static char *extra_header_name(const char *key)
 {
 	static const char hex[] = "0123456789abcdef";
 	size_t n = strlen(key);
@@ -157,8 +157,7 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 			ret = mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
 						 "pod uid has control bytes");
 		else
-			ret = add_header(out,
-					 mg_creds_impersonate_extra_header("mcpgate.io/pod-uid"),
+			ret = add_header(out, extra_header_name("mcpgate.io/pod-uid"),
 					 strdup(who->uid));
 	}
 	if (!ret && who && who->approval_id) {
@@ -166,9 +165,8 @@ static int impersonate_get(struct mg_creds *c, const struct mg_creds_subject *wh
 			ret = mg_creds_set_error(out, -EINVAL, 500, "InvalidSubject",
 						 "approval id has control bytes");
 		else
-			ret = add_header(
-				out, mg_creds_impersonate_extra_header("mcpgate.io/approval-id"),
-				strdup(who->approval_id));
+			ret = add_header(out, extra_header_name("mcpgate.io/approval-id"),
+					 strdup(who->approval_id));
 	}
 out:
 	mg_creds_wipe_free(bearer, MAX_FILE + 1);

@@ -195,13 +195,8 @@ int mg_creds_sts_call(struct mg_creds *c, const char *action, const char *role, 
 int mg_creds_aws_base(struct mg_creds *c, time_t now, struct aws_creds *cr,
 		      struct mg_creds_result *out);
 
-/* ---- eks.c, impersonate.c ---- */
+/* ---- impersonate.c ---- */
 
-/* "mcpgate-<ns>-<pod>" in RoleSessionName's alphabet, at most 64 bytes. */
-void mg_creds_eks_session_name(const struct mg_creds_subject *who, char *out, size_t n);
-/* "Impersonate-Extra-<key>" with <key> percent-encoded as the API server
- * decodes it; malloc'd, NULL on ENOMEM. */
-char *mg_creds_impersonate_extra_header(const char *key);
 /* The daemon's own token file, user and groups (impersonate, and the
  * serviceaccount provider, which needs the same token). */
 int mg_creds_impersonate_check(struct mg_creds *c, char *errbuf, size_t errlen);
