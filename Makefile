@@ -61,7 +61,7 @@ CLANG_BPF_SYS_INCLUDES := $(shell $(CLANG) -v -E - </dev/null 2>&1 \
 
 .PHONY: all help deps unit e2e test test-kernel demo bench fuzz clean fmt
 
-all: $(O)/mcpgated $(O)/mcpgatectl
+all: $(O)/mcpgated $(O)/mcpgatectl $(O)/kubectl-mcpgate
 
 help:
 	@echo 'make            build mcpgated and mcpgatectl into $(O)/'
@@ -121,9 +121,14 @@ $(O)/mcpgated: $(O)/obj/mcpgated.o $(MOD_OBJS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(LDFLAGS) $^ $(LIBS) -o $@
 
-$(O)/mcpgatectl: $(CTL_SRCS) $(MOD_OBJS) $(HEADERS)
+$(O)/mcpgatectl: $(CTL_SRCS) $(wildcard tools/mcpgatectl/*.h) $(MOD_OBJS) $(HEADERS)
 	$(call msg,LD,$@)
 	$(Q)$(CC) $(CFLAGS) $(LDFLAGS) $(CTL_SRCS) $(MOD_OBJS) $(LIBS) -o $@
+
+# The kubectl plugin is the same binary; main.c dispatches by argv[0].
+$(O)/kubectl-mcpgate: $(O)/mcpgatectl
+	$(call msg,LN,$@)
+	$(Q)ln -sf mcpgatectl $@
 
 # ---- tests ----
 
@@ -168,8 +173,8 @@ bench: deps
 	$(Q)$(MAKE) --no-print-directory all $(O)/bench_mask
 	$(Q)MG_BUILD=$(O) tests/bench/run.sh
 
-# The masking benchmark includes the module it measures.
-$(O)/bench_mask: tests/bench/bench_mask.c userspace/mask/mask.c $(HEADERS)
+# The masking benchmark includes the mask modules it measures (one unit).
+$(O)/bench_mask: tests/bench/bench_mask.c $(wildcard userspace/mask/*.[ch]) $(HEADERS)
 	$(call msg,CC,$@)
 	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
 

@@ -151,6 +151,15 @@ struct mg_creds_result {
 struct mg_creds;
 
 /**
+ * The provider named <name> ("eks", "serviceaccount", "impersonate", as in
+ * the configuration) into <*kind>. Returns 0, or -ENOENT for another name.
+ */
+int mg_creds_kind_lookup(const char *name, enum mg_creds_kind *kind);
+
+/** The name of provider <kind>, or NULL for an unknown kind. */
+const char *mg_creds_kind_name(enum mg_creds_kind kind);
+
+/**
  * Creates a provider from <cfg>. Returns NULL with one line in <errbuf> on
  * a bad configuration (or "out of memory").
  */

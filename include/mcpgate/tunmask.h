@@ -1,54 +1,21 @@
 /*
- * tunmask: masks what the API server sends back over an exec/attach tunnel.
- * The tunnel carries the Kubernetes channel protocols on WebSocket
- * (v4/v5.channel.k8s.io: binary frames, first payload byte the channel) or
- * SPDY/3.1 (data frames, one stream per channel). This module parses the
- * server-to-client frames as they stream, runs each data payload through
- * the per-channel text masker, and re-frames the result: one frame in may
- * become several frames out (or none, while a detector candidate is held),
- * each a complete frame for the same channel, which both protocols' readers
- * treat as more bytes of that stream. Control frames pass unchanged, after
- * what was held for earlier data. Client-to-server bytes are not touched.
- *
- * Fail closed: a frame shape the parser does not accept (a masked server
- * frame, a text data frame, a channel out of range) is an error; the proxy
- * then closes the tunnel rather than pass bytes it could not mask.
+ * Transitional: the exec/attach frame masker is the `tunnel` module now
+ * (mcpgate/tunnel.h, mg_tunnel_*). These names keep the proxy building until
+ * it calls the new ones; delete this header then.
  */
 #ifndef MCPGATE_TUNMASK_H
 #define MCPGATE_TUNMASK_H
 
-#include <stdbool.h>
-#include <stddef.h>
-#include <stdint.h>
+#include "mcpgate/tunnel.h"
 
-#include "mcpgate/buf.h"
-#include "mcpgate/mask.h"
-
-enum mg_tunmask_proto {
-	MG_TUNMASK_WEBSOCKET = 1,
-	MG_TUNMASK_SPDY,
-};
-
-struct mg_tunmask;
-
-/** A masker for a tunnel of <proto> under <cfg> (NULL: defaults), or NULL. */
-struct mg_tunmask *mg_tunmask_new(enum mg_tunmask_proto proto, const struct mg_mask_cfg *cfg);
-void mg_tunmask_free(struct mg_tunmask *t);
-
-/**
- * Consumes server-to-client bytes from <in> (as many as can be handled
- * while <out> has room) and appends masked frames to <out>. Returns >= 0
- * bytes consumed, or -EPROTO / -ENOMEM (the tunnel must be closed).
- */
-ssize_t mg_tunmask_feed(struct mg_tunmask *t, const char *in, size_t len, struct mg_buf *out);
-
-/**
- * Emits, as frames, whatever the channel maskers still hold (an idle pause:
- * a candidate that stopped growing). Call it on a timer. 0 or -errno.
- */
-int mg_tunmask_flush(struct mg_tunmask *t, struct mg_buf *out);
-
-/** What was masked, summed over the channels. */
-void mg_tunmask_stats(const struct mg_tunmask *t, struct mg_mask_stats *st);
+#define mg_tunmask	     mg_tunnel
+#define mg_tunmask_proto     mg_tunnel_proto
+#define MG_TUNMASK_WEBSOCKET MG_TUNNEL_WEBSOCKET
+#define MG_TUNMASK_SPDY	     MG_TUNNEL_SPDY
+#define mg_tunmask_new	     mg_tunnel_new
+#define mg_tunmask_free	     mg_tunnel_free
+#define mg_tunmask_feed	     mg_tunnel_feed
+#define mg_tunmask_flush     mg_tunnel_flush
+#define mg_tunmask_stats     mg_tunnel_stats
 
 #endif /* MCPGATE_TUNMASK_H */

@@ -19,7 +19,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../userspace/mask/mask.c"
+#include "../../userspace/mask/rules.c"
+#include "../../userspace/mask/scan.c"
+#include "../../userspace/mask/json.c"
+#include "../../userspace/mask/body.c"
 
 #define CHUNK	16384
 #define SEGMENT (4u << 20)

@@ -23,7 +23,10 @@
 #include <string.h>
 #include <jansson.h>
 
-#include "../../userspace/mask/mask.c"
+#include "../../userspace/mask/rules.c"
+#include "../../userspace/mask/scan.c"
+#include "../../userspace/mask/json.c"
+#include "../../userspace/mask/body.c"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \

@@ -1,5 +1,5 @@
 /*
- * Shared by test_mask.c and test_tunmask.c: one example per detector for
+ * Shared by the mask tests (test_scan.c, test_json.c, ...) and test_tunnel.c: one example per detector for
  * "a candidate cut short by the end of its stream is masked". A stream is
  * "x " <pre> <body>[0..L) for every L in [1, strlen(body)), then it ends
  * (finish, the end of a JSON string, an exec channel's end) or pauses

@@ -372,170 +372,262 @@ static const char *const reserved_headers[] = {
 	"host", "x-amz-date", "x-amz-security-token", "x-amz-content-sha256", "authorization",
 };
 
-int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
-		  struct mg_sigv4_signed *out)
-{
-	const bool presign = r->expires > 0;
-	const char *token = c->session_token && *c->session_token ? c->session_token : NULL;
-	struct sb creq = {0}, sts = {0}, signed_hdrs = {0}, query = {0}, tmp = {0};
-	struct mg_sigv4_kv xq[6];
-	struct qpair *pairs = NULL;
-	struct hdr *hdrs = NULL;
-	size_t nh = 0, nx = 0, np = 0;
-	char scope[256], credential[512], expires[16], date8[9], hash[65];
-	unsigned char k1[32], k2[32], sig[32];
-	struct tm tm;
-	bool oom = false;
-	int ret = -EINVAL;
+/* ---- signing, along SigV4's four tasks ---- */
 
-	memset(out, 0, sizeof(*out));
+/* What the four tasks share for one signature; wiped by signing_wipe(). */
+struct signing {
+	const struct mg_sigv4_req *r;
+	const struct mg_sigv4_creds *c;
+	bool presign;
+	const char *token;    /* the session token, or NULL */
+	char date8[9];	      /* YYYYMMDD of the signing time */
+	char scope[256];      /* <date8>/<region>/<service>/aws4_request */
+	char credential[512]; /* <access key id>/<scope> */
+	char expires[16];
+	struct hdr *hdrs; /* the signed headers, sorted */
+	size_t nh;
+	struct sb signed_hdrs;	  /* "host;x-amz-date" */
+	struct mg_sigv4_kv xq[6]; /* X-Amz-* query parameters when presigning */
+	size_t nx;
+	struct qpair *pairs; /* every query pair, escaped and sorted */
+	size_t np;
+};
+
+static void signing_wipe(struct signing *s)
+{
+	OPENSSL_cleanse(s->credential, sizeof(s->credential));
+	for (size_t i = 0; i < s->np; i++) {
+		free_wiped(s->pairs[i].name);
+		free_wiped(s->pairs[i].value);
+	}
+	free(s->pairs);
+	free(s->hdrs);
+	sb_wipe(&s->signed_hdrs);
+}
+
+/* Checks that <r> and <c> hold every field a signature needs. */
+static int sign_check(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c)
+{
 	if (!r->method || !*r->method || !r->host || !*r->host || !r->region || !*r->region ||
 	    !r->service || !*r->service || !c->access_key_id || !*c->access_key_id ||
 	    !c->secret_access_key || !*c->secret_access_key || (r->n_query && !r->query) ||
 	    (r->n_headers && !r->headers) || (r->body_len && !r->body))
 		return -EINVAL;
+	return 0;
+}
+
+/* Fills the request date <out->amz_date>, the credential scope and the body
+ * hash. Returns 0, or -EINVAL for a time outside years 1970..9999 or a
+ * scope too long for its buffer. */
+static int sign_scope(struct signing *s, struct mg_sigv4_signed *out)
+{
+	const struct mg_sigv4_req *r = s->r;
+	struct tm tm;
+
 	if (!gmtime_r(&r->when, &tm) || tm.tm_year + 1900 < 1970 || tm.tm_year + 1900 > 9999)
 		return -EINVAL;
 	strftime(out->amz_date, sizeof(out->amz_date), "%Y%m%dT%H%M%SZ", &tm);
-	memcpy(date8, out->amz_date, 8);
-	date8[8] = '\0';
-	if (snprintf(scope, sizeof(scope), "%s/%s/%s/aws4_request", date8, r->region, r->service) >=
-		    (int)sizeof(scope) ||
-	    snprintf(credential, sizeof(credential), "%s/%s", c->access_key_id, scope) >=
-		    (int)sizeof(credential))
+	memcpy(s->date8, out->amz_date, 8);
+	s->date8[8] = '\0';
+	if (snprintf(s->scope, sizeof(s->scope), "%s/%s/%s/aws4_request", s->date8, r->region,
+		     r->service) >= (int)sizeof(s->scope) ||
+	    snprintf(s->credential, sizeof(s->credential), "%s/%s", s->c->access_key_id,
+		     s->scope) >= (int)sizeof(s->credential))
 		return -EINVAL;
 	mg_sigv4_sha256_hex(r->body, r->body_len, out->content_sha256);
+	return 0;
+}
 
-	/* Headers: Host, the caller's, then the ones header auth adds. */
-	hdrs = calloc(r->n_headers + 4, sizeof(*hdrs));
-	if (!hdrs)
+/* The headers to sign: Host, the caller's, then the ones header auth adds;
+ * sorted, and their names joined into <s->signed_hdrs>. Returns 0, -EINVAL
+ * for a header name that is not a token or one the signer adds itself,
+ * -ENOMEM. */
+static int canonical_headers(struct signing *s, const struct mg_sigv4_signed *out)
+{
+	const struct mg_sigv4_req *r = s->r;
+
+	s->hdrs = calloc(r->n_headers + 4, sizeof(*s->hdrs));
+	if (!s->hdrs)
 		return -ENOMEM;
-	if (hdr_set(&hdrs[nh], "host", r->host, nh) < 0)
-		goto out;
-	nh++;
+	if (hdr_set(&s->hdrs[s->nh], "host", r->host, s->nh) < 0)
+		return -EINVAL;
+	s->nh++;
 	for (size_t i = 0; i < r->n_headers; i++) {
+		struct hdr *h = &s->hdrs[s->nh];
+
 		if (!r->headers[i].name ||
-		    hdr_set(&hdrs[nh], r->headers[i].name, r->headers[i].value, nh) < 0)
-			goto out;
+		    hdr_set(h, r->headers[i].name, r->headers[i].value, s->nh) < 0)
+			return -EINVAL;
 		for (size_t j = 0; j < sizeof(reserved_headers) / sizeof(*reserved_headers); j++)
-			if (!strcmp(hdrs[nh].name, reserved_headers[j]))
-				goto out;
-		nh++;
+			if (!strcmp(h->name, reserved_headers[j]))
+				return -EINVAL;
+		s->nh++;
 	}
-	if (!presign) {
-		hdr_set(&hdrs[nh], "x-amz-date", out->amz_date, nh);
-		nh++;
-		if (token) {
-			hdr_set(&hdrs[nh], "x-amz-security-token", token, nh);
-			nh++;
+	if (!s->presign) {
+		hdr_set(&s->hdrs[s->nh], "x-amz-date", out->amz_date, s->nh);
+		s->nh++;
+		if (s->token) {
+			hdr_set(&s->hdrs[s->nh], "x-amz-security-token", s->token, s->nh);
+			s->nh++;
 		}
 		if (r->sign_content_sha256) {
-			hdr_set(&hdrs[nh], "x-amz-content-sha256", out->content_sha256, nh);
-			nh++;
+			hdr_set(&s->hdrs[s->nh], "x-amz-content-sha256", out->content_sha256,
+				s->nh);
+			s->nh++;
 		}
 	}
-	qsort(hdrs, nh, sizeof(*hdrs), hdr_cmp);
-	for (size_t i = 0; i < nh; i++) {
-		if (i && !strcmp(hdrs[i].name, hdrs[i - 1].name))
+	qsort(s->hdrs, s->nh, sizeof(*s->hdrs), hdr_cmp);
+	for (size_t i = 0; i < s->nh; i++) {
+		if (i && !strcmp(s->hdrs[i].name, s->hdrs[i - 1].name))
 			continue;
-		if (signed_hdrs.len)
-			sb_addc(&signed_hdrs, ';');
-		sb_adds(&signed_hdrs, hdrs[i].name);
+		if (s->signed_hdrs.len)
+			sb_addc(&s->signed_hdrs, ';');
+		sb_adds(&s->signed_hdrs, s->hdrs[i].name);
 	}
-	if (signed_hdrs.oom) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	return s->signed_hdrs.oom ? -ENOMEM : 0;
+}
 
-	/* Query: the caller's parameters, plus X-Amz-* when presigning. */
-	if (presign) {
-		snprintf(expires, sizeof(expires), "%u", r->expires);
-		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Algorithm", MG_SIGV4_ALGORITHM};
-		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Credential", credential};
-		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Date", out->amz_date};
-		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Expires", expires};
-		xq[nx++] = (struct mg_sigv4_kv){"X-Amz-SignedHeaders", signed_hdrs.p};
-		if (token)
-			xq[nx++] = (struct mg_sigv4_kv){"X-Amz-Security-Token", token};
+/* The query to sign: the caller's parameters, plus X-Amz-* when presigning
+ * (so after canonical_headers(): they name the signed headers); escaped and
+ * sorted by name then value. Returns 0, -EINVAL for a pair with a NULL
+ * name or value, -ENOMEM. */
+static int canonical_query(struct signing *s, const struct mg_sigv4_signed *out)
+{
+	const struct mg_sigv4_req *r = s->r;
+	bool oom = false;
+
+	if (s->presign) {
+		snprintf(s->expires, sizeof(s->expires), "%u", r->expires);
+		s->xq[s->nx++] = (struct mg_sigv4_kv){"X-Amz-Algorithm", MG_SIGV4_ALGORITHM};
+		s->xq[s->nx++] = (struct mg_sigv4_kv){"X-Amz-Credential", s->credential};
+		s->xq[s->nx++] = (struct mg_sigv4_kv){"X-Amz-Date", out->amz_date};
+		s->xq[s->nx++] = (struct mg_sigv4_kv){"X-Amz-Expires", s->expires};
+		s->xq[s->nx++] = (struct mg_sigv4_kv){"X-Amz-SignedHeaders", s->signed_hdrs.p};
+		if (s->token)
+			s->xq[s->nx++] = (struct mg_sigv4_kv){"X-Amz-Security-Token", s->token};
 	}
-	pairs = calloc(r->n_query + nx + 1, sizeof(*pairs));
-	if (!pairs) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	for (size_t i = 0; i < r->n_query + nx; i++) {
-		const struct mg_sigv4_kv *kv = i < r->n_query ? &r->query[i] : &xq[i - r->n_query];
+	s->pairs = calloc(r->n_query + s->nx + 1, sizeof(*s->pairs));
+	if (!s->pairs)
+		return -ENOMEM;
+	for (size_t i = 0; i < r->n_query + s->nx; i++) {
+		const struct mg_sigv4_kv *kv =
+			i < r->n_query ? &r->query[i] : &s->xq[i - r->n_query];
 
 		if (!kv->name || !kv->value)
-			goto out;
-		pairs[np].name = escaped(kv->name, &oom);
-		pairs[np].value = escaped(kv->value, &oom);
-		np++;
-		if (oom) {
-			ret = -ENOMEM;
-			goto out;
-		}
+			return -EINVAL;
+		s->pairs[s->np].name = escaped(kv->name, &oom);
+		s->pairs[s->np].value = escaped(kv->value, &oom);
+		s->np++;
+		if (oom)
+			return -ENOMEM;
 	}
-	qsort(pairs, np, sizeof(*pairs), qpair_cmp);
+	qsort(s->pairs, s->np, sizeof(*s->pairs), qpair_cmp);
+	return 0;
+}
 
-	/* The canonical request. */
-	sb_adds(&creq, r->method);
-	sb_addc(&creq, '\n');
-	sb_canonical_uri(&creq, r->path ? r->path : "/", r->normalize_path);
-	sb_addc(&creq, '\n');
-	for (size_t i = 0; i < np; i++) {
+/* Task 1, the canonical request into <creq>: method, URI, query, headers,
+ * signed headers, body hash, one per line. Returns 0 or -errno as
+ * canonical_headers() and canonical_query(). */
+static int canonical_request(struct signing *s, const struct mg_sigv4_signed *out, struct sb *creq)
+{
+	const struct mg_sigv4_req *r = s->r;
+	int rc = canonical_headers(s, out);
+
+	if (!rc)
+		rc = canonical_query(s, out);
+	if (rc)
+		return rc;
+	sb_adds(creq, r->method);
+	sb_addc(creq, '\n');
+	sb_canonical_uri(creq, r->path ? r->path : "/", r->normalize_path);
+	sb_addc(creq, '\n');
+	for (size_t i = 0; i < s->np; i++) {
 		if (i)
-			sb_addc(&creq, '&');
-		sb_adds(&creq, pairs[i].name);
-		sb_addc(&creq, '=');
-		sb_adds(&creq, pairs[i].value);
+			sb_addc(creq, '&');
+		sb_adds(creq, s->pairs[i].name);
+		sb_addc(creq, '=');
+		sb_adds(creq, s->pairs[i].value);
 	}
-	sb_addc(&creq, '\n');
-	for (size_t i = 0; i < nh; i++) {
-		if (i && !strcmp(hdrs[i].name, hdrs[i - 1].name)) {
-			sb_addc(&creq, ',');
+	sb_addc(creq, '\n');
+	for (size_t i = 0; i < s->nh; i++) {
+		if (i && !strcmp(s->hdrs[i].name, s->hdrs[i - 1].name)) {
+			sb_addc(creq, ',');
 		} else {
 			if (i)
-				sb_addc(&creq, '\n');
-			sb_adds(&creq, hdrs[i].name);
-			sb_addc(&creq, ':');
+				sb_addc(creq, '\n');
+			sb_adds(creq, s->hdrs[i].name);
+			sb_addc(creq, ':');
 		}
-		sb_header_value(&creq, hdrs[i].value);
+		sb_header_value(creq, s->hdrs[i].value);
 	}
-	sb_adds(&creq, "\n\n");
-	sb_adds(&creq, signed_hdrs.p ? signed_hdrs.p : "");
-	sb_addc(&creq, '\n');
-	sb_adds(&creq, out->content_sha256);
-	if (creq.oom) {
-		ret = -ENOMEM;
-		goto out;
-	}
+	sb_adds(creq, "\n\n");
+	sb_adds(creq, s->signed_hdrs.p ? s->signed_hdrs.p : "");
+	sb_addc(creq, '\n');
+	sb_adds(creq, out->content_sha256);
+	return creq->oom ? -ENOMEM : 0;
+}
 
-	/* The string to sign and the signature. */
-	mg_sigv4_sha256_hex(creq.p, creq.len, hash);
-	sb_adds(&sts, MG_SIGV4_ALGORITHM "\n");
-	sb_adds(&sts, out->amz_date);
-	sb_addc(&sts, '\n');
-	sb_adds(&sts, scope);
-	sb_addc(&sts, '\n');
-	sb_adds(&sts, hash);
-	sb_adds(&tmp, "AWS4");
-	sb_adds(&tmp, c->secret_access_key);
-	if (sts.oom || tmp.oom) {
-		ret = -ENOMEM;
-		goto out;
-	}
-	hmac_sha256(tmp.p, tmp.len, date8, 8, k1);
-	hmac_sha256(k1, 32, r->region, strlen(r->region), k2);
-	hmac_sha256(k2, 32, r->service, strlen(r->service), k1);
-	hmac_sha256(k1, 32, "aws4_request", 12, k2);
-	hmac_sha256(k2, 32, sts.p, sts.len, sig);
-	to_hex(sig, 32, out->signature);
+/* Task 2, the string to sign into <sts>: the algorithm, the request date,
+ * the credential scope and the hash of the canonical request <creq>.
+ * Returns 0 or -ENOMEM. */
+static int string_to_sign(const struct signing *s, const char *amz_date, const struct sb *creq,
+			  struct sb *sts)
+{
+	char hash[65];
 
-	/* What the caller sends. */
-	if (presign) {
-		sb_query_in_order(&query, r->query, r->n_query);
-		sb_query_in_order(&query, xq, nx);
+	mg_sigv4_sha256_hex(creq->p, creq->len, hash);
+	sb_adds(sts, MG_SIGV4_ALGORITHM "\n");
+	sb_adds(sts, amz_date);
+	sb_addc(sts, '\n');
+	sb_adds(sts, s->scope);
+	sb_addc(sts, '\n');
+	sb_adds(sts, hash);
+	return sts->oom ? -ENOMEM : 0;
+}
+
+/* Task 3, the signing key into <key>: HMAC chain of "AWS4" + secret over
+ * the date, region, service and "aws4_request". Returns 0 or -ENOMEM. */
+static int signing_key(const struct signing *s, unsigned char key[32])
+{
+	struct sb secret = {0};
+	unsigned char k[32];
+
+	sb_adds(&secret, "AWS4");
+	sb_adds(&secret, s->c->secret_access_key);
+	if (secret.oom) {
+		sb_wipe(&secret);
+		return -ENOMEM;
+	}
+	hmac_sha256(secret.p, secret.len, s->date8, 8, key);
+	hmac_sha256(key, 32, s->r->region, strlen(s->r->region), k);
+	hmac_sha256(k, 32, s->r->service, strlen(s->r->service), key);
+	hmac_sha256(key, 32, "aws4_request", 12, k);
+	memcpy(key, k, 32);
+	OPENSSL_cleanse(k, sizeof(k));
+	sb_wipe(&secret);
+	return 0;
+}
+
+/* Task 4, the signature: HMAC of the string to sign <sts> under <key>, in
+ * lower-case hex into <hex>. */
+static void signature(const unsigned char key[32], const struct sb *sts, char hex[65])
+{
+	unsigned char sig[32];
+
+	hmac_sha256(key, 32, sts->p, sts->len, sig);
+	to_hex(sig, 32, hex);
+}
+
+/* What the caller sends: the Authorization header value and the caller's
+ * query (header mode), or the whole presigned query. Returns 0 or -ENOMEM. */
+static int sign_output(struct signing *s, struct mg_sigv4_signed *out)
+{
+	struct sb query = {0};
+	int ret = 0;
+
+	if (s->presign) {
+		sb_query_in_order(&query, s->r->query, s->r->n_query);
+		sb_query_in_order(&query, s->xq, s->nx);
 		if (query.len)
 			sb_addc(&query, '&');
 		sb_adds(&query, "X-Amz-Signature=");
@@ -543,43 +635,62 @@ int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
 	} else {
 		struct sb a = {0};
 
-		sb_query_in_order(&query, r->query, r->n_query);
+		sb_query_in_order(&query, s->r->query, s->r->n_query);
 		sb_adds(&a, MG_SIGV4_ALGORITHM " Credential=");
-		sb_adds(&a, credential);
+		sb_adds(&a, s->credential);
 		sb_adds(&a, ", SignedHeaders=");
-		sb_adds(&a, signed_hdrs.p);
+		sb_adds(&a, s->signed_hdrs.p);
 		sb_adds(&a, ", Signature=");
 		sb_adds(&a, out->signature);
 		out->authorization = sb_take(&a);
-		if (!out->authorization) {
+		if (!out->authorization)
 			ret = -ENOMEM;
-			goto out;
-		}
 	}
-	if (!query.p)
-		sb_room(&query, 0);
-	out->query = sb_take(&query);
-	out->signed_headers = sb_take(&signed_hdrs);
-	out->canonical_request = sb_take(&creq);
-	out->string_to_sign = sb_take(&sts);
-	ret = 0;
-	if (!out->query || !out->signed_headers || !out->canonical_request || !out->string_to_sign)
-		ret = -ENOMEM;
-out:
-	OPENSSL_cleanse(k1, sizeof(k1));
-	OPENSSL_cleanse(k2, sizeof(k2));
-	OPENSSL_cleanse(credential, sizeof(credential));
-	for (size_t i = 0; i < np; i++) {
-		free_wiped(pairs[i].name);
-		free_wiped(pairs[i].value);
+	if (!ret) {
+		if (!query.p)
+			sb_room(&query, 0);
+		out->query = sb_take(&query);
+		out->signed_headers = sb_take(&s->signed_hdrs);
+		if (!out->query || !out->signed_headers)
+			ret = -ENOMEM;
 	}
-	free(pairs);
-	free(hdrs);
+	sb_wipe(&query);
+	return ret;
+}
+
+int mg_sigv4_sign(const struct mg_sigv4_req *r, const struct mg_sigv4_creds *c,
+		  struct mg_sigv4_signed *out)
+{
+	struct signing s = {.r = r, .c = c, .presign = r->expires > 0};
+	struct sb creq = {0}, sts = {0};
+	unsigned char key[32];
+	int ret;
+
+	memset(out, 0, sizeof(*out));
+	s.token = c->session_token && *c->session_token ? c->session_token : NULL;
+	ret = sign_check(r, c);
+	if (!ret)
+		ret = sign_scope(&s, out);
+	if (!ret)
+		ret = canonical_request(&s, out, &creq);
+	if (!ret)
+		ret = string_to_sign(&s, out->amz_date, &creq, &sts);
+	if (!ret)
+		ret = signing_key(&s, key);
+	if (!ret) {
+		signature(key, &sts, out->signature);
+		ret = sign_output(&s, out);
+	}
+	if (!ret) {
+		out->canonical_request = sb_take(&creq);
+		out->string_to_sign = sb_take(&sts);
+		if (!out->canonical_request || !out->string_to_sign)
+			ret = -ENOMEM;
+	}
+	OPENSSL_cleanse(key, sizeof(key));
 	sb_wipe(&creq);
 	sb_wipe(&sts);
-	sb_wipe(&signed_hdrs);
-	sb_wipe(&query);
-	sb_wipe(&tmp);
+	signing_wipe(&s);
 	if (ret < 0)
 		mg_sigv4_signed_free(out);
 	return ret;

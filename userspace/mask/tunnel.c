@@ -1,6 +1,6 @@
 /*
- * tunmask: WebSocket / SPDY server-frame parsing and re-framing around the
- * per-channel text masker. See include/mcpgate/tunmask.h.
+ * tunnel: WebSocket / SPDY server-frame parsing and re-framing around the
+ * per-channel text masker. See include/mcpgate/tunnel.h.
  *
  * WebSocket (RFC 6455 §5.2): a server frame is FIN|opcode, then the length
  * (7 bits, or 126 + 16 bits, or 127 + 64 bits), never a masking key.
@@ -13,37 +13,38 @@
 #include <string.h>
 #include <sys/types.h>
 
-#include "mcpgate/tunmask.h"
+#include "mcpgate/scan.h"
+#include "mcpgate/tunnel.h"
 
-#define WS_OP_CONT 0x0
-#define WS_OP_TEXT 0x1
-#define WS_OP_BIN 0x2
+#define WS_OP_CONT    0x0
+#define WS_OP_TEXT    0x1
+#define WS_OP_BIN     0x2
 #define SPDY_FLAG_FIN 0x01
-#define MAX_SLOTS (MG_MASK_EXEC_CHANNELS - 1)	/* channel 0 is never server-sent */
-#define OUT_RESERVE (64 * 1024)	/* room kept free in <out> before consuming more */
+#define MAX_SLOTS     (MG_MASK_EXEC_CHANNELS - 1) /* channel 0 is never server-sent */
+#define OUT_RESERVE   (64 * 1024) /* room kept free in <out> before consuming more */
 
 enum { ST_HEAD = 0, ST_PAYLOAD, ST_CONTROL };
 
-struct mg_tunmask {
-	enum mg_tunmask_proto proto;
+struct mg_tunnel {
+	enum mg_tunnel_proto proto;
 	struct mg_mask_exec *mx;
 	int state;
 	unsigned char hdr[14];
 	size_t hlen, hneed;
-	uint64_t left;		/* payload bytes left in the current frame */
+	uint64_t left; /* payload bytes left in the current frame */
 	/* the current data frame */
-	bool fin;		/* SPDY: the frame ends its stream */
-	bool need_channel;	/* WebSocket: the next payload byte is the channel */
-	unsigned channel;	/* masker channel of the current frame (0: none yet) */
-	uint32_t slots[MAX_SLOTS + 1];	/* SPDY stream id per masker channel 1.. */
-	unsigned ws_last_channel;	/* WebSocket: channel a continuation frame continues */
-	unsigned fed;		/* bit per masker channel that has seen data */
-	struct mg_buf scratch;	/* masked output of one feed, before framing */
+	bool fin;		       /* SPDY: the frame ends its stream */
+	bool need_channel;	       /* WebSocket: the next payload byte is the channel */
+	unsigned channel;	       /* masker channel of the current frame (0: none yet) */
+	uint32_t slots[MAX_SLOTS + 1]; /* SPDY stream id per masker channel 1.. */
+	unsigned ws_last_channel;      /* WebSocket: channel a continuation frame continues */
+	unsigned fed;		       /* bit per masker channel that has seen data */
+	struct mg_buf scratch;	       /* masked output of one feed, before framing */
 };
 
-struct mg_tunmask *mg_tunmask_new(enum mg_tunmask_proto proto, const struct mg_mask_cfg *cfg)
+struct mg_tunnel *mg_tunnel_new(enum mg_tunnel_proto proto, const struct mg_mask_cfg *cfg)
 {
-	struct mg_tunmask *t = calloc(1, sizeof(*t));
+	struct mg_tunnel *t = calloc(1, sizeof(*t));
 
 	if (!t)
 		return NULL;
@@ -57,7 +58,7 @@ struct mg_tunmask *mg_tunmask_new(enum mg_tunmask_proto proto, const struct mg_m
 	return t;
 }
 
-void mg_tunmask_free(struct mg_tunmask *t)
+void mg_tunnel_free(struct mg_tunnel *t)
 {
 	if (!t)
 		return;
@@ -66,7 +67,7 @@ void mg_tunmask_free(struct mg_tunmask *t)
 	free(t);
 }
 
-void mg_tunmask_stats(const struct mg_tunmask *t, struct mg_mask_stats *st)
+void mg_tunnel_stats(const struct mg_tunnel *t, struct mg_mask_stats *st)
 {
 	mg_mask_exec_stats(t->mx, st);
 }
@@ -80,13 +81,13 @@ static int scratch_write(void *ctx, const char *buf, size_t len)
  * binary frame led by the channel byte (the masker channel is the channel
  * number itself), or a SPDY data frame on the channel's stream; <fin>
  * ends a SPDY stream (an empty frame may carry it). */
-static int emit(struct mg_tunmask *t, unsigned channel, const char *data, size_t len, bool fin,
+static int emit(struct mg_tunnel *t, unsigned channel, const char *data, size_t len, bool fin,
 		struct mg_buf *out)
 {
 	unsigned char h[16];
 	size_t hl = 0;
 
-	if (t->proto == MG_TUNMASK_WEBSOCKET) {
+	if (t->proto == MG_TUNNEL_WEBSOCKET) {
 		uint64_t plen = (uint64_t)len + 1;
 
 		if (!len)
@@ -129,9 +130,9 @@ static int emit(struct mg_tunmask *t, unsigned channel, const char *data, size_t
 }
 
 /* Masks <data> for the current channel and frames what comes out. */
-static int mask_piece(struct mg_tunmask *t, const char *data, size_t len, struct mg_buf *out)
+static int mask_piece(struct mg_tunnel *t, const char *data, size_t len, struct mg_buf *out)
 {
-	struct mg_mask_sink sink = { scratch_write, &t->scratch };
+	struct mg_mask_sink sink = {scratch_write, &t->scratch};
 	int rc;
 
 	t->scratch.off = t->scratch.len = 0;
@@ -145,9 +146,9 @@ static int mask_piece(struct mg_tunmask *t, const char *data, size_t len, struct
 
 /* Writes out what channel <ch> still holds: flushed (<finish> false) or
  * at the end of its stream. */
-static int drain_channel(struct mg_tunmask *t, unsigned ch, bool finish, struct mg_buf *out)
+static int drain_channel(struct mg_tunnel *t, unsigned ch, bool finish, struct mg_buf *out)
 {
-	struct mg_mask_sink sink = { scratch_write, &t->scratch };
+	struct mg_mask_sink sink = {scratch_write, &t->scratch};
 	int rc;
 
 	if (!(t->fed & (1u << ch)))
@@ -159,7 +160,7 @@ static int drain_channel(struct mg_tunmask *t, unsigned ch, bool finish, struct 
 	return rc;
 }
 
-int mg_tunmask_flush(struct mg_tunmask *t, struct mg_buf *out)
+int mg_tunnel_flush(struct mg_tunnel *t, struct mg_buf *out)
 {
 	/* Never in the middle of a frame being copied through, and only with
 	 * room for what may come out. */
@@ -168,7 +169,7 @@ int mg_tunmask_flush(struct mg_tunmask *t, struct mg_buf *out)
 	for (unsigned ch = 1; ch <= MAX_SLOTS; ch++) {
 		int rc;
 
-		if (t->proto == MG_TUNMASK_SPDY && !t->slots[ch])
+		if (t->proto == MG_TUNNEL_SPDY && !t->slots[ch])
 			continue;
 		rc = drain_channel(t, ch, false, out);
 		if (rc)
@@ -178,7 +179,7 @@ int mg_tunmask_flush(struct mg_tunmask *t, struct mg_buf *out)
 }
 
 /* SPDY: the masker channel of stream <sid>, allocating one on first use. */
-static int spdy_channel(struct mg_tunmask *t, uint32_t sid)
+static int spdy_channel(struct mg_tunnel *t, uint32_t sid)
 {
 	for (unsigned ch = 1; ch <= MAX_SLOTS; ch++)
 		if (t->slots[ch] == sid)
@@ -192,11 +193,11 @@ static int spdy_channel(struct mg_tunmask *t, uint32_t sid)
 }
 
 /* A complete frame header is in t->hdr: decide what the frame is. */
-static int start_frame(struct mg_tunmask *t, struct mg_buf *out)
+static int start_frame(struct mg_tunnel *t, struct mg_buf *out)
 {
 	unsigned char *h = t->hdr;
 
-	if (t->proto == MG_TUNMASK_WEBSOCKET) {
+	if (t->proto == MG_TUNNEL_WEBSOCKET) {
 		uint8_t op = h[0] & 0x0f;
 		size_t i = 2;
 		uint64_t n = h[1] & 0x7f;
@@ -266,18 +267,18 @@ static int start_frame(struct mg_tunmask *t, struct mg_buf *out)
 }
 
 /* The current data frame's payload has all been read. */
-static int end_frame(struct mg_tunmask *t, struct mg_buf *out)
+static int end_frame(struct mg_tunnel *t, struct mg_buf *out)
 {
 	int rc = 0;
 
-	if (t->proto == MG_TUNMASK_SPDY && t->fin) {
-		struct mg_mask_sink sink = { scratch_write, &t->scratch };
+	if (t->proto == MG_TUNNEL_SPDY && t->fin) {
+		struct mg_mask_sink sink = {scratch_write, &t->scratch};
 
 		t->scratch.off = t->scratch.len = 0;
 		rc = mg_mask_exec_finish(t->mx, t->channel, &sink);
 		if (!rc)
-			rc = emit(t, t->channel, mg_buf_head(&t->scratch),
-				  mg_buf_size(&t->scratch), true, out);
+			rc = emit(t, t->channel, mg_buf_head(&t->scratch), mg_buf_size(&t->scratch),
+				  true, out);
 	}
 	t->state = ST_HEAD;
 	t->hlen = 0;
@@ -285,12 +286,12 @@ static int end_frame(struct mg_tunmask *t, struct mg_buf *out)
 }
 
 /* Bytes of frame header needed, given those already in t->hdr. */
-static size_t header_need(const struct mg_tunmask *t)
+static size_t header_need(const struct mg_tunnel *t)
 {
 	uint8_t l7;
 	size_t need;
 
-	if (t->proto == MG_TUNMASK_SPDY)
+	if (t->proto == MG_TUNNEL_SPDY)
 		return 8;
 	if (t->hlen < 2)
 		return 2;
@@ -299,7 +300,7 @@ static size_t header_need(const struct mg_tunmask *t)
 	return (t->hdr[1] & 0x80) ? need + 4 : need;
 }
 
-ssize_t mg_tunmask_feed(struct mg_tunmask *t, const char *in, size_t len, struct mg_buf *out)
+ssize_t mg_tunnel_feed(struct mg_tunnel *t, const char *in, size_t len, struct mg_buf *out)
 {
 	size_t used = 0;
 	int rc;
@@ -315,7 +316,7 @@ ssize_t mg_tunmask_feed(struct mg_tunmask *t, const char *in, size_t len, struct
 				t->hdr[t->hlen++] = *p;
 				used++;
 				/* A masked server frame is refused as soon as it shows. */
-				if (t->proto == MG_TUNMASK_WEBSOCKET && t->hlen == 2 &&
+				if (t->proto == MG_TUNNEL_WEBSOCKET && t->hlen == 2 &&
 				    (t->hdr[1] & 0x80))
 					return -EPROTO;
 				continue;

@@ -1,5 +1,5 @@
 /*
- * libFuzzer target for tunmask: the WebSocket and SPDY/3.1 server-frame
+ * libFuzzer target for tunnel: the WebSocket and SPDY/3.1 server-frame
  * readers of the exec/attach tunnel. Input: a mode byte, a seed byte, then
  * the body. Modes (mode byte):
  *  bit 0  the protocol: WebSocket (v4/v5.channel.k8s.io) or SPDY/3.1;
@@ -25,8 +25,9 @@
 #include <string.h>
 #include <zlib.h>
 
-#include "../../userspace/mask/mask.c"
-#include "../../userspace/mask/tunmask.c"
+#include "../../userspace/mask/rules.c"
+#include "../../userspace/mask/scan.c"
+#include "../../userspace/mask/tunnel.c"
 
 #define CHECK(c)                                                                                   \
 	do {                                                                                       \
@@ -156,7 +157,7 @@ static void parsed_free(struct parsed *pr)
 static ssize_t run(bool ws, const unsigned char *in, size_t n, const size_t *flush_at,
 		   size_t nflush, bool end_flush, uint32_t seed, struct sbuf *out)
 {
-	struct mg_tunmask *t = mg_tunmask_new(ws ? MG_TUNMASK_WEBSOCKET : MG_TUNMASK_SPDY, NULL);
+	struct mg_tunnel *t = mg_tunnel_new(ws ? MG_TUNNEL_WEBSOCKET : MG_TUNNEL_SPDY, NULL);
 	struct mg_buf ob;
 	size_t at = 0, fi = 0;
 	ssize_t rc = 0;
@@ -178,7 +179,7 @@ static ssize_t run(bool ws, const unsigned char *in, size_t n, const size_t *flu
 		memcpy(copy, in + at, piece);
 		used = 0;
 		while (used < piece) {
-			rc = mg_tunmask_feed(t, copy + used, piece - used, &ob);
+			rc = mg_tunnel_feed(t, copy + used, piece - used, &ob);
 			if (rc < 0)
 				break;
 			used += (size_t)rc;
@@ -192,7 +193,7 @@ static ssize_t run(bool ws, const unsigned char *in, size_t n, const size_t *flu
 		at += piece;
 		while (fi < nflush && flush_at[fi] <= at) {
 			if (flush_at[fi] == at)
-				CHECK(mg_tunmask_flush(t, &ob) == 0);
+				CHECK(mg_tunnel_flush(t, &ob) == 0);
 			fi++;
 		}
 		sb_add(out, mg_buf_head(&ob), mg_buf_size(&ob));
@@ -200,12 +201,12 @@ static ssize_t run(bool ws, const unsigned char *in, size_t n, const size_t *flu
 	}
 	if (rc >= 0) {
 		if (end_flush)
-			CHECK(mg_tunmask_flush(t, &ob) == 0);
+			CHECK(mg_tunnel_flush(t, &ob) == 0);
 		sb_add(out, mg_buf_head(&ob), mg_buf_size(&ob));
 		rc = (ssize_t)at;
 	}
 	mg_buf_free(&ob);
-	mg_tunmask_free(t);
+	mg_tunnel_free(t);
 	return rc;
 }
 

@@ -1,5 +1,5 @@
 /*
- * tunmask: server-to-client WebSocket and SPDY frames are re-framed with
+ * tunnel: server-to-client WebSocket and SPDY frames are re-framed with
  * their data masked, at every split point of the input; control frames
  * pass; malformed shapes are refused.
  */
@@ -8,7 +8,7 @@
 #include <stddef.h>
 #include <cmocka.h>
 
-#include "../../userspace/mask/tunmask.c"
+#include "../../userspace/mask/tunnel.c"
 #include "cut_cases.h"
 
 #define KEY "AKIAQ7PLANTED1ZZQXWY"
@@ -74,15 +74,15 @@ static void test_websocket_every_split(void **state)
 	in[n++] = 0xe8;
 
 	for (size_t split = 0; split <= n; split++) {
-		struct mg_tunmask *t = mg_tunmask_new(MG_TUNMASK_WEBSOCKET, NULL);
+		struct mg_tunnel *t = mg_tunnel_new(MG_TUNNEL_WEBSOCKET, NULL);
 		struct mg_buf out;
 		char text[1024] = "";
 		ssize_t a, b;
 
 		mg_buf_init(&out, 1 << 20);
-		a = mg_tunmask_feed(t, (const char *)in, split, &out);
+		a = mg_tunnel_feed(t, (const char *)in, split, &out);
 		assert_int_equal(a, (ssize_t)split);
-		b = mg_tunmask_feed(t, (const char *)in + split, n - split, &out);
+		b = mg_tunnel_feed(t, (const char *)in + split, n - split, &out);
 		assert_int_equal(b, (ssize_t)(n - split));
 		assert_int_equal(ws_collect(&out, 1, text, sizeof(text)), 1);
 		assert_null(strstr(text, KEY));
@@ -93,7 +93,7 @@ static void test_websocket_every_split(void **state)
 		ws_collect(&out, 2, text, sizeof(text));
 		assert_string_equal(text, "err line\n");
 		mg_buf_free(&out);
-		mg_tunmask_free(t);
+		mg_tunnel_free(t);
 	}
 }
 
@@ -110,14 +110,14 @@ static void test_websocket_refusals(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
-		struct mg_tunmask *t = mg_tunmask_new(MG_TUNMASK_WEBSOCKET, NULL);
+		struct mg_tunnel *t = mg_tunnel_new(MG_TUNNEL_WEBSOCKET, NULL);
 		struct mg_buf out;
 
 		mg_buf_init(&out, 1 << 20);
-		if (mg_tunmask_feed(t, (const char *)bad[i], 4, &out) >= 0)
+		if (mg_tunnel_feed(t, (const char *)bad[i], 4, &out) >= 0)
 			fail_msg("case %zu accepted", i);
 		mg_buf_free(&out);
-		mg_tunmask_free(t);
+		mg_tunnel_free(t);
 	}
 }
 
@@ -151,7 +151,7 @@ static void test_spdy_every_split(void **state)
 	n += spdy_data(in + n, 3, true, "TED1ZZQXWY end\n");
 
 	for (size_t split = 0; split <= n; split++) {
-		struct mg_tunmask *t = mg_tunmask_new(MG_TUNMASK_SPDY, NULL);
+		struct mg_tunnel *t = mg_tunnel_new(MG_TUNNEL_SPDY, NULL);
 		const unsigned char *p;
 		struct mg_buf out;
 		char text[512] = "";
@@ -159,8 +159,8 @@ static void test_spdy_every_split(void **state)
 		bool fin = false;
 
 		mg_buf_init(&out, 1 << 20);
-		assert_int_equal(mg_tunmask_feed(t, (const char *)in, split, &out), (ssize_t)split);
-		assert_int_equal(mg_tunmask_feed(t, (const char *)in + split, n - split, &out),
+		assert_int_equal(mg_tunnel_feed(t, (const char *)in, split, &out), (ssize_t)split);
+		assert_int_equal(mg_tunnel_feed(t, (const char *)in + split, n - split, &out),
 				 (ssize_t)(n - split));
 		p = (const unsigned char *)mg_buf_head(&out);
 		assert_memory_equal(p, in, 12); /* the control frame, unchanged */
@@ -180,7 +180,7 @@ static void test_spdy_every_split(void **state)
 		assert_non_null(strstr(text, "out "));
 		assert_non_null(strstr(text, " end\n"));
 		mg_buf_free(&out);
-		mg_tunmask_free(t);
+		mg_tunnel_free(t);
 	}
 }
 
@@ -190,12 +190,12 @@ enum { END_WS_CLOSE, END_SPDY_FIN, END_SPDY_RST, END_SPDY_GOAWAY, END_CONN, END_
 
 /* Appends to <out> a server frame for channel 1 (WebSocket) or stream 3
  * (SPDY) carrying <s>[0..<n>); <fin> sets SPDY's FIN. */
-static size_t tun_data(unsigned char *out, enum mg_tunmask_proto proto, const char *s, size_t n,
+static size_t tun_data(unsigned char *out, enum mg_tunnel_proto proto, const char *s, size_t n,
 		       bool fin)
 {
 	size_t o = 0;
 
-	if (proto == MG_TUNMASK_WEBSOCKET) {
+	if (proto == MG_TUNNEL_WEBSOCKET) {
 		out[o++] = 0x82;
 		if (n + 1 < 126) {
 			out[o++] = (unsigned char)(n + 1);
@@ -227,7 +227,7 @@ static size_t tun_end(unsigned char *out, int end)
 		memcpy(out, "\x88\x02\x03\xe8", 4);
 		return 4;
 	case END_SPDY_FIN:
-		return tun_data(out, MG_TUNMASK_SPDY, "", 0, true);
+		return tun_data(out, MG_TUNNEL_SPDY, "", 0, true);
 	case END_SPDY_RST:
 		memcpy(out, "\x80\x03\x00\x03\x00\x00\x00\x08\x00\x00\x00\x03\x00\x00\x00\x05", 16);
 		return 16;
@@ -240,12 +240,12 @@ static size_t tun_end(unsigned char *out, int end)
 }
 
 /* The channel-1 / stream-3 text of the frames in <b>, into <text>. */
-static void tun_text(const struct mg_buf *b, enum mg_tunmask_proto proto, char *text, size_t cap)
+static void tun_text(const struct mg_buf *b, enum mg_tunnel_proto proto, char *text, size_t cap)
 {
 	const unsigned char *p = (const unsigned char *)mg_buf_head(b);
 	size_t len = mg_buf_size(b), i = 0, tl = 0;
 
-	if (proto == MG_TUNMASK_WEBSOCKET) {
+	if (proto == MG_TUNNEL_WEBSOCKET) {
 		text[0] = '\0';
 		ws_collect(b, 1, text, cap);
 		return;
@@ -267,12 +267,12 @@ static void tun_text(const struct mg_buf *b, enum mg_tunmask_proto proto, char *
 }
 
 /* Feeds <in>[0..<n>) in one piece and, for END_CONN, flushes. */
-static void tun_run(struct mg_tunmask *t, const unsigned char *in, size_t n, int end,
+static void tun_run(struct mg_tunnel *t, const unsigned char *in, size_t n, int end,
 		    struct mg_buf *out)
 {
-	assert_int_equal(mg_tunmask_feed(t, (const char *)in, n, out), (ssize_t)n);
+	assert_int_equal(mg_tunnel_feed(t, (const char *)in, n, out), (ssize_t)n);
 	if (end == END_CONN)
-		assert_int_equal(mg_tunmask_flush(t, out), 0);
+		assert_int_equal(mg_tunnel_flush(t, out), 0);
 }
 
 /* Every detector's token cut 1..len-1 bytes into its body by the end of an
@@ -282,12 +282,12 @@ static void tun_run(struct mg_tunmask *t, const unsigned char *in, size_t n, int
 static void test_cut_candidate_masked_at_tunnel_end(void **state)
 {
 	static const struct {
-		enum mg_tunmask_proto proto;
+		enum mg_tunnel_proto proto;
 		int end;
 	} ends[] = {
-		{MG_TUNMASK_WEBSOCKET, END_WS_CLOSE}, {MG_TUNMASK_WEBSOCKET, END_CONN},
-		{MG_TUNMASK_SPDY, END_SPDY_FIN},      {MG_TUNMASK_SPDY, END_SPDY_RST},
-		{MG_TUNMASK_SPDY, END_SPDY_GOAWAY},   {MG_TUNMASK_SPDY, END_CONN},
+		{MG_TUNNEL_WEBSOCKET, END_WS_CLOSE}, {MG_TUNNEL_WEBSOCKET, END_CONN},
+		{MG_TUNNEL_SPDY, END_SPDY_FIN},      {MG_TUNNEL_SPDY, END_SPDY_RST},
+		{MG_TUNNEL_SPDY, END_SPDY_GOAWAY},   {MG_TUNNEL_SPDY, END_CONN},
 	};
 	struct mg_mask_cfg cfg;
 
@@ -308,9 +308,9 @@ static void test_cut_candidate_masked_at_tunnel_end(void **state)
 			if (cut < c->min_end)
 				snprintf(fwant, sizeof(fwant), "x %s", c->out_pre);
 			for (size_t k = 0; k < 2 * sizeof(ends) / sizeof(ends[0]); k++) {
-				enum mg_tunmask_proto proto = ends[k / 2].proto;
+				enum mg_tunnel_proto proto = ends[k / 2].proto;
 				int end = ends[k / 2].end + (k % 2 ? END_N : 0);
-				struct mg_tunmask *t = mg_tunmask_new(proto, &cfg);
+				struct mg_tunnel *t = mg_tunnel_new(proto, &cfg);
 				unsigned char in[2048];
 				size_t n = 0;
 				struct mg_buf out;
@@ -340,9 +340,9 @@ static void test_cut_candidate_masked_at_tunnel_end(void **state)
 					 */
 					n += tun_data(in + n, proto, tok, tn, false);
 					assert_int_equal(
-						mg_tunmask_feed(t, (const char *)in, n, &out),
+						mg_tunnel_feed(t, (const char *)in, n, &out),
 						(ssize_t)n);
-					assert_int_equal(mg_tunmask_flush(t, &out), 0);
+					assert_int_equal(mg_tunnel_flush(t, &out), 0);
 					tun_text(&out, proto, text, sizeof(text));
 					assert_string_equal(text, fwant);
 					n = tun_data(in, proto, rest, (size_t)rn, false);
@@ -355,7 +355,7 @@ static void test_cut_candidate_masked_at_tunnel_end(void **state)
 							 end - END_N, i, cut, text, pwant);
 				}
 				mg_buf_free(&out);
-				mg_tunmask_free(t);
+				mg_tunnel_free(t);
 			}
 		}
 	}
@@ -370,5 +370,5 @@ int main(void)
 		cmocka_unit_test(test_cut_candidate_masked_at_tunnel_end),
 	};
 
-	return cmocka_run_group_tests_name("tunmask", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("tunnel", tests, NULL, NULL);
 }
