@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/admin.h"
 #include "mcpgate/config.h"
 #include "mcpgate/creds.h"
@@ -129,22 +130,6 @@ static void cut_pod_sockets(void *data, uint64_t id, const char *dir,
 
 /* ---- TLS and API endpoints ---- */
 
-/* The bare address of <a> ("10.96.0.1", "fd00::1") into <buf>. */
-static const char *bare_ip(const struct mg_abi_addr *a, char *buf, size_t len)
-{
-	char *colon;
-
-	mg_config_fmt_addr(a, buf, len);
-	/* "1.2.3.4:443" / "[::1]:443" -> the address alone */
-	colon = strrchr(buf, ':');
-	*colon = '\0';
-	if (buf[0] == '[') {
-		memmove(buf, buf + 1, strlen(buf));
-		buf[strlen(buf) - 1] = '\0';
-	}
-	return buf;
-}
-
 /* The leaf's IP SANs: the --tls-san IPs, then every address of <a>[0..<n>)
  * and <b>[0..<nb>), each once (an address serves several ports). Fills
  * <ips> with pointers into <bufs> or the config; returns the count. */
@@ -158,7 +143,7 @@ static size_t leaf_ips(struct daemon *d, const struct mg_abi_addr *a, size_t n,
 		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
 			ips[ni++] = d->cfg.tls_sans[i];
 	for (size_t i = 0; i < n + nb; i++) {
-		const char *ip = bare_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
+		const char *ip = mg_addr_fmt_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
 		bool dup = false;
 
 		for (size_t j = 0; j < ni && !dup; j++)
@@ -566,7 +551,7 @@ static void log_kernel_event(void *data, const struct mg_abi_event *ev)
 	j = json_pack("{s:s,s:I,s:I,s:s}", "event",
 		      ev->type == MG_EV_EGRESS_DROPPED ? "egress_dropped" : "refused_unknown",
 		      "pod_cgroup_id", (json_int_t)ev->pod_cgroup_id, "cgroup_id",
-		      (json_int_t)ev->cgroup_id, "dst", mg_config_fmt_addr(&ev->dst, dst, sizeof(dst)));
+		      (json_int_t)ev->cgroup_id, "dst", mg_addr_fmt(&ev->dst, dst, sizeof(dst)));
 	if (ev->tgid)
 		json_object_set_new(j, "pid", json_integer(ev->tgid));
 	if (ev->pod_cgroup_id && mg_pods_lookup(d->pods, ev->pod_cgroup_id, ev->cgroup_id, &id) == 0)
@@ -681,9 +666,9 @@ int main(int argc, char **argv)
 	lo.pin_dir = d.cfg.pin_dir;
 	lo.btf_path = d.cfg.btf_path;
 	if (d.cfg.proxy_addr4[0])
-		mg_config_parse_addr(d.cfg.proxy_addr4, d.cfg.proxy_port, &lo.settings.proxy4);
+		mg_addr_parse_ip(d.cfg.proxy_addr4, d.cfg.proxy_port, &lo.settings.proxy4);
 	if (d.cfg.proxy_addr6[0])
-		mg_config_parse_addr(d.cfg.proxy_addr6, d.cfg.proxy_port, &lo.settings.proxy6);
+		mg_addr_parse_ip(d.cfg.proxy_addr6, d.cfg.proxy_port, &lo.settings.proxy6);
 	if (!strcmp(d.cfg.unknown_pods, "refuse"))
 		lo.settings.flags |= MG_SET_REFUSE_UNKNOWN;
 	rc = mg_loader_open(&d.loader, &lo, &lerr);
@@ -806,7 +791,7 @@ int main(int argc, char **argv)
 
 	if ((rc = mg_loop_add_timer(d.loop, 1000, on_tls_timer, &d)) < 0)
 		die("timer: %s", strerror(-rc));
-	mg_config_parse_hostport(d.cfg.admin_listen, &admin_addr);
+	mg_addr_parse_hostport(d.cfg.admin_listen, &admin_addr);
 	if ((rc = mg_admin_new(&d.admin, d.loop, &admin_addr, on_admin, &d)))
 		die("admin listener %s: %s", d.cfg.admin_listen, strerror(-rc));
 

@@ -9,6 +9,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/config.h"
 #include "mcpgate/endpoints.h"
 #include "mcpgate/kube.h"
@@ -118,14 +119,14 @@ static size_t add_slice(struct mg_endpoints_result *r, json_t *slice)
 			struct mg_abi_addr addr;
 
 			/* an address of the other family than the slice says is malformed */
-			if (!s || is_v4_text(s) != v4 || mg_config_parse_addr(s, 1, &addr))
+			if (!s || is_v4_text(s) != v4 || mg_addr_parse_ip(s, 1, &addr))
 				continue;
 			n++;
 			json_array_foreach(ports, i, p)
 			{
 				unsigned port = tcp_port(p);
 
-				if (port && !mg_config_parse_addr(s, port, &addr))
+				if (port && !mg_addr_parse_ip(s, port, &addr))
 					add_addr(r, &addr);
 			}
 		}
@@ -158,7 +159,7 @@ void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra,
 			struct mg_abi_addr a;
 
 			if (port && json_is_string(ip) &&
-			    !mg_config_parse_addr(json_string_value(ip), port, &a)) {
+			    !mg_addr_parse_ip(json_string_value(ip), port, &a)) {
 				add_addr(r, &a);
 				n_svc++;
 			}
@@ -276,7 +277,7 @@ static json_t *addr_list(const struct mg_abi_addr *a, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list,
-				      json_string(mg_config_fmt_addr(&a[i], buf, sizeof(buf))));
+				      json_string(mg_addr_fmt(&a[i], buf, sizeof(buf))));
 	return list;
 }
 

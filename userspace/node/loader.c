@@ -36,6 +36,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/loader.h"
 #include "destroy.skel.h"
 #include "redirect.skel.h"
@@ -944,13 +945,8 @@ static bool diag_match(const struct cut_job *j, const struct inet_diag_msg *m, s
 
 	if (rem < 0)
 		return false;	/* shorter than its fixed part */
-	if (m->idiag_family == AF_INET) {
-		dst.addr[10] = dst.addr[11] = 0xff;
-		memcpy(dst.addr + 12, m->id.idiag_dst, 4);
-	} else {
-		memcpy(dst.addr, m->id.idiag_dst, 16);
-	}
-	dst.port = m->id.idiag_dport;
+	if (mg_addr_from_raw(m->idiag_family, m->id.idiag_dst, m->id.idiag_dport, &dst))
+		return false;
 	if (!addr_in(&dst, j->eps, j->neps))
 		return false;
 	for (; RTA_OK(a, rem); a = RTA_NEXT(a, rem))
