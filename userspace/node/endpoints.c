@@ -14,6 +14,7 @@
 #include "mcpgate/endpoints.h"
 #include "mcpgate/kube.h"
 #include "mcpgate/log.h"
+#include "mcpgate/metrics.h"
 
 #define LABEL_SERVICE_NAME "kubernetes.io/service-name"
 #define LABEL_MANAGED_BY   "endpointslice.kubernetes.io/managed-by"
@@ -223,6 +224,9 @@ struct mg_endpoints {
 	pthread_t thread;
 	bool started;
 	volatile bool stop;
+
+	/* /metrics families, filled by collect_metrics() */
+	struct mg_metrics_family *m_current, *m_kept, *m_rejected;
 };
 
 static int kube_fetch(void *data, const char *path, json_t **out)
@@ -463,4 +467,49 @@ void mg_endpoints_get_stats(struct mg_endpoints *e, struct mg_endpoints_stats *s
 	*st = e->st;
 	st->n_current = e->n_cur;
 	pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- metrics ---- */
+
+static void collect_metrics(void *data)
+{
+	struct mg_endpoints *e = data;
+	static const char *const reasons[] = { "failed", "empty", "overflow", "apply_failed",
+					       "no_slice" };
+	struct mg_endpoints_stats st;
+	uint64_t kept[5];
+
+	mg_endpoints_get_stats(e, &st);
+	kept[0] = st.fetches_failed;
+	kept[1] = st.fetches_empty;
+	kept[2] = st.overflows;
+	kept[3] = st.apply_failed;
+	kept[4] = st.slices_missing;
+	mg_metrics_set(mg_metrics_with(e->m_current, NULL), (int64_t)st.n_current);
+	for (size_t i = 0; i < 5; i++)
+		mg_metrics_set(mg_metrics_with(e->m_kept, &reasons[i]), (int64_t)kept[i]);
+	mg_metrics_set(mg_metrics_with(e->m_rejected, NULL), (int64_t)st.rejected_slices);
+}
+
+int mg_endpoints_register_metrics(struct mg_endpoints *e, struct mg_metrics *m)
+{
+	static const char *const reason[] = { "reason" };
+
+	if (e->m_current)
+		return -EEXIST;
+	e->m_current = mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_api_endpoints",
+				      "Addresses in api_endpoints (the last good set).", NULL, 0,
+				      NULL, 0);
+	e->m_kept = mg_metrics_add(m, MG_METRICS_COUNTER, "mcpgate_endpoints_fetches_kept_total",
+				   "Endpoint fetches that kept the last good set (no_slice: its "
+				   "EndpointSlice addresses), by why.",
+				   reason, 1, NULL, 0);
+	e->m_rejected = mg_metrics_add(m, MG_METRICS_COUNTER,
+				       "mcpgate_endpointslices_rejected_total",
+				       "EndpointSlices labelled for the kubernetes Service but not "
+				       "written by the API server, summed over fetches.",
+				       NULL, 0, NULL, 0);
+	if (!e->m_current || !e->m_kept || !e->m_rejected)
+		return -ENOMEM;
+	return mg_metrics_on_collect(m, collect_metrics, e);
 }
