@@ -464,7 +464,7 @@ class Conn:
 
 
 def main(argv):
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="fakeapi", description=__doc__.split("\n\n")[0])
     ap.add_argument("--listen", action="append", required=True)
     ap.add_argument("--cert")
     ap.add_argument("--key")
