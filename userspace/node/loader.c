@@ -1252,6 +1252,29 @@ static void read_pinned_counters(int fd, struct mg_loader_status *st)
 	free(vals);
 }
 
+/* Reads the pinned settings map <fd> into <st>. Another ABI's value may be
+ * of another size: it is read whole into a buffer of its own size and only
+ * the common prefix is kept, so its abi_version still shows. */
+static void read_pinned_settings(int fd, struct mg_loader_status *st)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), zero = 0;
+	void *buf;
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || !info.value_size)
+		return;
+	buf = calloc(1, info.value_size > sizeof(st->settings) ? info.value_size
+							       : sizeof(st->settings));
+	if (!buf)
+		return;
+	if (bpf_map_lookup_elem(fd, &zero, buf) == 0) {
+		memcpy(&st->settings, buf, sizeof(st->settings));
+		st->has_settings = true;
+	}
+	free(buf);
+}
+
 /* Counts the entries of the pinned intercept map <fd> by state. */
 static void count_pinned_pods(int fd, struct mg_loader_status *st)
 {
@@ -1278,7 +1301,6 @@ int mg_loader_read_status(const char *pin_dir, struct mg_loader_status *st,
 {
 	const char *dir = pin_dir ? pin_dir : MG_PIN_DIR;
 	char path[600];
-	__u32 zero = 0;
 	int fd;
 
 	memset(st, 0, sizeof(*st));
@@ -1293,14 +1315,7 @@ int mg_loader_read_status(const char *pin_dir, struct mg_loader_status *st,
 	pin_path(path, sizeof(path), dir, map_names[MAP_SETTINGS]);
 	fd = bpf_obj_get(path);
 	if (fd >= 0) {
-		struct bpf_map_info info;
-		__u32 len = sizeof(info);
-
-		/* Another ABI's settings may be larger: never read one into ours. */
-		memset(&info, 0, sizeof(info));
-		if (!bpf_obj_get_info_by_fd(fd, &info, &len) &&
-		    info.value_size == sizeof(st->settings))
-			st->has_settings = bpf_map_lookup_elem(fd, &zero, &st->settings) == 0;
+		read_pinned_settings(fd, st);
 		close(fd);
 	}
 
