@@ -21,7 +21,7 @@
  * (network order, low 16 bits of the context field). */
 static __always_inline void mg_addr_set_v4(struct mg_abi_addr *a, __u32 ip4, __u32 port)
 {
-	__u32 w[4] = { 0, 0, 0, ip4 };
+	__u32 w[4] = {0, 0, 0, ip4};
 
 	__builtin_memcpy(a->addr, w, sizeof(w));
 	a->addr[10] = 0xff;
@@ -33,7 +33,7 @@ static __always_inline void mg_addr_set_v4(struct mg_abi_addr *a, __u32 ip4, __u
 /* Fills <a> from four network-order words <ip6> and <port>. */
 static __always_inline void mg_addr_set_v6(struct mg_abi_addr *a, const __u32 ip6[4], __u32 port)
 {
-	__u32 w[4] = { ip6[0], ip6[1], ip6[2], ip6[3] };
+	__u32 w[4] = {ip6[0], ip6[1], ip6[2], ip6[3]};
 
 	__builtin_memcpy(a->addr, w, sizeof(w));
 	a->port = (__be16)port;

@@ -24,32 +24,32 @@
 typedef int mg_httpc_line_cb(void *data, const char *line, size_t len);
 
 struct mg_httpc_req {
-	const char *url;		/* absolute http(s) URL */
-	const char *body;		/* non-NULL: POST <body>[0..<body_len>) */
+	const char *url;  /* absolute http(s) URL */
+	const char *body; /* non-NULL: POST <body>[0..<body_len>) */
 	size_t body_len;
-	const char *ca_file;		/* CA bundle; NULL: the system store */
-	struct mg_str bearer;		/* token for "Authorization: Bearer"; empty: none */
-	const char *const *headers;	/* extra "Name: value" lines */
+	const char *ca_file;	    /* CA bundle; NULL: the system store */
+	struct mg_str bearer;	    /* token for "Authorization: Bearer"; empty: none */
+	const char *const *headers; /* extra "Name: value" lines */
 	size_t n_headers;
-	const char *user_agent;		/* NULL: "mcpgate" */
-	long connect_timeout_ms;	/* 0: libcurl's default */
-	long timeout_ms;		/* whole transfer; 0: none */
-	long low_speed_time_s;		/* >0: abort after so long under 1 byte/s */
-	size_t max_body;		/* response body limit (line limit when streaming) */
-	bool wipe;			/* the bodies hold credentials */
-	bool no_proxy;			/* ignore proxy environment variables */
+	const char *user_agent;	 /* NULL: "mcpgate" */
+	long connect_timeout_ms; /* 0: libcurl's default */
+	long timeout_ms;	 /* whole transfer; 0: none */
+	long low_speed_time_s;	 /* >0: abort after so long under 1 byte/s */
+	size_t max_body;	 /* response body limit (line limit when streaming) */
+	bool wipe;		 /* the bodies hold credentials */
+	bool no_proxy;		 /* ignore proxy environment variables */
 	/* Streaming: each newline-terminated line goes to <on_line> as it
 	 * arrives (empty lines skipped) and nothing is kept in the response. */
 	mg_httpc_line_cb *on_line;
 	void *data;
-	const volatile bool *stop;	/* becomes true: end the transfer */
+	const volatile bool *stop; /* becomes true: end the transfer */
 };
 
 struct mg_httpc_resp {
-	long status;			/* HTTP status, 0 when none came */
-	char *body;			/* NUL-terminated (also when empty) */
+	long status; /* HTTP status, 0 when none came */
+	char *body;  /* NUL-terminated (also when empty) */
 	size_t len;
-	char err[MG_HTTPC_ERR_MAX];	/* one line on a transport error */
+	char err[MG_HTTPC_ERR_MAX]; /* one line on a transport error */
 	/* private */
 	size_t cap;
 	bool too_big, wipe;

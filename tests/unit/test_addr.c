@@ -74,18 +74,18 @@ static void test_parse_hostport(void **state)
 	assert_int_equal(mg_addr_parse_hostport("[::1]443", &a), -EINVAL);
 	assert_int_equal(mg_addr_parse_hostport("[::1:443", &a), -EINVAL);
 	assert_int_equal(mg_addr_parse_hostport("host:443", &a), -EINVAL);
-	assert_int_equal(mg_addr_parse_hostport(
-				 "[0000:0000:0000:0000:0000:ffff:255.255.255.255:1]:443", &a),
-			 -EINVAL);
+	assert_int_equal(
+		mg_addr_parse_hostport("[0000:0000:0000:0000:0000:ffff:255.255.255.255:1]:443", &a),
+		-EINVAL);
 }
 
 static void test_sockaddr_round_trip(void **state)
 {
 	struct sockaddr_storage ss;
-	struct sockaddr_in6 s6 = { .sin6_family = AF_INET6, .sin6_port = htons(8443) };
+	struct sockaddr_in6 s6 = {.sin6_family = AF_INET6, .sin6_port = htons(8443)};
 	struct sockaddr_un_like {
 		sa_family_t family;
-	} other = { AF_UNIX };
+	} other = {AF_UNIX};
 	struct mg_abi_addr a, b;
 
 	(void)state;
@@ -114,8 +114,8 @@ static void test_sockaddr_round_trip(void **state)
 
 static void test_from_raw(void **state)
 {
-	const unsigned char v4[4] = { 10, 0, 0, 7 };
-	unsigned char v6[16] = { 0 };
+	const unsigned char v4[4] = {10, 0, 0, 7};
+	unsigned char v6[16] = {0};
 	struct mg_abi_addr a, b;
 
 	(void)state;

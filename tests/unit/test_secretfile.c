@@ -44,7 +44,7 @@ static int teardown(void **state)
 
 static void test_trims_trailing_whitespace_only(void **state)
 {
-	struct mg_secret s = { 0 };
+	struct mg_secret s = {0};
 
 	(void)state;
 	assert_int_equal(mg_secretfile_read(put("t", " ab c \t\r\n\n", 10), &s), 0);
@@ -60,7 +60,7 @@ static void test_trims_trailing_whitespace_only(void **state)
 
 static void test_empty_file_is_empty_secret(void **state)
 {
-	struct mg_secret s = { 0 };
+	struct mg_secret s = {0};
 
 	(void)state;
 	assert_int_equal(mg_secretfile_read(put("e", "\n", 1), &s), 0);
@@ -71,7 +71,7 @@ static void test_empty_file_is_empty_secret(void **state)
 
 static void test_missing_and_oversized_files_refused(void **state)
 {
-	struct mg_secret s = { 0 };
+	struct mg_secret s = {0};
 	char *big = malloc(MG_SECRETFILE_MAX + 1);
 	const char *p;
 
@@ -92,7 +92,7 @@ static void test_missing_and_oversized_files_refused(void **state)
 
 static void set_mtime(const char *path, time_t sec)
 {
-	struct timespec ts[2] = { { sec, 0 }, { sec, 0 } };
+	struct timespec ts[2] = {{sec, 0}, {sec, 0}};
 
 	assert_int_equal(utimensat(AT_FDCWD, path, ts, 0), 0);
 }

@@ -113,7 +113,7 @@ void mg_secretfile_free(struct mg_secretfile *f)
 
 struct mg_str mg_secretfile_get(struct mg_secretfile *f, uint64_t now_ms)
 {
-	struct mg_secret next = { 0 };
+	struct mg_secret next = {0};
 	struct stat st;
 
 	if (f->cur.len && f->checked && now_ms - f->checked_ms < f->recheck_ms)
@@ -131,5 +131,5 @@ struct mg_str mg_secretfile_get(struct mg_secretfile *f, uint64_t now_ms)
 	f->cur = next;
 	f->mtime = st.st_mtim;
 out:
-	return f->cur.ptr ? (struct mg_str){ f->cur.ptr, f->cur.len } : MG_STR_NULL;
+	return f->cur.ptr ? (struct mg_str){f->cur.ptr, f->cur.len} : MG_STR_NULL;
 }

@@ -10,12 +10,12 @@
 #include "mcpgate/kube.h"
 #include "mcpgate/secretfile.h"
 
-#define MG_KUBE_MAX_BODY (64u << 20)
-#define MG_KUBE_MAX_LINE (16u << 20)
-#define MG_KUBE_MAX_URL 4096
+#define MG_KUBE_MAX_BODY   (64u << 20)
+#define MG_KUBE_MAX_LINE   (16u << 20)
+#define MG_KUBE_MAX_URL	   4096
 #define MG_KUBE_TIMEOUT_MS 60000L
 /* A silent watch (no event, no bookmark) for this long is dead. */
-#define MG_KUBE_WATCH_SILENCE_S 120L
+#define MG_KUBE_WATCH_SILENCE_S	   120L
 #define MG_KUBE_CONNECT_TIMEOUT_MS 5000L
 
 struct mg_kube {
@@ -34,8 +34,8 @@ struct mg_kube *mg_kube_new(const struct mg_kube_opts *o)
 	k->server = strdup(o->server ? o->server : "");
 	k->ca_file = o->ca_file ? strdup(o->ca_file) : NULL;
 	k->token_file = o->token_file ? strdup(o->token_file) : NULL;
-	k->connect_timeout_ms = o->connect_timeout_ms ? o->connect_timeout_ms
-						      : MG_KUBE_CONNECT_TIMEOUT_MS;
+	k->connect_timeout_ms =
+		o->connect_timeout_ms ? o->connect_timeout_ms : MG_KUBE_CONNECT_TIMEOUT_MS;
 	if (!k->server || (o->ca_file && !k->ca_file) || (o->token_file && !k->token_file)) {
 		mg_kube_free(k);
 		return NULL;
@@ -57,19 +57,18 @@ void mg_kube_free(struct mg_kube *k)
  * re-read for every call (projected tokens rotate; the calls are rare); an
  * unreadable one means no Authorization line, and the server's 401 says so.
  * Returns mg_httpc_do()'s result with <errbuf> filled on error. */
-static int call(struct mg_kube *k, const char *method, const char *path,
-		struct mg_httpc_req *q, struct mg_httpc_resp *r, long *status, char *errbuf,
-		size_t errlen)
+static int call(struct mg_kube *k, const char *method, const char *path, struct mg_httpc_req *q,
+		struct mg_httpc_resp *r, long *status, char *errbuf, size_t errlen)
 {
-	static const char *const accept_json[] = { "Accept: application/json",
-						   "Content-Type: application/json" };
-	struct mg_secret tok = { 0 };
+	static const char *const accept_json[] = {"Accept: application/json",
+						  "Content-Type: application/json"};
+	struct mg_secret tok = {0};
 	char url[MG_KUBE_MAX_URL];
 	int rc;
 
 	snprintf(url, sizeof(url), "%s%s", k->server, path);
 	if (k->token_file && mg_secretfile_read(k->token_file, &tok) == 0)
-		q->bearer = (struct mg_str){ tok.ptr, tok.len };
+		q->bearer = (struct mg_str){tok.ptr, tok.len};
 	q->url = url;
 	q->ca_file = k->ca_file;
 	q->headers = accept_json;
@@ -102,10 +101,10 @@ static int parse_json(const char *method, const char *path, const struct mg_http
 	return 0;
 }
 
-int mg_kube_get_json(struct mg_kube *k, const char *path, json_t **out, long *status,
-		     char *errbuf, size_t errlen)
+int mg_kube_get_json(struct mg_kube *k, const char *path, json_t **out, long *status, char *errbuf,
+		     size_t errlen)
 {
-	struct mg_httpc_req q = { .timeout_ms = MG_KUBE_TIMEOUT_MS, .max_body = MG_KUBE_MAX_BODY };
+	struct mg_httpc_req q = {.timeout_ms = MG_KUBE_TIMEOUT_MS, .max_body = MG_KUBE_MAX_BODY};
 	struct mg_httpc_resp r;
 	int rc;
 
@@ -122,11 +121,11 @@ int mg_kube_post_json(struct mg_kube *k, const char *path, const char *body, jso
 {
 	/* The body may be a TokenReview carrying a token, the answer a
 	 * TokenRequest's token: both wiped. */
-	struct mg_httpc_req q = { .body = body,
-				  .body_len = strlen(body),
-				  .timeout_ms = MG_KUBE_TIMEOUT_MS,
-				  .max_body = MG_KUBE_MAX_BODY,
-				  .wipe = true };
+	struct mg_httpc_req q = {.body = body,
+				 .body_len = strlen(body),
+				 .timeout_ms = MG_KUBE_TIMEOUT_MS,
+				 .max_body = MG_KUBE_MAX_BODY,
+				 .wipe = true};
 	struct mg_httpc_resp r;
 	int rc;
 
@@ -141,11 +140,11 @@ int mg_kube_post_json(struct mg_kube *k, const char *path, const char *body, jso
 int mg_kube_stream_lines(struct mg_kube *k, const char *path, mg_kube_line_cb *cb, void *data,
 			 const volatile bool *stop, long *status, char *errbuf, size_t errlen)
 {
-	struct mg_httpc_req q = { .low_speed_time_s = MG_KUBE_WATCH_SILENCE_S,
-				  .max_body = MG_KUBE_MAX_LINE,
-				  .on_line = cb,
-				  .data = data,
-				  .stop = stop };
+	struct mg_httpc_req q = {.low_speed_time_s = MG_KUBE_WATCH_SILENCE_S,
+				 .max_body = MG_KUBE_MAX_LINE,
+				 .on_line = cb,
+				 .data = data,
+				 .stop = stop};
 	struct mg_httpc_resp r;
 	int rc;
 
