@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/admin.h"
 #include "mcpgate/config.h"
 #include "mcpgate/creds.h"
@@ -40,6 +41,8 @@
 #include "mcpgate/proxy.h"
 #include "mcpgate/sacheck.h"
 #include "mcpgate/tls.h"
+
+struct daemon_metrics;
 
 struct daemon {
 	struct mg_config cfg;
@@ -65,6 +68,13 @@ struct daemon {
 	SSL_CTX *client_ctx;
 	/* cutting newly selected pods' open connections (atomics) */
 	uint64_t sockets_cut, cut_unsupported, cut_failed;
+	struct mg_metrics *metrics;	/* what /metrics renders */
+	struct daemon_metrics *dm;
+	/* set up by main's steps */
+	struct mg_pods_selector selector;
+	struct mg_abi_addr proxy4, proxy6;	/* port 0: none */
+	sigset_t sigmask;
+	int sfd;
 };
 
 static int die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
@@ -129,22 +139,6 @@ static void cut_pod_sockets(void *data, uint64_t id, const char *dir,
 
 /* ---- TLS and API endpoints ---- */
 
-/* The bare address of <a> ("10.96.0.1", "fd00::1") into <buf>. */
-static const char *bare_ip(const struct mg_abi_addr *a, char *buf, size_t len)
-{
-	char *colon;
-
-	mg_config_fmt_addr(a, buf, len);
-	/* "1.2.3.4:443" / "[::1]:443" -> the address alone */
-	colon = strrchr(buf, ':');
-	*colon = '\0';
-	if (buf[0] == '[') {
-		memmove(buf, buf + 1, strlen(buf));
-		buf[strlen(buf) - 1] = '\0';
-	}
-	return buf;
-}
-
 /* The leaf's IP SANs: the --tls-san IPs, then every address of <a>[0..<n>)
  * and <b>[0..<nb>), each once (an address serves several ports). Fills
  * <ips> with pointers into <bufs> or the config; returns the count. */
@@ -158,7 +152,7 @@ static size_t leaf_ips(struct daemon *d, const struct mg_abi_addr *a, size_t n,
 		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
 			ips[ni++] = d->cfg.tls_sans[i];
 	for (size_t i = 0; i < n + nb; i++) {
-		const char *ip = bare_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
+		const char *ip = mg_addr_fmt_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
 		bool dup = false;
 
 		for (size_t j = 0; j < ni && !dup; j++)
@@ -358,120 +352,117 @@ static struct mg_creds *build_creds(struct daemon *d)
 
 /* ---- admin ---- */
 
-static void write_endpoint_metrics(struct daemon *d, FILE *f)
+/* The daemon's own /metrics families, in the order they are shown. */
+struct daemon_metrics {
+	struct mg_metrics_family *bpf_events, *connections, *refused, *upgrades, *open, *bytes,
+		*intercepted, *pods, *cut, *cut_failed;
+};
+
+static struct mg_metrics_family *family(struct daemon *d, enum mg_metrics_type type,
+					const char *name, const char *help, const char *label)
 {
-	struct mg_endpoints_stats es;
-
-	mg_endpoints_get_stats(d->endpoints, &es);
-	fprintf(f,
-		"# HELP mcpgate_api_endpoints Addresses in api_endpoints (the last good set).\n"
-		"# TYPE mcpgate_api_endpoints gauge\n"
-		"mcpgate_api_endpoints %zu\n"
-		"# HELP mcpgate_endpoints_fetches_kept_total Endpoint fetches that kept the last "
-		"good set (no_slice: its EndpointSlice addresses), by why.\n"
-		"# TYPE mcpgate_endpoints_fetches_kept_total counter\n"
-		"mcpgate_endpoints_fetches_kept_total{reason=\"failed\"} %llu\n"
-		"mcpgate_endpoints_fetches_kept_total{reason=\"empty\"} %llu\n"
-		"mcpgate_endpoints_fetches_kept_total{reason=\"overflow\"} %llu\n"
-		"mcpgate_endpoints_fetches_kept_total{reason=\"apply_failed\"} %llu\n"
-		"mcpgate_endpoints_fetches_kept_total{reason=\"no_slice\"} %llu\n"
-		"# HELP mcpgate_endpointslices_rejected_total EndpointSlices labelled for the "
-		"kubernetes Service but not written by the API server, summed over fetches.\n"
-		"# TYPE mcpgate_endpointslices_rejected_total counter\n"
-		"mcpgate_endpointslices_rejected_total %llu\n",
-		es.n_current, (unsigned long long)es.fetches_failed,
-		(unsigned long long)es.fetches_empty, (unsigned long long)es.overflows,
-		(unsigned long long)es.apply_failed, (unsigned long long)es.slices_missing,
-		(unsigned long long)es.rejected_slices);
-}
-
-static void write_pod_metrics(struct daemon *d, FILE *f)
-{
-	struct mg_pods_counts c;
-
-	mg_pods_counts(d->pods, &c);
-	fprintf(f,
-		"# HELP mcpgate_pods Pod cgroups in the intercept map, by state.\n"
-		"# TYPE mcpgate_pods gauge\n"
-		"mcpgate_pods{state=\"selected\"} %zu\n"
-		"mcpgate_pods{state=\"pending\"} %zu\n"
-		"mcpgate_pods{state=\"pass\"} %zu\n"
-		"# HELP mcpgate_pod_sockets_cut_total Open API connections cut when their pod "
-		"became selected.\n"
-		"# TYPE mcpgate_pod_sockets_cut_total counter\n"
-		"mcpgate_pod_sockets_cut_total %llu\n"
-		"# HELP mcpgate_pod_sockets_cut_failed_total Newly selected pods whose open "
-		"connections could not be cut, by why.\n"
-		"# TYPE mcpgate_pod_sockets_cut_failed_total counter\n"
-		"mcpgate_pod_sockets_cut_failed_total{reason=\"unsupported\"} %llu\n"
-		"mcpgate_pod_sockets_cut_failed_total{reason=\"error\"} %llu\n",
-		c.selected, c.pending, c.pass,
-		(unsigned long long)__atomic_load_n(&d->sockets_cut, __ATOMIC_RELAXED),
-		(unsigned long long)__atomic_load_n(&d->cut_unsupported, __ATOMIC_RELAXED),
-		(unsigned long long)__atomic_load_n(&d->cut_failed, __ATOMIC_RELAXED));
-}
-
-static char *metrics_text(struct daemon *d)
-{
-	uint64_t cnt[MG_CNT_MAX] = { 0 };
-	struct mg_proxy_stats st;
-	char *out = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&out, &len);
+	struct mg_metrics_family *f =
+		mg_metrics_add(d->metrics, type, name, help, label ? &label : NULL, label ? 1 : 0,
+			       NULL, 0);
 
 	if (!f)
-		return NULL;
+		die("metrics: cannot register %s", name);
+	return f;
+}
+
+/* Sets the series of <f> with the one label value <value> (NULL: none). */
+static void put(struct mg_metrics_family *f, const char *value, uint64_t v)
+{
+	mg_metrics_set(mg_metrics_with(f, value ? &value : NULL), (int64_t)v);
+}
+
+static uint64_t load(const uint64_t *p)
+{
+	return __atomic_load_n(p, __ATOMIC_RELAXED);
+}
+
+/* Fills the daemon's families from the loader, the proxy and the pods. */
+static void collect_metrics(void *data)
+{
+	struct daemon *d = data;
+	struct daemon_metrics *m = d->dm;
+	uint64_t cnt[MG_CNT_MAX] = { 0 };
+	struct mg_proxy_stats st;
+	struct mg_pods_counts pc;
+
 	mg_loader_counters(d->loader, cnt);
-	mg_proxy_get_stats(d->proxy, &st);
-	fprintf(f, "# HELP mcpgate_bpf_events_total Events counted by the eBPF programs.\n"
-		   "# TYPE mcpgate_bpf_events_total counter\n");
 	for (int i = 0; i < MG_CNT_MAX; i++)
-		mg_metrics_put_u64(f, "mcpgate_bpf_events_total",
-				   &(struct mg_metrics_label){ "event", mg_loader_counter_names[i] }, 1,
-				   cnt[i]);
-	fprintf(f,
-		"# HELP mcpgate_connections_total Connections accepted on the proxy port.\n"
-		"# TYPE mcpgate_connections_total counter\n"
-		"mcpgate_connections_total{result=\"accepted\"} %llu\n"
-		"mcpgate_connections_total{result=\"rejected_no_origin\"} %llu\n"
-		"mcpgate_connections_total{result=\"rejected_unknown_pod\"} %llu\n"
-		"mcpgate_connections_total{result=\"upstream_failed\"} %llu\n"
-		"mcpgate_connections_total{result=\"tls_failed\"} %llu\n"
-		"# HELP mcpgate_refused_total Requests or responses mcpgate stopped, by why.\n"
-		"# TYPE mcpgate_refused_total counter\n"
-		"mcpgate_refused_total{reason=\"mask_failed\"} %llu\n"
-		"mcpgate_refused_total{reason=\"no_credential\"} %llu\n"
-		"mcpgate_refused_total{reason=\"bad_request\"} %llu\n"
-		"mcpgate_refused_total{reason=\"token_review\"} %llu\n"
-		"# HELP mcpgate_upgrades_total Exec/attach/port-forward tunnels opened.\n"
-		"# TYPE mcpgate_upgrades_total counter\n"
-		"mcpgate_upgrades_total %llu\n"
-		"# HELP mcpgate_open_connections Connections open now.\n"
-		"# TYPE mcpgate_open_connections gauge\n"
-		"mcpgate_open_connections %llu\n"
-		"# HELP mcpgate_relayed_bytes_total Bytes relayed, by direction.\n"
-		"# TYPE mcpgate_relayed_bytes_total counter\n"
-		"mcpgate_relayed_bytes_total{direction=\"up\"} %llu\n"
-		"mcpgate_relayed_bytes_total{direction=\"down\"} %llu\n"
-		"# HELP mcpgate_intercepted_pods Pods selected (API connects go to the proxy).\n"
-		"# TYPE mcpgate_intercepted_pods gauge\n"
-		"mcpgate_intercepted_pods %zu\n",
-		(unsigned long long)st.accepted, (unsigned long long)st.rejected_no_origin,
-		(unsigned long long)st.rejected_unknown_pod,
-		(unsigned long long)st.upstream_failed, (unsigned long long)st.tls_failed,
-		(unsigned long long)st.mask_failed, (unsigned long long)st.creds_failed,
-		(unsigned long long)st.rejected_requests, (unsigned long long)st.review_failed,
-		(unsigned long long)st.upgrades,
-		(unsigned long long)st.active,
-		(unsigned long long)st.bytes_up, (unsigned long long)st.bytes_down,
-		mg_pods_intercepted(d->pods));
-	write_endpoint_metrics(d, f);
-	write_pod_metrics(d, f);
-	if (d->sacheck)
-		mg_sacheck_write_metrics(d->sacheck, f);
-	mg_proxy_write_metrics(d->proxy, f);
-	fclose(f);
-	return out;
+		put(m->bpf_events, mg_loader_counter_names[i], cnt[i]);
+	mg_proxy_get_stats(d->proxy, &st);
+	put(m->connections, "accepted", st.accepted);
+	put(m->connections, "rejected_no_origin", st.rejected_no_origin);
+	put(m->connections, "rejected_unknown_pod", st.rejected_unknown_pod);
+	put(m->connections, "upstream_failed", st.upstream_failed);
+	put(m->connections, "tls_failed", st.tls_failed);
+	put(m->refused, "mask_failed", st.mask_failed);
+	put(m->refused, "no_credential", st.creds_failed);
+	put(m->refused, "bad_request", st.rejected_requests);
+	put(m->refused, "token_review", st.review_failed);
+	put(m->upgrades, NULL, st.upgrades);
+	put(m->open, NULL, st.active);
+	put(m->bytes, "up", st.bytes_up);
+	put(m->bytes, "down", st.bytes_down);
+	put(m->intercepted, NULL, mg_pods_intercepted(d->pods));
+	mg_pods_counts(d->pods, &pc);
+	put(m->pods, "selected", pc.selected);
+	put(m->pods, "pending", pc.pending);
+	put(m->pods, "pass", pc.pass);
+	put(m->cut, NULL, load(&d->sockets_cut));
+	put(m->cut_failed, "unsupported", load(&d->cut_unsupported));
+	put(m->cut_failed, "error", load(&d->cut_failed));
+}
+
+static void proxy_metrics_text(void *data, FILE *f)
+{
+	mg_proxy_write_metrics(data, f);
+}
+
+/* The /metrics registry: the daemon's families, the endpoint and
+ * ServiceAccount-check modules', and the proxy's own text (adapter). */
+static void register_metrics(struct daemon *d)
+{
+	static struct daemon_metrics dm;
+	struct daemon_metrics *m = &dm;
+	int rc;
+
+	d->dm = m;
+	d->metrics = mg_metrics_new();
+	if (!d->metrics)
+		die("out of memory");
+	m->bpf_events = family(d, MG_METRICS_COUNTER, "mcpgate_bpf_events_total",
+			       "Events counted by the eBPF programs.", "event");
+	m->connections = family(d, MG_METRICS_COUNTER, "mcpgate_connections_total",
+				"Connections accepted on the proxy port.", "result");
+	m->refused = family(d, MG_METRICS_COUNTER, "mcpgate_refused_total",
+			    "Requests or responses mcpgate stopped, by why.", "reason");
+	m->upgrades = family(d, MG_METRICS_COUNTER, "mcpgate_upgrades_total",
+			     "Exec/attach/port-forward tunnels opened.", NULL);
+	m->open = family(d, MG_METRICS_GAUGE, "mcpgate_open_connections",
+			 "Connections open now.", NULL);
+	m->bytes = family(d, MG_METRICS_COUNTER, "mcpgate_relayed_bytes_total",
+			  "Bytes relayed, by direction.", "direction");
+	m->intercepted = family(d, MG_METRICS_GAUGE, "mcpgate_intercepted_pods",
+				"Pods selected (API connects go to the proxy).", NULL);
+	if ((rc = mg_endpoints_register_metrics(d->endpoints, d->metrics)))
+		die("metrics: endpoints: %s", strerror(-rc));
+	m->pods = family(d, MG_METRICS_GAUGE, "mcpgate_pods",
+			 "Pod cgroups in the intercept map, by state.", "state");
+	m->cut = family(d, MG_METRICS_COUNTER, "mcpgate_pod_sockets_cut_total",
+			"Open API connections cut when their pod became selected.", NULL);
+	m->cut_failed = family(d, MG_METRICS_COUNTER, "mcpgate_pod_sockets_cut_failed_total",
+			       "Newly selected pods whose open connections could not be cut, "
+			       "by why.",
+			       "reason");
+	if (d->sacheck && (rc = mg_sacheck_register_metrics(d->sacheck, d->metrics)))
+		die("metrics: ServiceAccount check: %s", strerror(-rc));
+	if ((rc = mg_metrics_on_collect(d->metrics, collect_metrics, d)) ||
+	    (rc = mg_metrics_add_text(d->metrics, proxy_metrics_text, d->proxy)))
+		die("metrics: %s", strerror(-rc));
 }
 
 static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
@@ -495,7 +486,7 @@ static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
 	} else if (!strcmp(path, "/metrics")) {
 		r->status = 200;
 		r->content_type = "text/plain; version=0.0.4; charset=utf-8";
-		r->body = metrics_text(d);
+		r->body = mg_metrics_render_text(d->metrics);
 	}
 }
 
@@ -566,7 +557,7 @@ static void log_kernel_event(void *data, const struct mg_abi_event *ev)
 	j = json_pack("{s:s,s:I,s:I,s:s}", "event",
 		      ev->type == MG_EV_EGRESS_DROPPED ? "egress_dropped" : "refused_unknown",
 		      "pod_cgroup_id", (json_int_t)ev->pod_cgroup_id, "cgroup_id",
-		      (json_int_t)ev->cgroup_id, "dst", mg_config_fmt_addr(&ev->dst, dst, sizeof(dst)));
+		      (json_int_t)ev->cgroup_id, "dst", mg_addr_fmt(&ev->dst, dst, sizeof(dst)));
 	if (ev->tgid)
 		json_object_set_new(j, "pid", json_integer(ev->tgid));
 	if (ev->pod_cgroup_id && mg_pods_lookup(d->pods, ev->pod_cgroup_id, ev->cgroup_id, &id) == 0)
@@ -633,206 +624,286 @@ static void setup_addresses(struct daemon *d)
 		die("adding %s to %s: %s", d->cfg.proxy_addr6, ifname, strerror(-rc));
 }
 
-int main(int argc, char **argv)
-{
-	struct mg_loader_opts lo = { 0 };
-	struct mg_pods_opts po = { 0 };
-	struct mg_proxy_opts pxo = { 0 };
-	struct mg_kube_opts ko = { 0 };
-	struct mg_loader_err lerr;
-	struct mg_abi_addr admin_addr;
-	static struct daemon d;
-	char err[512];
-	static uint64_t preset[MG_INTERCEPT_MAX];
-	static struct mg_abi_pod preset_v[MG_INTERCEPT_MAX];
-	ssize_t npreset;
-	sigset_t mask;
-	int rc, sfd;
+/* ---- main, step by step: each step dies with one line on failure ---- */
 
-	d.argc = argc;
-	d.argv = argv;
-	rc = mg_config_load(&d.cfg, argc, argv, err, sizeof(err));
+/* Options, the pod selector and the masking rules. Returns 1 when --help
+ * was printed. */
+static int load_config(struct daemon *d, int argc, char **argv)
+{
+	char err[512];
+	int rc;
+
+	d->argc = argc;
+	d->argv = argv;
+	rc = mg_config_load(&d->cfg, argc, argv, err, sizeof(err));
 	if (rc == 1)
-		return 0;
+		return 1;
 	if (rc)
 		die("%s", err);
-	if (mg_pods_selector_parse(&po.selector, d.cfg.select_labels, d.cfg.select_namespaces,
+	if (mg_pods_selector_parse(&d->selector, d->cfg.select_labels, d->cfg.select_namespaces,
 				   err, sizeof(err)))
 		die("%s", err);
-	mg_mask_cfg_default(&d.mask_cfg);
-	if (d.cfg.mask_config[0]) {
+	mg_mask_cfg_default(&d->mask_cfg);
+	if (d->cfg.mask_config[0]) {
 		struct mg_mask_err merr = { 0 };
 
-		if (mg_mask_cfg_load(&d.mask_cfg, d.cfg.mask_config, &merr))
-			die("--mask-config %s: %s", d.cfg.mask_config,
+		if (mg_mask_cfg_load(&d->mask_cfg, d->cfg.mask_config, &merr))
+			die("--mask-config %s: %s", d->cfg.mask_config,
 			    merr.reason ? merr.reason : strerror(errno));
 	}
-	signal(SIGPIPE, SIG_IGN);
-	/* Blocked before any thread starts, so every thread inherits the mask
-	 * and the signals reach the loop's signalfd only: a SIGHUP taken by a
-	 * worker thread would kill the process (its default action). */
-	sigemptyset(&mask);
-	sigaddset(&mask, SIGTERM);
-	sigaddset(&mask, SIGINT);
-	sigaddset(&mask, SIGHUP);
-	pthread_sigmask(SIG_BLOCK, &mask, NULL);
+	return 0;
+}
 
-	lo.cgroup_path = d.cfg.cgroup_path;
-	lo.pin_dir = d.cfg.pin_dir;
-	lo.btf_path = d.cfg.btf_path;
-	if (d.cfg.proxy_addr4[0])
-		mg_config_parse_addr(d.cfg.proxy_addr4, d.cfg.proxy_port, &lo.settings.proxy4);
-	if (d.cfg.proxy_addr6[0])
-		mg_config_parse_addr(d.cfg.proxy_addr6, d.cfg.proxy_port, &lo.settings.proxy6);
-	if (!strcmp(d.cfg.unknown_pods, "refuse"))
+/* Blocked before any thread starts, so every thread inherits the mask and
+ * the signals reach the loop's signalfd only: a SIGHUP taken by a worker
+ * thread would kill the process (its default action). */
+static void block_signals(struct daemon *d)
+{
+	signal(SIGPIPE, SIG_IGN);
+	sigemptyset(&d->sigmask);
+	sigaddset(&d->sigmask, SIGTERM);
+	sigaddset(&d->sigmask, SIGINT);
+	sigaddset(&d->sigmask, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &d->sigmask, NULL);
+}
+
+/* Loads (or reuses) and attaches the eBPF half. */
+static void open_loader(struct daemon *d)
+{
+	struct mg_loader_opts lo = { 0 };
+	struct mg_loader_err lerr;
+
+	lo.cgroup_path = d->cfg.cgroup_path;
+	lo.pin_dir = d->cfg.pin_dir;
+	lo.btf_path = d->cfg.btf_path;
+	if (d->cfg.proxy_addr4[0])
+		mg_addr_parse_ip(d->cfg.proxy_addr4, d->cfg.proxy_port, &d->proxy4);
+	if (d->cfg.proxy_addr6[0])
+		mg_addr_parse_ip(d->cfg.proxy_addr6, d->cfg.proxy_port, &d->proxy6);
+	lo.settings.proxy4 = d->proxy4;
+	lo.settings.proxy6 = d->proxy6;
+	if (!strcmp(d->cfg.unknown_pods, "refuse"))
 		lo.settings.flags |= MG_SET_REFUSE_UNKNOWN;
-	rc = mg_loader_open(&d.loader, &lo, &lerr);
-	if (rc)
+	if (mg_loader_open(&d->loader, &lo, &lerr))
 		die("%s", lerr.msg);
 	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:b}", "event", "attached", "cgroup",
-				      d.cfg.cgroup_path, "pin_dir", d.cfg.pin_dir, "reused",
-				      mg_loader_reused(d.loader)));
+				      d->cfg.cgroup_path, "pin_dir", d->cfg.pin_dir, "reused",
+				      mg_loader_reused(d->loader)));
+}
 
-	setup_addresses(&d);
+/* The mcpgate CA, the upstream TLS context, and the proxy's certificate
+ * for the initial API endpoints. */
+static void setup_tls(struct daemon *d)
+{
+	struct mg_tls_err terr;
 
-	{
-		struct mg_tls_err terr;
+	if (mg_tls_ca_load_or_create(&d->ca, d->cfg.ca_cert, d->cfg.ca_key, "mcpgate CA", &terr))
+		die("mcpgate CA: %s", terr.msg);
+	d->client_ctx = mg_tls_client_ctx_new(d->cfg.api_ca_file, &terr);
+	if (!d->client_ctx)
+		die("upstream TLS (--api-ca-file %s): %s", d->cfg.api_ca_file, terr.msg);
+	d->n_endpoints = initial_endpoints(d);
+	d->tls = build_tls(d, &terr);
+	if (!d->tls)
+		die("proxy certificate: %s", terr.msg);
+}
 
-		if ((rc = mg_tls_ca_load_or_create(&d.ca, d.cfg.ca_cert, d.cfg.ca_key, "mcpgate CA",
-						   &terr)))
-			die("mcpgate CA: %s", terr.msg);
-		d.client_ctx = mg_tls_client_ctx_new(d.cfg.api_ca_file, &terr);
-		if (!d.client_ctx)
-			die("upstream TLS (--api-ca-file %s): %s", d.cfg.api_ca_file, terr.msg);
-		d.n_endpoints = initial_endpoints(&d);
-		d.tls = build_tls(&d, &terr);
-		if (!d.tls)
-			die("proxy certificate: %s", terr.msg);
-	}
+/* Initial API endpoints, before any API answer: the configured ones and
+ * what a predecessor left (never fewer: a dropped address would let pods
+ * around the proxy until the first fetch). */
+static void set_initial_endpoints(struct daemon *d)
+{
+	int rc;
 
-	if ((rc = mg_loop_new(&d.loop)))
-		die("event loop: %s", strerror(-rc));
-
-	/* Initial API endpoints, before any API answer: the configured ones
-	 * and what a predecessor left (never fewer: a dropped address would
-	 * let pods around the proxy until the first fetch). */
-	if (d.n_endpoints && (rc = mg_loader_set_endpoints(d.loader, d.ep, d.n_endpoints)))
+	if (d->n_endpoints && (rc = mg_loader_set_endpoints(d->loader, d->ep, d->n_endpoints)))
 		die("api_endpoints map: %s", strerror(-rc));
+}
 
-	po.cgroup_root = d.cfg.cgroup_path;
-	po.node_name = d.cfg.node_name;
+/* The pods module, seeded with the intercept entries a predecessor left,
+ * then a scan of the cgroup tree; its inotify and the kernel's event ring
+ * go on the loop. */
+static void start_pods(struct daemon *d)
+{
+	static uint64_t preset[MG_INTERCEPT_MAX];
+	static struct mg_abi_pod preset_v[MG_INTERCEPT_MAX];
+	struct mg_pods_opts po = { 0 };
+	ssize_t npreset;
+	int rc;
+
+	po.selector = d->selector;
+	po.cgroup_root = d->cfg.cgroup_path;
+	po.node_name = d->cfg.node_name;
 	po.set_state = set_pod_state;
 	po.on_selected = cut_pod_sockets;
 	po.async_cuts = true;
-	po.cb_data = &d;
-	if ((rc = mg_pods_new(&d.pods, &po)))
+	po.cb_data = d;
+	if ((rc = mg_pods_new(&d->pods, &po)))
 		die("pods: %s", strerror(-rc));
-	npreset = mg_loader_list_pods(d.loader, preset, preset_v, MG_INTERCEPT_MAX);
+	npreset = mg_loader_list_pods(d->loader, preset, preset_v, MG_INTERCEPT_MAX);
 	/* Every entry: the pods module keeps or releases those of pod cgroups
 	 * and leaves alone an entry of a cgroup that is not a pod's (the
 	 * loader's PASS entry for the daemon's own cgroup). */
 	if (npreset > 0)
-		mg_pods_preset(d.pods, preset, preset_v, (size_t)npreset);
+		mg_pods_preset(d->pods, preset, preset_v, (size_t)npreset);
 	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:I,s:I}", "event", "selector", "labels",
-				      d.cfg.select_labels, "namespaces", d.cfg.select_namespaces,
-				      "sel_gen", (json_int_t)mg_pods_gen(d.pods), "preset",
+				      d->cfg.select_labels, "namespaces", d->cfg.select_namespaces,
+				      "sel_gen", (json_int_t)mg_pods_gen(d->pods), "preset",
 				      (json_int_t)(npreset > 0 ? npreset : 0)));
-	mg_pods_scan(d.pods);
-	mg_loop_add_fd(d.loop, mg_pods_inotify_fd(d.pods), EPOLLIN, on_inotify, d.pods);
-	if (mg_loader_events_fd(d.loader) >= 0)
-		mg_loop_add_fd(d.loop, mg_loader_events_fd(d.loader), EPOLLIN, on_kernel_events, &d);
+	mg_pods_scan(d->pods);
+	mg_loop_add_fd(d->loop, mg_pods_inotify_fd(d->pods), EPOLLIN, on_inotify, d->pods);
+	if (mg_loader_events_fd(d->loader) >= 0)
+		mg_loop_add_fd(d->loop, mg_loader_events_fd(d->loader), EPOLLIN, on_kernel_events,
+			       d);
+}
 
-	ko.server = d.cfg.api_server;
-	ko.ca_file = d.cfg.api_ca_file;
-	ko.token_file = d.cfg.api_token_file;
-	d.kube = mg_kube_new(&ko);
-	if (!d.kube)
+/* The API client and the threads that use it: the pod watch, endpoint
+ * discovery, and (unless off) the ServiceAccount check. */
+static void start_api_threads(struct daemon *d)
+{
+	struct mg_kube_opts ko = { 0 };
+	struct mg_endpoints_opts eo = { 0 };
+	int rc;
+
+	ko.server = d->cfg.api_server;
+	ko.ca_file = d->cfg.api_ca_file;
+	ko.token_file = d->cfg.api_token_file;
+	d->kube = mg_kube_new(&ko);
+	if (!d->kube)
 		die("out of memory");
-	if ((rc = mg_pods_watch_start(d.pods, d.kube)))
+	if ((rc = mg_pods_watch_start(d->pods, d->kube)))
 		die("pod watch thread: %s", strerror(-rc));
-	{
-		struct mg_endpoints_opts eo = { 0 };
 
-		eo.kube = d.kube;
-		eo.extra = d.cfg.endpoints;
-		eo.n_extra = d.cfg.n_endpoints;
-		eo.initial = d.ep;
-		eo.n_initial = d.n_endpoints;
-		eo.interval_s = d.cfg.endpoints_interval;
-		eo.apply = apply_endpoints;
-		eo.apply_data = &d;
-		if ((rc = mg_endpoints_new(&d.endpoints, &eo)) ||
-		    (rc = mg_endpoints_start(d.endpoints)))
-			die("endpoints thread: %s", strerror(-rc));
-	}
+	eo.kube = d->kube;
+	eo.extra = d->cfg.endpoints;
+	eo.n_extra = d->cfg.n_endpoints;
+	eo.initial = d->ep;
+	eo.n_initial = d->n_endpoints;
+	eo.interval_s = d->cfg.endpoints_interval;
+	eo.apply = apply_endpoints;
+	eo.apply_data = d;
+	if ((rc = mg_endpoints_new(&d->endpoints, &eo)) || (rc = mg_endpoints_start(d->endpoints)))
+		die("endpoints thread: %s", strerror(-rc));
 
-	if (d.cfg.sa_check_interval) {
+	if (d->cfg.sa_check_interval) {
 		struct mg_sacheck_opts so = { 0 };
 
-		so.kube = d.kube;
-		so.pods = d.pods;
-		so.interval_s = d.cfg.sa_check_interval;
-		if ((rc = mg_sacheck_new(&d.sacheck, &so)) || (rc = mg_sacheck_start(d.sacheck)))
+		so.kube = d->kube;
+		so.pods = d->pods;
+		so.interval_s = d->cfg.sa_check_interval;
+		if ((rc = mg_sacheck_new(&d->sacheck, &so)) || (rc = mg_sacheck_start(d->sacheck)))
 			die("ServiceAccount check thread: %s", strerror(-rc));
 	}
+}
 
-	pxo.loop = d.loop;
-	pxo.loader = d.loader;
-	pxo.pods = d.pods;
-	pxo.connect_timeout_ms = d.cfg.upstream_connect_timeout_ms;
-	pxo.header_timeout_ms = d.cfg.header_timeout_ms;
-	pxo.idle_timeout_ms = d.cfg.idle_timeout_ms;
+/* The proxy and its listeners on the proxy addresses. */
+static void start_proxy(struct daemon *d)
+{
+	struct mg_proxy_opts pxo = { 0 };
+	int rc;
+
+	pxo.loop = d->loop;
+	pxo.loader = d->loader;
+	pxo.pods = d->pods;
+	pxo.connect_timeout_ms = d->cfg.upstream_connect_timeout_ms;
+	pxo.header_timeout_ms = d->cfg.header_timeout_ms;
+	pxo.idle_timeout_ms = d->cfg.idle_timeout_ms;
 	pxo.server_ctx = server_ctx;
-	pxo.server_ctx_data = &d;
-	pxo.client_ctx = d.client_ctx;
-	pxo.token_file = d.cfg.api_token_file;
-	d.creds = build_creds(&d);
-	pxo.creds = d.creds;
-	pxo.mask_cfg = &d.mask_cfg;
-	pxo.review_kube = d.cfg.token_review ? d.kube : NULL;
-	pxo.max_conns = d.cfg.max_connections;
-	pxo.max_conns_per_pod = d.cfg.max_connections_per_pod;
-	pxo.write_stall_ms = d.cfg.write_stall_timeout_ms;
-	pxo.worker_threads = d.cfg.worker_threads;
-	pxo.worker_queue = d.cfg.worker_queue;
-	pxo.worker_per_pod = d.cfg.worker_jobs_per_pod;
-	raise_nofile(&d.cfg);
-	if ((rc = mg_proxy_new(&d.proxy, &pxo)))
+	pxo.server_ctx_data = d;
+	pxo.client_ctx = d->client_ctx;
+	pxo.token_file = d->cfg.api_token_file;
+	d->creds = build_creds(d);
+	pxo.creds = d->creds;
+	pxo.mask_cfg = &d->mask_cfg;
+	pxo.review_kube = d->cfg.token_review ? d->kube : NULL;
+	pxo.max_conns = d->cfg.max_connections;
+	pxo.max_conns_per_pod = d->cfg.max_connections_per_pod;
+	pxo.write_stall_ms = d->cfg.write_stall_timeout_ms;
+	pxo.worker_threads = d->cfg.worker_threads;
+	pxo.worker_queue = d->cfg.worker_queue;
+	pxo.worker_per_pod = d->cfg.worker_jobs_per_pod;
+	raise_nofile(&d->cfg);
+	if ((rc = mg_proxy_new(&d->proxy, &pxo)))
 		die("proxy: %s", strerror(-rc));
-	if (d.cfg.proxy_addr4[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy4)))
-		die("listen %s:%u: %s", d.cfg.proxy_addr4, d.cfg.proxy_port, strerror(-rc));
-	if (d.cfg.proxy_addr6[0] && (rc = mg_proxy_listen(d.proxy, &lo.settings.proxy6)))
-		die("listen [%s]:%u: %s", d.cfg.proxy_addr6, d.cfg.proxy_port, strerror(-rc));
+	if (d->cfg.proxy_addr4[0] && (rc = mg_proxy_listen(d->proxy, &d->proxy4)))
+		die("listen %s:%u: %s", d->cfg.proxy_addr4, d->cfg.proxy_port, strerror(-rc));
+	if (d->cfg.proxy_addr6[0] && (rc = mg_proxy_listen(d->proxy, &d->proxy6)))
+		die("listen [%s]:%u: %s", d->cfg.proxy_addr6, d->cfg.proxy_port, strerror(-rc));
+}
 
-	if ((rc = mg_loop_add_timer(d.loop, 1000, on_tls_timer, &d)) < 0)
+/* The certificate renewal timer, the metrics registry and the admin
+ * listener. */
+static void start_admin(struct daemon *d)
+{
+	struct mg_abi_addr admin_addr;
+	int rc;
+
+	if ((rc = mg_loop_add_timer(d->loop, 1000, on_tls_timer, d)) < 0)
 		die("timer: %s", strerror(-rc));
-	mg_config_parse_hostport(d.cfg.admin_listen, &admin_addr);
-	if ((rc = mg_admin_new(&d.admin, d.loop, &admin_addr, on_admin, &d)))
-		die("admin listener %s: %s", d.cfg.admin_listen, strerror(-rc));
+	register_metrics(d);
+	mg_addr_parse_hostport(d->cfg.admin_listen, &admin_addr);
+	if ((rc = mg_admin_new(&d->admin, d->loop, &admin_addr, on_admin, d)))
+		die("admin listener %s: %s", d->cfg.admin_listen, strerror(-rc));
+}
 
-	sfd = signalfd(-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC);
-	if (sfd < 0 || mg_loop_add_fd(d.loop, sfd, EPOLLIN, on_signal, &d))
+/* SIGTERM/SIGINT stop the loop, SIGHUP reloads the selector. */
+static void watch_signals(struct daemon *d)
+{
+	d->sfd = signalfd(-1, &d->sigmask, SFD_NONBLOCK | SFD_CLOEXEC);
+	if (d->sfd < 0 || mg_loop_add_fd(d->loop, d->sfd, EPOLLIN, on_signal, d))
 		die("signalfd: %s", strerror(errno));
+}
 
+static int run(struct daemon *d)
+{
 	mg_log_json("info", json_pack("{s:s,s:s,s:s,s:i,s:s,s:s}", "event", "ready", "node",
-				      d.cfg.node_name, "proxy4", d.cfg.proxy_addr4, "port",
-				      (int)d.cfg.proxy_port, "proxy6", d.cfg.proxy_addr6, "admin",
-				      d.cfg.admin_listen));
-	rc = mg_loop_run(d.loop);
+				      d->cfg.node_name, "proxy4", d->cfg.proxy_addr4, "port",
+				      (int)d->cfg.proxy_port, "proxy6", d->cfg.proxy_addr6, "admin",
+				      d->cfg.admin_listen));
+	return mg_loop_run(d->loop);
+}
 
-	d.stop = true;
-	mg_endpoints_free(d.endpoints);
-	mg_sacheck_free(d.sacheck);
-	mg_admin_free(d.admin);
-	mg_proxy_free(d.proxy);
-	mg_creds_free(d.creds);
-	mg_pods_free(d.pods);
-	mg_kube_free(d.kube);
-	mg_loop_free(d.loop);
-	mg_loader_close(d.loader);
-	mg_tls_server_free(d.tls);
-	mg_tls_ca_free(d.ca);
-	SSL_CTX_free(d.client_ctx);
-	close(sfd);
+/* Stops the threads first (they call into the others), then frees in the
+ * reverse order of creation. Interception stays in place (pinned). */
+static void teardown(struct daemon *d)
+{
+	d->stop = true;
+	mg_endpoints_free(d->endpoints);
+	mg_sacheck_free(d->sacheck);
+	mg_admin_free(d->admin);
+	mg_proxy_free(d->proxy);
+	mg_creds_free(d->creds);
+	mg_pods_free(d->pods);
+	mg_kube_free(d->kube);
+	mg_loop_free(d->loop);
+	mg_loader_close(d->loader);
+	mg_metrics_free(d->metrics);
+	mg_tls_server_free(d->tls);
+	mg_tls_ca_free(d->ca);
+	SSL_CTX_free(d->client_ctx);
+	if (d->sfd >= 0)
+		close(d->sfd);
+}
+
+int main(int argc, char **argv)
+{
+	static struct daemon d = { .sfd = -1 };
+	int rc;
+
+	if (load_config(&d, argc, argv))
+		return 0;
+	block_signals(&d);
+	open_loader(&d);
+	setup_addresses(&d);
+	setup_tls(&d);
+	if ((rc = mg_loop_new(&d.loop)))
+		die("event loop: %s", strerror(-rc));
+	set_initial_endpoints(&d);
+	start_pods(&d);
+	start_api_threads(&d);
+	start_proxy(&d);
+	start_admin(&d);
+	watch_signals(&d);
+	rc = run(&d);
+	teardown(&d);
 	return rc ? 1 : 0;
 }

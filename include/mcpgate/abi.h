@@ -23,6 +23,23 @@
 /* Where the loader pins maps and links; a restarted daemon reuses them. */
 #define MG_PIN_DIR "/sys/fs/bpf/mcpgate"
 
+/* Names under MG_PIN_DIR: each map is pinned under its name in the
+ * programs, each bpf link under link_<program hook>. Renaming one is an
+ * ABI change (MG_ABI_VERSION): a daemon of the old name finds no pin. */
+#define MG_PIN_MAP_INTERCEPT	 "intercept"
+#define MG_PIN_MAP_ENDPOINTS	 "api_endpoints"
+#define MG_PIN_MAP_SOCKS	 "socks"
+#define MG_PIN_MAP_ORIGINS	 "origins"
+#define MG_PIN_MAP_SETTINGS	 "settings"
+#define MG_PIN_MAP_COUNTERS	 "counters"
+#define MG_PIN_MAP_EVENTS	 "events"
+#define MG_PIN_LINK_CONNECT4	 "link_connect4"
+#define MG_PIN_LINK_CONNECT6	 "link_connect6"
+#define MG_PIN_LINK_SOCKOPS	 "link_sockops"
+#define MG_PIN_LINK_GETPEERNAME4 "link_getpeername4"
+#define MG_PIN_LINK_GETPEERNAME6 "link_getpeername6"
+#define MG_PIN_LINK_EGRESS	 "link_egress"
+
 #define MG_MAX_CGROUP_DEPTH 16	/* ancestor levels walked by connect4/6 */
 #define MG_INTERCEPT_MAX    16384	/* selected pod cgroups per node */
 #define MG_ENDPOINTS_MAX    256	/* API addresses (ClusterIPs, EndpointSlice, extra) */

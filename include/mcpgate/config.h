@@ -79,21 +79,23 @@ struct mg_config {
  */
 int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, size_t errlen);
 
-/**
- * Parses "a.b.c.d:port" or "[v6]:port" into <out> (IPv4 stored mapped).
- * Returns 0 or -EINVAL.
+/*
+ * Deprecated: the addr module (addr.h) under the old names, kept until
+ * proxy/ and tools/mcpgatectl/ call mg_addr_* directly.
  */
+
+/** mg_addr_parse_hostport(). */
 int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out);
 
-/** Parses a bare IPv4/IPv6 address with <port> into <out>. 0 / -EINVAL. */
+/** mg_addr_parse_ip(). */
 int mg_config_parse_addr(const char *s, unsigned port, struct mg_abi_addr *out);
 
 struct sockaddr_storage;
 
-/** Fills <ss> from <a> (AF_INET for IPv4-mapped, else AF_INET6); returns its length. */
+/** mg_addr_to_sockaddr(). */
 unsigned mg_config_sockaddr(const struct mg_abi_addr *a, struct sockaddr_storage *ss);
 
-/** Formats <a> as "1.2.3.4:443" or "[::1]:443" into <buf>. */
+/** mg_addr_fmt(). */
 const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len);
 
 #endif /* MCPGATE_CONFIG_H */

@@ -140,4 +140,14 @@ void mg_endpoints_refresh(struct mg_endpoints *e);
 bool mg_endpoints_synced(struct mg_endpoints *e);
 void mg_endpoints_get_stats(struct mg_endpoints *e, struct mg_endpoints_stats *st);
 
+struct mg_metrics;
+
+/**
+ * Registers the endpoint families in <m> (mcpgate_api_endpoints,
+ * mcpgate_endpoints_fetches_kept_total{reason},
+ * mcpgate_endpointslices_rejected_total), filled from the stats at each
+ * render. Once per <e>. 0, or -ENOMEM / -EEXIST.
+ */
+int mg_endpoints_register_metrics(struct mg_endpoints *e, struct mg_metrics *m);
+
 #endif /* MCPGATE_ENDPOINTS_H */

@@ -1,9 +1,10 @@
 /*
  * A small API-server client for the daemon's own needs (pod watch, the
  * kubernetes Service and EndpointSlice, later TokenReview/TokenRequest).
- * Blocking libcurl calls: use it from worker threads, never the event loop.
- * The bearer token file is re-read on every request (projected tokens
- * rotate) and never logged.
+ * Built on httpc (blocking libcurl calls): use it from worker threads,
+ * never the event loop. The bearer token file is re-read on every request
+ * through secretfile (projected tokens rotate), and never logged; POST
+ * bodies and their answers (TokenReview, TokenRequest) are wiped.
  */
 #ifndef MCPGATE_KUBE_H
 #define MCPGATE_KUBE_H

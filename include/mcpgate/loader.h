@@ -129,6 +129,27 @@ int mg_loader_counters(struct mg_loader *l, uint64_t out[MG_CNT_MAX]);
  */
 int mg_loader_uninstall(const char *pin_dir, struct mg_loader_err *err);
 
+/** What is installed under a pin directory, read without a daemon. */
+struct mg_loader_status {
+	uint64_t counters[MG_CNT_MAX];	/* summed over CPUs */
+	size_t n_counters;		/* how many could be read (MG_CNT_MAX normally) */
+	bool has_settings;		/* <settings> read from the pinned map */
+	struct mg_abi_settings settings;
+	bool has_intercept;		/* <pods> counted from the pinned map */
+	unsigned long pods[3];		/* intercept entries by enum mg_abi_pod_state */
+	unsigned long pods_other;	/* entries of a state this build does not know */
+};
+
+/**
+ * Reads <st> from the maps pinned under <pin_dir> (default MG_PIN_DIR), for
+ * `mcpgatectl status`: the counters, the settings the last daemon wrote,
+ * the pod cgroups by state. Returns 0, or -errno of opening the counters
+ * pin (-ENOENT: not installed) with <err> filled. The settings and the
+ * intercept map are optional (has_*).
+ */
+int mg_loader_read_status(const char *pin_dir, struct mg_loader_status *st,
+			  struct mg_loader_err *err);
+
 /** Names of the counters, indexed by enum mg_abi_counter. */
 extern const char *const mg_loader_counter_names[MG_CNT_MAX];
 

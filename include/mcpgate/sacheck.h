@@ -74,7 +74,17 @@ void mg_sacheck_free(struct mg_sacheck *c);
  * yet, or all of them when <all>; forgets pods no longer selected. */
 void mg_sacheck_run(struct mg_sacheck *c, bool all);
 
-/** Writes the per-pod gauge and the failure counter (Prometheus text). */
+struct mg_metrics;
+
+/**
+ * Registers the per-pod gauge mcpgate_pod_serviceaccount_excess_rights and
+ * the counter mcpgate_serviceaccount_checks_failed_total in <m>, filled at
+ * each render. Once per <c> (which must outlive <m>'s renders). 0, -ENOMEM
+ * or -EEXIST.
+ */
+int mg_sacheck_register_metrics(struct mg_sacheck *c, struct mg_metrics *m);
+
+/** The same families rendered on their own into <f> (tests, tools). */
 void mg_sacheck_write_metrics(struct mg_sacheck *c, FILE *f);
 
 #endif /* MCPGATE_SACHECK_H */

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# test_fakeapi.sh: a self-check of the fake API server (tests/e2e/fakeapi.py) on 127.0.0.1
+# test_fakeapi.sh: a self-check of the fake API server (the tests/e2e/fakeapi package) on 127.0.0.1
 # with real clients and nothing of mcpgate: kubectl 1.33 (WebSocket exec, aggregated discovery)
 # and 1.27 (SPDY exec, legacy discovery) run directly, the google-cloud-cli kubectl
-# dispatcher, and the wire-level checks plus the Python client in fakeapi_check.py.
+# dispatcher, and the wire-level checks plus the Python client in fakeapi/check.py.
 # Needs no root, no namespaces. Prints "test_fakeapi: N passed, N failed".
 # KEEP=1 keeps the work directory.
 set -u
@@ -59,7 +59,7 @@ cat >"$W/state.json" <<'JSON'
 JSON
 
 PORT=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-$PY "$here/fakeapi.py" --listen "127.0.0.1:$PORT" --cert "$W/certs/server.crt" \
+$PY "$here/run-fakeapi.py" --listen "127.0.0.1:$PORT" --cert "$W/certs/server.crt" \
 	--key "$W/certs/server.key" --state "$W/state.json" --log "$W/requests.jsonl" \
 	--token "$TOKEN=admin" --control-token "$CTL" --bookmark-interval 1 \
 	--ready-file "$W/ready" >"$W/fakeapi.log" 2>&1 &
@@ -186,7 +186,7 @@ for l in open(sys.argv[1]):
         print(h.get("user-agent", "").split("/")[0], r["status"], r["path"].split("?")[0].rsplit("/", 1)[-1])' "$W/requests.jsonl" | sort | tr '\n' ' ')
 check "the request log keeps protobuf bodies exactly (body_base64)" $PY -c 'import base64,json,sys
 sys.path.insert(0, sys.argv[2])
-import fakeapi_proto
+from fakeapi import proto as fakeapi_proto
 for l in open(sys.argv[1]):
     r = json.loads(l)
     if "cs-1-33" in r.get("body", "") and "body_base64" in r:
@@ -210,7 +210,7 @@ check "... and picked kubectl 1.33 for a 1.33 server" test -n "$(ua kubectl/v1.3
 
 # A second fake that claims 1.27 and serves only legacy discovery.
 PORT2=$($PY -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
-$PY "$here/fakeapi.py" --listen "127.0.0.1:$PORT2" --cert "$W/certs/server.crt" \
+$PY "$here/run-fakeapi.py" --listen "127.0.0.1:$PORT2" --cert "$W/certs/server.crt" \
 	--key "$W/certs/server.key" --state "$W/state.json" --log "$W/requests2.jsonl" \
 	--token "$TOKEN=admin" --version 1.27 --discovery legacy --ready-file "$W/ready2" \
 	>"$W/fakeapi2.log" 2>&1 &
@@ -230,7 +230,7 @@ for l in open(sys.argv[1]):
 check "legacy discovery: the dispatcher picked kubectl 1.27 for a 1.27 server" grep -q '/api/v1/namespaces/default/pods kubectl/v1.27.' <<<"$legacy"
 check "legacy discovery: /api/v1 and /apis/apps/v1 were fetched" test "$(grep -c '^/api/v1 \|^/apis/apps/v1 ' <<<"$legacy")" = 2
 
-$PY "$here/fakeapi_check.py" 127.0.0.1 "$PORT" "$W/certs/ca.crt" "$TOKEN" "$CTL" \
+PYTHONPATH="$here" $PY -m fakeapi.check 127.0.0.1 "$PORT" "$W/certs/ca.crt" "$TOKEN" "$CTL" \
 	"$W/requests.jsonl" >"$W/checks.out" 2>&1
 cat "$W/checks.out"
 line=$(grep -E '^checks: [0-9]+ passed, [0-9]+ failed' "$W/checks.out" | tail -1)
@@ -238,7 +238,7 @@ if [ -n "$line" ]; then
 	T_PASS=$((T_PASS + $(sed -E 's/checks: ([0-9]+) passed.*/\1/' <<<"$line")))
 	T_FAIL=$((T_FAIL + $(sed -E 's/.* ([0-9]+) failed/\1/' <<<"$line")))
 else
-	fail "fakeapi_check.py ran to the end"
+	fail "fakeapi.check ran to the end"
 fi
 
 check "the server is still alive" kill -0 "$FAKE_PID"

@@ -61,8 +61,8 @@ static void test_file_and_flags(void **state)
 	assert_int_equal(c.proxy_port, 8443); /* the flag wins */
 	assert_false(c.manage_address);
 	assert_int_equal(c.n_endpoints, 2);
-	assert_string_equal(mg_config_fmt_addr(&c.endpoints[0], buf, sizeof(buf)), "10.0.0.1:443");
-	assert_string_equal(mg_config_fmt_addr(&c.endpoints[1], buf, sizeof(buf)),
+	assert_string_equal(mg_addr_fmt(&c.endpoints[0], buf, sizeof(buf)), "10.0.0.1:443");
+	assert_string_equal(mg_addr_fmt(&c.endpoints[1], buf, sizeof(buf)),
 			    "[fd00::2]:6443");
 	assert_string_equal(c.select_namespaces, "a,b");
 	unlink(path);
@@ -227,14 +227,14 @@ static void test_hostport(void **state)
 	struct mg_abi_addr a;
 
 	(void)state;
-	assert_int_equal(mg_config_parse_hostport("1.2.3.4:5", &a), 0);
-	assert_int_equal(mg_config_parse_hostport("[::1]:443", &a), 0);
-	assert_int_equal(mg_config_parse_hostport("::1:443", &a), -EINVAL);
-	assert_int_equal(mg_config_parse_hostport("1.2.3.4:0", &a), -EINVAL);
-	assert_int_equal(mg_config_parse_hostport("1.2.3.4:65536", &a), -EINVAL);
-	assert_int_equal(mg_config_parse_hostport("1.2.3.4:44x", &a), -EINVAL);
-	assert_int_equal(mg_config_parse_hostport("host:443", &a), -EINVAL);
-	assert_int_equal(mg_config_parse_hostport("[1.2.3.4]:443", &a), 0);
+	assert_int_equal(mg_addr_parse_hostport("1.2.3.4:5", &a), 0);
+	assert_int_equal(mg_addr_parse_hostport("[::1]:443", &a), 0);
+	assert_int_equal(mg_addr_parse_hostport("::1:443", &a), -EINVAL);
+	assert_int_equal(mg_addr_parse_hostport("1.2.3.4:0", &a), -EINVAL);
+	assert_int_equal(mg_addr_parse_hostport("1.2.3.4:65536", &a), -EINVAL);
+	assert_int_equal(mg_addr_parse_hostport("1.2.3.4:44x", &a), -EINVAL);
+	assert_int_equal(mg_addr_parse_hostport("host:443", &a), -EINVAL);
+	assert_int_equal(mg_addr_parse_hostport("[1.2.3.4]:443", &a), 0);
 }
 
 /* --unknown-pods: refuse or pass, from a flag or the file; anything else is

@@ -46,7 +46,7 @@ static bool has(const struct mg_endpoints_result *r, const char *hostport)
 {
 	struct mg_abi_addr a;
 
-	assert_int_equal(mg_config_parse_hostport(hostport, &a), 0);
+	assert_int_equal(mg_addr_parse_hostport(hostport, &a), 0);
 	for (size_t i = 0; i < r->n; i++)
 		if (!memcmp(&r->addrs[i], &a, sizeof(a)))
 			return true;
@@ -62,7 +62,7 @@ static void test_compute_trusted(void **state)
 			     slice("kubernetes-v6", "IPv6", "fd00:97::10", 6443));
 
 	(void)state;
-	assert_int_equal(mg_config_parse_hostport("192.0.2.7:443", &extra), 0);
+	assert_int_equal(mg_addr_parse_hostport("192.0.2.7:443", &extra), 0);
 	mg_endpoints_compute(&extra, 1, NULL, 0, svc, sl, &r);
 	assert_int_equal(r.verdict, MG_ENDPOINTS_OK);
 	assert_int_equal(r.rejected, 0);
@@ -198,7 +198,7 @@ static bool applied_has(const char *hostport)
 {
 	struct mg_abi_addr a;
 
-	assert_int_equal(mg_config_parse_hostport(hostport, &a), 0);
+	assert_int_equal(mg_addr_parse_hostport(hostport, &a), 0);
 	for (size_t i = 0; i < n_applied; i++)
 		if (!memcmp(&applied[i], &a, sizeof(a)))
 			return true;

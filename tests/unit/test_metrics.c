@@ -131,6 +131,170 @@ static void test_long_value_whole(void **state)
 	free(big);
 }
 
+/* ---- the registry ---- */
+
+static char *render(struct mg_metrics *m)
+{
+	char *s = mg_metrics_render_text(m);
+
+	assert_non_null(s);
+	return s;
+}
+
+static void test_registry_renders_in_registration_order(void **state)
+{
+	struct mg_metrics *m = mg_metrics_new();
+	const char *const lab[] = { "reason" };
+	struct mg_metrics_family *c, *g;
+	char *s;
+
+	(void)state;
+	c = mg_metrics_add(m, MG_METRICS_COUNTER, "mg_b_total", "B things.", lab, 1, NULL, 0);
+	g = mg_metrics_add(m, MG_METRICS_GAUGE, "mg_a", "A now.", NULL, 0, NULL, 0);
+	assert_non_null(c);
+	assert_non_null(g);
+	/* series in first-use order, not sorted */
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "zeta" }), 2);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "alpha" }), 1);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "zeta" }), 3);
+	mg_metrics_set(mg_metrics_with(g, NULL), -4);
+	s = render(m);
+	assert_string_equal(s, "# HELP mg_b_total B things.\n"
+			       "# TYPE mg_b_total counter\n"
+			       "mg_b_total{reason=\"zeta\"} 5\n"
+			       "mg_b_total{reason=\"alpha\"} 1\n"
+			       "# HELP mg_a A now.\n"
+			       "# TYPE mg_a gauge\n"
+			       "mg_a -4\n");
+	free(s);
+	mg_metrics_free(m);
+	mg_metrics_free(NULL);
+}
+
+static void test_registry_escapes_label_values(void **state)
+{
+	struct mg_metrics *m = mg_metrics_new();
+	const char *const lab[] = { "verb", "resource" };
+	struct mg_metrics_family *c;
+	char *s;
+
+	(void)state;
+	c = mg_metrics_add(m, MG_METRICS_COUNTER, "mg_requests_total", "Requests.", lab, 2,
+			   NULL, 0);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "get", "po\"d}s\n\\x\xff" }),
+		       1);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "list", NULL }), 1);
+	s = render(m);
+	assert_non_null(strstr(s, "mg_requests_total{verb=\"get\",resource=\"po\\\"d}s\\n"
+				  "\\\\x\xef\xbf\xbd\"} 1\n"));
+	assert_non_null(strstr(s, "mg_requests_total{verb=\"list\",resource=\"\"} 1\n"));
+	free(s);
+	mg_metrics_free(m);
+}
+
+static void test_registry_histogram_buckets(void **state)
+{
+	static const double b[] = { 0.01, 0.1, 1 };
+	struct mg_metrics *m = mg_metrics_new();
+	const char *const lab[] = { "stage" };
+	struct mg_metrics_family *h;
+	struct mg_metrics_series *s1;
+	char *s;
+
+	(void)state;
+	h = mg_metrics_add(m, MG_METRICS_HISTOGRAM, "mg_seconds", "Time.", lab, 1, b, 3);
+	assert_non_null(h);
+	s1 = mg_metrics_with(h, (const char *const[]){ "x" });
+	mg_metrics_observe(s1, 0.005);
+	mg_metrics_observe(s1, 0.1); /* on a bound: counted in it (le) */
+	mg_metrics_observe(s1, 0.5);
+	mg_metrics_observe(s1, 7);
+	s = render(m);
+	assert_string_equal(s, "# HELP mg_seconds Time.\n"
+			       "# TYPE mg_seconds histogram\n"
+			       "mg_seconds_bucket{stage=\"x\",le=\"0.01\"} 1\n"
+			       "mg_seconds_bucket{stage=\"x\",le=\"0.1\"} 2\n"
+			       "mg_seconds_bucket{stage=\"x\",le=\"1\"} 3\n"
+			       "mg_seconds_bucket{stage=\"x\",le=\"+Inf\"} 4\n"
+			       "mg_seconds_sum{stage=\"x\"} 7.605000\n"
+			       "mg_seconds_count{stage=\"x\"} 4\n");
+	free(s);
+	mg_metrics_free(m);
+}
+
+static void test_registry_refuses_bad_families(void **state)
+{
+	static const double up[] = { 1, 2 }, down[] = { 2, 1 };
+	struct mg_metrics *m = mg_metrics_new();
+	const char *const bad[] = { "a-b" }, *const le[] = { "le" };
+
+	(void)state;
+	assert_non_null(mg_metrics_add(m, MG_METRICS_COUNTER, "ok_total", "x", NULL, 0, NULL, 0));
+	/* twice the same name */
+	assert_null(mg_metrics_add(m, MG_METRICS_GAUGE, "ok_total", "x", NULL, 0, NULL, 0));
+	assert_null(mg_metrics_add(m, MG_METRICS_GAUGE, "1abc", "x", NULL, 0, NULL, 0));
+	assert_null(mg_metrics_add(m, MG_METRICS_GAUGE, "a b", "x", NULL, 0, NULL, 0));
+	assert_null(mg_metrics_add(m, MG_METRICS_GAUGE, "", "x", NULL, 0, NULL, 0));
+	assert_null(mg_metrics_add(m, MG_METRICS_GAUGE, "g", "two\nlines", NULL, 0, NULL, 0));
+	assert_null(mg_metrics_add(m, MG_METRICS_GAUGE, "g", "x", bad, 1, NULL, 0));
+	assert_null(mg_metrics_add(m, MG_METRICS_HISTOGRAM, "h", "x", NULL, 0, down, 2));
+	assert_null(mg_metrics_add(m, MG_METRICS_HISTOGRAM, "h", "x", NULL, 0, NULL, 0));
+	assert_null(mg_metrics_add(m, MG_METRICS_HISTOGRAM, "h", "x", le, 1, up, 2));
+	assert_null(mg_metrics_add(m, MG_METRICS_GAUGE, "g", "x", NULL, 0, up, 2));
+	assert_non_null(mg_metrics_add(m, MG_METRICS_HISTOGRAM, "h", "x", NULL, 0, up, 2));
+	mg_metrics_free(m);
+}
+
+struct pods_state {
+	struct mg_metrics_family *f;
+	const char *names[3];
+	size_t n;
+	int runs;
+};
+
+static void collect_pods(void *data)
+{
+	struct pods_state *p = data;
+
+	p->runs++;
+	mg_metrics_clear(p->f);
+	for (size_t i = 0; i < p->n; i++)
+		mg_metrics_set(mg_metrics_with(p->f, &p->names[i]), 1);
+}
+
+static void text_block(void *data, FILE *f)
+{
+	fprintf(f, "%s", (const char *)data);
+}
+
+static void test_registry_collect_and_text_adapter(void **state)
+{
+	struct mg_metrics *m = mg_metrics_new();
+	struct pods_state p = { .names = { "a", "b" }, .n = 2 };
+	const char *const lab[] = { "pod" };
+	char *s;
+
+	(void)state;
+	p.f = mg_metrics_add(m, MG_METRICS_GAUGE, "mg_pod", "Pods.", lab, 1, NULL, 0);
+	assert_int_equal(mg_metrics_on_collect(m, collect_pods, &p), 0);
+	assert_int_equal(mg_metrics_add_text(m, text_block, "# TYPE legacy gauge\nlegacy 1\n"), 0);
+	s = render(m);
+	assert_string_equal(s, "# HELP mg_pod Pods.\n# TYPE mg_pod gauge\n"
+			       "mg_pod{pod=\"a\"} 1\nmg_pod{pod=\"b\"} 1\n"
+			       "# TYPE legacy gauge\nlegacy 1\n");
+	free(s);
+	/* a series that went away is gone from the next render */
+	p.n = 1;
+	p.names[0] = "b";
+	s = render(m);
+	assert_string_equal(s, "# HELP mg_pod Pods.\n# TYPE mg_pod gauge\n"
+			       "mg_pod{pod=\"b\"} 1\n"
+			       "# TYPE legacy gauge\nlegacy 1\n");
+	assert_int_equal(p.runs, 2);
+	free(s);
+	mg_metrics_free(m);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -139,6 +303,11 @@ int main(void)
 		cmocka_unit_test(test_cut_never_splits_an_escape),
 		cmocka_unit_test(test_sample_lines),
 		cmocka_unit_test(test_long_value_whole),
+		cmocka_unit_test(test_registry_renders_in_registration_order),
+		cmocka_unit_test(test_registry_escapes_label_values),
+		cmocka_unit_test(test_registry_histogram_buckets),
+		cmocka_unit_test(test_registry_refuses_bad_families),
+		cmocka_unit_test(test_registry_collect_and_text_adapter),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

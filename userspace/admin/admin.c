@@ -19,6 +19,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/admin.h"
 #include "mcpgate/config.h"
 #include "mcpgate/log.h"
@@ -268,7 +269,7 @@ int mg_admin_new(struct mg_admin **out, struct mg_loop *loop, const struct mg_ab
 	socklen_t sl;
 	int rc;
 
-	sl = (socklen_t)mg_config_sockaddr(addr, &ss);
+	sl = mg_addr_to_sockaddr(addr, &ss);
 	a = calloc(1, sizeof(*a));
 	if (!a)
 		return -ENOMEM;

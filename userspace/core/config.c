@@ -13,6 +13,7 @@
 #include <jansson.h>
 
 #include "mcpgate/config.h"
+#include "mcpgate/addr.h"
 #include "mcpgate/proxy.h"
 #include "mcpgate/worker.h"
 
@@ -179,93 +180,27 @@ static int err_line(char *errbuf, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
+/* ---- deprecated: the addr module's functions under their old names, for
+ * callers not yet moved (proxy/, tools/mcpgatectl/); removed after that. */
+
 int mg_config_parse_addr(const char *s, unsigned port, struct mg_abi_addr *out)
 {
-	unsigned char b[16];
-
-	memset(out, 0, sizeof(*out));
-	if (port > 65535)
-		return -EINVAL;
-	out->port = htons((uint16_t)port);
-	if (inet_pton(AF_INET, s, b) == 1) {
-		out->addr[10] = 0xff;
-		out->addr[11] = 0xff;
-		memcpy(out->addr + 12, b, 4);
-		return 0;
-	}
-	if (inet_pton(AF_INET6, s, out->addr) == 1)
-		return 0;
-	return -EINVAL;
+	return mg_addr_parse_ip(s, port, out);
 }
 
 int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out)
 {
-	char host[64];
-	const char *colon, *h = s;
-	size_t hl;
-	char *end;
-	unsigned long port;
-
-	if (*s == '[') {
-		const char *rb = strchr(s, ']');
-
-		if (!rb || rb[1] != ':')
-			return -EINVAL;
-		h = s + 1;
-		hl = rb - h;
-		colon = rb + 1;
-	} else {
-		colon = strrchr(s, ':');
-		if (!colon || memchr(s, ':', colon - s))
-			return -EINVAL;
-		hl = colon - s;
-	}
-	if (hl == 0 || hl >= sizeof(host))
-		return -EINVAL;
-	memcpy(host, h, hl);
-	host[hl] = '\0';
-	errno = 0;
-	port = strtoul(colon + 1, &end, 10);
-	if (errno || *end || colon[1] == '\0' || port == 0 || port > 65535)
-		return -EINVAL;
-	return mg_config_parse_addr(host, (unsigned)port, out);
+	return mg_addr_parse_hostport(s, out);
 }
 
 unsigned mg_config_sockaddr(const struct mg_abi_addr *a, struct sockaddr_storage *ss)
 {
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	memset(ss, 0, sizeof(*ss));
-	if (!memcmp(a->addr, mapped, 12)) {
-		struct sockaddr_in *s = (void *)ss;
-
-		s->sin_family = AF_INET;
-		memcpy(&s->sin_addr, a->addr + 12, 4);
-		s->sin_port = a->port;
-		return sizeof(*s);
-	} else {
-		struct sockaddr_in6 *s = (void *)ss;
-
-		s->sin6_family = AF_INET6;
-		memcpy(&s->sin6_addr, a->addr, 16);
-		s->sin6_port = a->port;
-		return sizeof(*s);
-	}
+	return (unsigned)mg_addr_to_sockaddr(a, ss);
 }
 
 const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len)
 {
-	char ip[INET6_ADDRSTRLEN];
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
-
-	if (!memcmp(a->addr, mapped, 12)) {
-		inet_ntop(AF_INET, a->addr + 12, ip, sizeof(ip));
-		snprintf(buf, len, "%s:%u", ip, ntohs(a->port));
-	} else {
-		inet_ntop(AF_INET6, a->addr, ip, sizeof(ip));
-		snprintf(buf, len, "[%s]:%u", ip, ntohs(a->port));
-	}
-	return buf;
+	return mg_addr_fmt(a, buf, len);
 }
 
 static int set_uint(struct mg_config *c, const struct opt *o, const char *v, char *errbuf,
@@ -317,7 +252,7 @@ static int set_opt(struct mg_config *c, const struct opt *o, const char *v, char
 		if (c->n_endpoints == MG_CONFIG_MAX_ENDPOINTS)
 			return err_line(errbuf, errlen, "--%s: more than %d endpoints", o->name,
 					MG_CONFIG_MAX_ENDPOINTS);
-		if (mg_config_parse_hostport(v, &c->endpoints[c->n_endpoints]))
+		if (mg_addr_parse_hostport(v, &c->endpoints[c->n_endpoints]))
 			return err_line(errbuf, errlen,
 					"--%s: expected ADDR:PORT or [ADDR6]:PORT, got %s", o->name,
 					v);
@@ -557,15 +492,15 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 		if (!c->proxy_addr4[0] && !c->proxy_addr6[0])
 			return err_line(errbuf, errlen, "no proxy address: set --proxy-addr4 or "
 							"--proxy-addr6");
-		if (c->proxy_addr4[0] && (mg_config_parse_addr(c->proxy_addr4, 1, &a) ||
+		if (c->proxy_addr4[0] && (mg_addr_parse_ip(c->proxy_addr4, 1, &a) ||
 					  strchr(c->proxy_addr4, ':')))
 			return err_line(errbuf, errlen, "--proxy-addr4: not an IPv4 address: %s",
 					c->proxy_addr4);
-		if (c->proxy_addr6[0] && (mg_config_parse_addr(c->proxy_addr6, 1, &a) ||
+		if (c->proxy_addr6[0] && (mg_addr_parse_ip(c->proxy_addr6, 1, &a) ||
 					  !strchr(c->proxy_addr6, ':')))
 			return err_line(errbuf, errlen, "--proxy-addr6: not an IPv6 address: %s",
 					c->proxy_addr6);
-		if (mg_config_parse_hostport(c->admin_listen, &a))
+		if (mg_addr_parse_hostport(c->admin_listen, &a))
 			return err_line(errbuf, errlen, "--admin-listen: expected ADDR:PORT, got %s",
 					c->admin_listen);
 	}

@@ -9,10 +9,12 @@
 #include <string.h>
 #include <time.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/config.h"
 #include "mcpgate/endpoints.h"
 #include "mcpgate/kube.h"
 #include "mcpgate/log.h"
+#include "mcpgate/metrics.h"
 
 #define LABEL_SERVICE_NAME "kubernetes.io/service-name"
 #define LABEL_MANAGED_BY   "endpointslice.kubernetes.io/managed-by"
@@ -118,14 +120,14 @@ static size_t add_slice(struct mg_endpoints_result *r, json_t *slice)
 			struct mg_abi_addr addr;
 
 			/* an address of the other family than the slice says is malformed */
-			if (!s || is_v4_text(s) != v4 || mg_config_parse_addr(s, 1, &addr))
+			if (!s || is_v4_text(s) != v4 || mg_addr_parse_ip(s, 1, &addr))
 				continue;
 			n++;
 			json_array_foreach(ports, i, p)
 			{
 				unsigned port = tcp_port(p);
 
-				if (port && !mg_config_parse_addr(s, port, &addr))
+				if (port && !mg_addr_parse_ip(s, port, &addr))
 					add_addr(r, &addr);
 			}
 		}
@@ -158,7 +160,7 @@ void mg_endpoints_compute(const struct mg_abi_addr *extra, size_t n_extra,
 			struct mg_abi_addr a;
 
 			if (port && json_is_string(ip) &&
-			    !mg_config_parse_addr(json_string_value(ip), port, &a)) {
+			    !mg_addr_parse_ip(json_string_value(ip), port, &a)) {
 				add_addr(r, &a);
 				n_svc++;
 			}
@@ -222,6 +224,9 @@ struct mg_endpoints {
 	pthread_t thread;
 	bool started;
 	volatile bool stop;
+
+	/* /metrics families, filled by collect_metrics() */
+	struct mg_metrics_family *m_current, *m_kept, *m_rejected;
 };
 
 static int kube_fetch(void *data, const char *path, json_t **out)
@@ -276,7 +281,7 @@ static json_t *addr_list(const struct mg_abi_addr *a, size_t n)
 
 	for (size_t i = 0; i < n; i++)
 		json_array_append_new(list,
-				      json_string(mg_config_fmt_addr(&a[i], buf, sizeof(buf))));
+				      json_string(mg_addr_fmt(&a[i], buf, sizeof(buf))));
 	return list;
 }
 
@@ -462,4 +467,49 @@ void mg_endpoints_get_stats(struct mg_endpoints *e, struct mg_endpoints_stats *s
 	*st = e->st;
 	st->n_current = e->n_cur;
 	pthread_mutex_unlock(&e->mu);
+}
+
+/* ---- metrics ---- */
+
+static void collect_metrics(void *data)
+{
+	struct mg_endpoints *e = data;
+	static const char *const reasons[] = { "failed", "empty", "overflow", "apply_failed",
+					       "no_slice" };
+	struct mg_endpoints_stats st;
+	uint64_t kept[5];
+
+	mg_endpoints_get_stats(e, &st);
+	kept[0] = st.fetches_failed;
+	kept[1] = st.fetches_empty;
+	kept[2] = st.overflows;
+	kept[3] = st.apply_failed;
+	kept[4] = st.slices_missing;
+	mg_metrics_set(mg_metrics_with(e->m_current, NULL), (int64_t)st.n_current);
+	for (size_t i = 0; i < 5; i++)
+		mg_metrics_set(mg_metrics_with(e->m_kept, &reasons[i]), (int64_t)kept[i]);
+	mg_metrics_set(mg_metrics_with(e->m_rejected, NULL), (int64_t)st.rejected_slices);
+}
+
+int mg_endpoints_register_metrics(struct mg_endpoints *e, struct mg_metrics *m)
+{
+	static const char *const reason[] = { "reason" };
+
+	if (e->m_current)
+		return -EEXIST;
+	e->m_current = mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_api_endpoints",
+				      "Addresses in api_endpoints (the last good set).", NULL, 0,
+				      NULL, 0);
+	e->m_kept = mg_metrics_add(m, MG_METRICS_COUNTER, "mcpgate_endpoints_fetches_kept_total",
+				   "Endpoint fetches that kept the last good set (no_slice: its "
+				   "EndpointSlice addresses), by why.",
+				   reason, 1, NULL, 0);
+	e->m_rejected = mg_metrics_add(m, MG_METRICS_COUNTER,
+				       "mcpgate_endpointslices_rejected_total",
+				       "EndpointSlices labelled for the kubernetes Service but not "
+				       "written by the API server, summed over fetches.",
+				       NULL, 0, NULL, 0);
+	if (!e->m_current || !e->m_kept || !e->m_rejected)
+		return -ENOMEM;
+	return mg_metrics_on_collect(m, collect_metrics, e);
 }

@@ -36,6 +36,7 @@
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/loader.h"
 #include "destroy.skel.h"
 #include "redirect.skel.h"
@@ -60,11 +61,15 @@ enum {
 enum { LINK_CONNECT4, LINK_CONNECT6, LINK_SOCKOPS, LINK_PEER4, LINK_PEER6, LINK_EGRESS, LINK_NR };
 
 static const char *const map_names[MAP_NR] = {
-	"intercept", "api_endpoints", "socks", "origins", "settings", "counters", "events",
+	[MAP_INTERCEPT] = MG_PIN_MAP_INTERCEPT, [MAP_ENDPOINTS] = MG_PIN_MAP_ENDPOINTS,
+	[MAP_SOCKS] = MG_PIN_MAP_SOCKS,		[MAP_ORIGINS] = MG_PIN_MAP_ORIGINS,
+	[MAP_SETTINGS] = MG_PIN_MAP_SETTINGS,	[MAP_COUNTERS] = MG_PIN_MAP_COUNTERS,
+	[MAP_EVENTS] = MG_PIN_MAP_EVENTS,
 };
 static const char *const link_names[LINK_NR] = {
-	"link_connect4", "link_connect6", "link_sockops", "link_getpeername4", "link_getpeername6",
-	"link_egress",
+	[LINK_CONNECT4] = MG_PIN_LINK_CONNECT4,	  [LINK_CONNECT6] = MG_PIN_LINK_CONNECT6,
+	[LINK_SOCKOPS] = MG_PIN_LINK_SOCKOPS,	  [LINK_PEER4] = MG_PIN_LINK_GETPEERNAME4,
+	[LINK_PEER6] = MG_PIN_LINK_GETPEERNAME6, [LINK_EGRESS] = MG_PIN_LINK_EGRESS,
 };
 
 const char *const mg_loader_counter_names[MG_CNT_MAX] = {
@@ -944,13 +949,8 @@ static bool diag_match(const struct cut_job *j, const struct inet_diag_msg *m, s
 
 	if (rem < 0)
 		return false;	/* shorter than its fixed part */
-	if (m->idiag_family == AF_INET) {
-		dst.addr[10] = dst.addr[11] = 0xff;
-		memcpy(dst.addr + 12, m->id.idiag_dst, 4);
-	} else {
-		memcpy(dst.addr, m->id.idiag_dst, 16);
-	}
-	dst.port = m->id.idiag_dport;
+	if (mg_addr_from_raw(m->idiag_family, m->id.idiag_dst, m->id.idiag_dport, &dst))
+		return false;
 	if (!addr_in(&dst, j->eps, j->neps))
 		return false;
 	for (; RTA_OK(a, rem); a = RTA_NEXT(a, rem))
@@ -1227,4 +1227,103 @@ int mg_loader_cut_pod_sockets(const char *pin_dir, const char *pod_cgroup_dir,
 		return fail(err, rc, "cutting the sockets of %s: %s", pod_cgroup_dir,
 			    strerror(-rc));
 	return rc;
+}
+
+/* ---- status, from the pins alone (mcpgatectl) ---- */
+
+/* Sums the per-CPU counters of the pinned map <fd> into <st>. */
+static void read_pinned_counters(int fd, struct mg_loader_status *st)
+{
+	int ncpu = libbpf_num_possible_cpus();
+	__u64 *vals;
+
+	if (ncpu <= 0)
+		return;
+	vals = calloc((size_t)ncpu, sizeof(*vals));
+	if (!vals)
+		return;
+	for (__u32 i = 0; i < MG_CNT_MAX; i++) {
+		if (bpf_map_lookup_elem(fd, &i, vals))
+			break;
+		for (int c = 0; c < ncpu; c++)
+			st->counters[i] += vals[c];
+		st->n_counters = i + 1;
+	}
+	free(vals);
+}
+
+/* Reads the pinned settings map <fd> into <st>. Another ABI's value may be
+ * of another size: it is read whole into a buffer of its own size and only
+ * the common prefix is kept, so its abi_version still shows. */
+static void read_pinned_settings(int fd, struct mg_loader_status *st)
+{
+	struct bpf_map_info info;
+	__u32 len = sizeof(info), zero = 0;
+	void *buf;
+
+	memset(&info, 0, sizeof(info));
+	if (bpf_obj_get_info_by_fd(fd, &info, &len) || !info.value_size)
+		return;
+	buf = calloc(1, info.value_size > sizeof(st->settings) ? info.value_size
+							       : sizeof(st->settings));
+	if (!buf)
+		return;
+	if (bpf_map_lookup_elem(fd, &zero, buf) == 0) {
+		memcpy(&st->settings, buf, sizeof(st->settings));
+		st->has_settings = true;
+	}
+	free(buf);
+}
+
+/* Counts the entries of the pinned intercept map <fd> by state. */
+static void count_pinned_pods(int fd, struct mg_loader_status *st)
+{
+	__u64 key, next;
+	void *prev = NULL;
+
+	st->has_intercept = true;
+	while (bpf_map_get_next_key(fd, prev, &next) == 0) {
+		struct mg_abi_pod v;
+
+		if (bpf_map_lookup_elem(fd, &next, &v) == 0) {
+			if (v.state < 3)
+				st->pods[v.state]++;
+			else
+				st->pods_other++;
+		}
+		key = next;
+		prev = &key;
+	}
+}
+
+int mg_loader_read_status(const char *pin_dir, struct mg_loader_status *st,
+			  struct mg_loader_err *err)
+{
+	const char *dir = pin_dir ? pin_dir : MG_PIN_DIR;
+	char path[600];
+	int fd;
+
+	memset(st, 0, sizeof(*st));
+	err->msg[0] = '\0';
+	pin_path(path, sizeof(path), dir, map_names[MAP_COUNTERS]);
+	fd = bpf_obj_get(path);
+	if (fd < 0)
+		return fail(err, -errno, "%s: %s", dir, strerror(errno));
+	read_pinned_counters(fd, st);
+	close(fd);
+
+	pin_path(path, sizeof(path), dir, map_names[MAP_SETTINGS]);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		read_pinned_settings(fd, st);
+		close(fd);
+	}
+
+	pin_path(path, sizeof(path), dir, map_names[MAP_INTERCEPT]);
+	fd = bpf_obj_get(path);
+	if (fd >= 0) {
+		count_pinned_pods(fd, st);
+		close(fd);
+	}
+	return 0;
 }

@@ -10,6 +10,7 @@
 
 #include "mcpgate/kube.h"
 #include "mcpgate/log.h"
+#include "mcpgate/metrics.h"
 #include "mcpgate/pods.h"
 #include "mcpgate/sacheck.h"
 
@@ -84,6 +85,7 @@ struct mg_sacheck {
 	pthread_t thread;
 	bool started;
 	volatile bool stop;
+	struct sa_metrics *metrics; /* mg_sacheck_register_metrics() */
 };
 
 static int kube_post(void *data, const char *body, json_t **out)
@@ -299,46 +301,80 @@ void mg_sacheck_free(struct mg_sacheck *c)
 		pthread_join(c->thread, NULL);
 	}
 	pthread_mutex_destroy(&c->mu);
+	free(c->metrics);
 	free(c->res);
 	free(c);
 }
 
-/* Writes <s> as a Prometheus label value: \ " and newline escaped. */
-static void put_label(FILE *f, const char *s)
+/* ---- metrics ---- */
+
+struct sa_metrics {
+	struct mg_sacheck *c;
+	struct mg_metrics_family *excess, *failed;
+};
+
+static void collect_metrics(void *data)
 {
-	for (; *s; s++) {
-		if (*s == '\\' || *s == '"')
-			fputc('\\', f);
-		if (*s == '\n')
-			fputs("\\n", f);
-		else
-			fputc(*s, f);
+	struct sa_metrics *sm = data;
+	struct mg_sacheck *c = sm->c;
+
+	pthread_mutex_lock(&c->mu);
+	/* One series per checked pod: pods come and go, so rebuilt each time. */
+	mg_metrics_clear(sm->excess);
+	for (size_t i = 0; i < c->n_res; i++) {
+		const char *v[] = { c->res[i].namespace, c->res[i].name,
+				    c->res[i].service_account };
+
+		if (c->res[i].checked)
+			mg_metrics_set(mg_metrics_with(sm->excess, v), c->res[i].allowed ? 1 : 0);
 	}
+	mg_metrics_set(mg_metrics_with(sm->failed, NULL), (int64_t)c->failures);
+	pthread_mutex_unlock(&c->mu);
+}
+
+static int add_families(struct sa_metrics *sm, struct mg_metrics *m)
+{
+	static const char *const labels[] = { "namespace", "pod", "serviceaccount" };
+
+	sm->excess = mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_pod_serviceaccount_excess_rights",
+				    "1 when a selected pod's own ServiceAccount may do more than "
+				    "discovery (SubjectAccessReview).",
+				    labels, 3, NULL, 0);
+	sm->failed = mg_metrics_add(m, MG_METRICS_COUNTER,
+				    "mcpgate_serviceaccount_checks_failed_total",
+				    "ServiceAccount checks that got no complete answer.", NULL, 0,
+				    NULL, 0);
+	if (!sm->excess || !sm->failed)
+		return -ENOMEM;
+	return mg_metrics_on_collect(m, collect_metrics, sm);
+}
+
+int mg_sacheck_register_metrics(struct mg_sacheck *c, struct mg_metrics *m)
+{
+	struct sa_metrics *sm;
+	int rc;
+
+	if (c->metrics)
+		return -EEXIST;
+	sm = calloc(1, sizeof(*sm));
+	if (!sm)
+		return -ENOMEM;
+	sm->c = c;
+	rc = add_families(sm, m);
+	if (rc) {
+		free(sm);
+		return rc;
+	}
+	c->metrics = sm;
+	return 0;
 }
 
 void mg_sacheck_write_metrics(struct mg_sacheck *c, FILE *f)
 {
-	pthread_mutex_lock(&c->mu);
-	fputs("# HELP mcpgate_pod_serviceaccount_excess_rights 1 when a selected pod's own "
-	      "ServiceAccount may do more than discovery (SubjectAccessReview).\n"
-	      "# TYPE mcpgate_pod_serviceaccount_excess_rights gauge\n",
-	      f);
-	for (size_t i = 0; i < c->n_res; i++) {
-		if (!c->res[i].checked)
-			continue;
-		fputs("mcpgate_pod_serviceaccount_excess_rights{namespace=\"", f);
-		put_label(f, c->res[i].namespace);
-		fputs("\",pod=\"", f);
-		put_label(f, c->res[i].name);
-		fputs("\",serviceaccount=\"", f);
-		put_label(f, c->res[i].service_account);
-		fprintf(f, "\"} %d\n", c->res[i].allowed ? 1 : 0);
-	}
-	fprintf(f,
-		"# HELP mcpgate_serviceaccount_checks_failed_total ServiceAccount checks that got "
-		"no complete answer.\n"
-		"# TYPE mcpgate_serviceaccount_checks_failed_total counter\n"
-		"mcpgate_serviceaccount_checks_failed_total %llu\n",
-		(unsigned long long)c->failures);
-	pthread_mutex_unlock(&c->mu);
+	struct sa_metrics sm = { .c = c };
+	struct mg_metrics *m = mg_metrics_new();
+
+	if (m && !add_families(&sm, m))
+		mg_metrics_render(m, f);
+	mg_metrics_free(m);
 }

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # selfcheck.sh: the real clients (kubectl, node_list_pods.js, py_client.py, mcp_drive.py with
-# mcp-server-kubernetes) against tests/e2e/fakeapi.py on 127.0.0.1, directly: no pods, no eBPF,
+# mcp-server-kubernetes) against the fake API server (tests/e2e/fakeapi/) on 127.0.0.1, directly: no pods, no eBPF,
 # no mcpgate. In-cluster config is emulated in a private mount namespace per client run, where
 # the service-account files sit at /var/run/secrets/kubernetes.io/serviceaccount (/var/run is
 # /run here) and KUBERNETES_SERVICE_HOST=127.0.0.1. Needs root (unshare --mount).
@@ -8,7 +8,7 @@
 # KEEP=1 keeps the work directory (logs, state, request log).
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
-FAKEAPI=${FAKEAPI:-$here/../fakeapi.py}
+FAKEAPI=${FAKEAPI:-$here/../run-fakeapi.py}
 PY=/usr/bin/python3
 
 if [ "$(id -u)" != 0 ]; then

@@ -265,7 +265,7 @@ rig_fakeapi() {
 	rig_state
 	for l in ${RIG_API_LISTENS:-10.96.0.1:443 [fd00:96::1]:443 10.97.0.10:6443}; do args+=(--listen "$l"); done
 	# exec'd in the background job itself, so $! is the server's own pid
-	(exec nsenter --net="/run/netns/$RIG_API" "$RIG_PY" "${RIG_FAKEAPI:-$RIG_ROOT_DIR/tests/e2e/fakeapi.py}" \
+	(exec nsenter --net="/run/netns/$RIG_API" "$RIG_PY" "${RIG_FAKEAPI:-$RIG_ROOT_DIR/tests/e2e/run-fakeapi.py}" \
 		"${args[@]}" --cert "$RIG_DIR/certs/server.crt" --key "$RIG_DIR/certs/server.key" \
 		--state "$RIG_DIR/state.json" --log "$RIG_DIR/api-requests.jsonl" \
 		--token "$(cat "$RIG_DIR/daemon-token")=system:serviceaccount:mcpgate:mcpgated" \

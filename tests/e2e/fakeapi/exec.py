@@ -1,4 +1,4 @@
-"""fakeapi_exec.py: pods/exec (and attach) for the fake API server.
+"""fakeapi.exec: pods/exec (and attach) for the fake API server.
 
 Two transports, as the real API server/kubelet offer them:
   - WebSocket (RFC 6455) with the subprotocols v5.channel.k8s.io (adds channel 255, CLOSE),
@@ -19,7 +19,7 @@ import struct
 import time
 import zlib
 
-from fakeapi import HTTPError, ClientGone, parse_bool
+from .wire import HTTPError, ClientGone, parse_bool
 
 WS_GUID = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 WS_PROTOCOLS = ["v5.channel.k8s.io", "v4.channel.k8s.io", "v3.channel.k8s.io",

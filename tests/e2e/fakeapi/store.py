@@ -1,4 +1,4 @@
-"""fakeapi_store.py: the fake API server's object store, resource registry and selectors.
+"""fakeapi.store: the fake API server's object store, resource registry and selectors.
 
 One global, monotonically increasing resourceVersion (as etcd's revision is); every write
 bumps it and appends a watch event, so a watch from RV N replays the events after N. Objects

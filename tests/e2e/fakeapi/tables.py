@@ -1,8 +1,8 @@
-"""fakeapi_tables.py: server-side printing (meta.k8s.io Table), as the API server's printers
+"""fakeapi.tables: server-side printing (meta.k8s.io Table), as the API server's printers
 (pkg/printers/internalversion) build the columns `kubectl get` shows."""
 import time
 
-from fakeapi_store import parse_rfc3339
+from .store import parse_rfc3339
 
 
 def human_duration(secs):

@@ -1,4 +1,4 @@
-"""fakeapi_proto.py: decoding of Kubernetes protobuf request bodies
+"""fakeapi.proto: decoding of Kubernetes protobuf request bodies
 (Content-Type application/vnd.kubernetes.protobuf), which kubectl 1.3x sends for its typed
 clients (kubectl create secret|configmap|namespace|serviceaccount|deployment|job|cronjob|
 service|role|rolebinding..., create token, auth can-i/whoami).

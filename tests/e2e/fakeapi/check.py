@@ -1,6 +1,6 @@
 #!/usr/bin/python3
-"""fakeapi_check.py HOST PORT CAFILE TOKEN CONTROL_TOKEN REQLOG: wire-level checks of
-fakeapi.py (what kubectl does not show): keep-alive, Status errors, Audit-Id, watch
+"""python3 -m fakeapi.check HOST PORT CAFILE TOKEN CONTROL_TOKEN REQLOG: wire-level checks of
+the fake API server (what kubectl does not show): keep-alive, Status errors, Audit-Id, watch
 resourceVersion semantics, bookmarks, timeoutSeconds, Tables, aggregated discovery,
 TokenRequest/TokenReview, the request log, and the Python kubernetes client (list, watch,
 exec over WebSocket v4). Prints "  ok    NAME" / "  FAIL  NAME" lines and a last line

@@ -1,6 +1,6 @@
-"""fakeapi_handler.py: routing and the API handlers of the fake API server (one instance per
+"""fakeapi.handler: routing and the API handlers of the fake API server (one instance per
 request). Discovery, CRUD on the store, watch, Tables, pods/log, reviews, TokenRequest and
-the test control endpoint; exec lives in fakeapi_exec.py."""
+the test control endpoint; exec lives in fakeapi.exec."""
 import base64
 import copy
 import hashlib
@@ -11,12 +11,10 @@ import threading
 import time
 import uuid
 
-import fakeapi_store as fs
-import fakeapi_tables as ft
-from fakeapi import (HTTPError, ClientGone, jdump, status_obj, parse_bool, negotiate,
-                     parse_accept)
-
-SERVER = None
+from . import store as fs
+from . import tables as ft
+from .wire import (HTTPError, ClientGone, jdump, status_obj, parse_bool, negotiate,
+                   parse_accept)
 
 # The API groups in the order the real server lists them (its priority order).
 GROUP_ORDER = ["apiregistration.k8s.io", "apps", "events.k8s.io", "authentication.k8s.io",
@@ -32,10 +30,6 @@ PUBLIC_PATHS = ("/version", "/version/", "/healthz", "/livez", "/readyz",
 BUILTIN_GROUPS = ("", "apps", "batch", "discovery.k8s.io", "coordination.k8s.io",
                   "rbac.authorization.k8s.io", "apiextensions.k8s.io", "networking.k8s.io",
                   "authentication.k8s.io", "authorization.k8s.io")
-
-_TICKS = {"n": 0}
-_tick_lock = threading.Lock()
-
 
 def _hash8(s):
     return base64.b64encode(hashlib.sha256(s.encode()).digest()[:8]).decode()
@@ -315,7 +309,7 @@ class Handler:
         return self.conn.respond(self.req, 200, body, "application/json", hdrs)
 
     def openapi_v2(self):
-        import fakeapi_proto
+        from . import proto as fakeapi_proto
         ops = []
         for g, vs in self.groups().items():
             for v in vs:
@@ -460,7 +454,7 @@ class Handler:
     def body_json(self, any_type=False):
         ctype = (self.req.header("content-type") or "application/json").split(";")[0].strip()
         if ctype == "application/vnd.kubernetes.protobuf" and not any_type:
-            import fakeapi_proto
+            from . import proto as fakeapi_proto
             try:
                 return fakeapi_proto.decode(self.req.body)
             except fakeapi_proto.ProtoError as e:
@@ -857,7 +851,7 @@ class Handler:
             if sub == "log" and m in ("GET", "HEAD"):
                 return self.pod_log(ns, name)
             if sub in ("exec", "attach") and m in ("GET", "POST"):
-                import fakeapi_exec
+                from . import exec as fakeapi_exec
                 return fakeapi_exec.handle(self, ns, name, sub)
         if rt.key == ("", "serviceaccounts") and sub == "token" and m == "POST":
             return self.token_request(ns, name)
