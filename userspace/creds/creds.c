@@ -6,7 +6,7 @@
  * files, and the blocking HTTP client the providers call.
  *
  * Blocking by design: STS, the Pod Identity agent and TokenRequest are
- * reached with libcurl easy handles, one per call, from the daemon's worker
+ * reached with the one libcurl client (httpc), one call each, from the daemon's worker
  * threads. The cache mutex is never held across a network call; two
  * threads missing the same entry at once both fetch, and the later result
  * wins, which is harmless.
@@ -22,11 +22,12 @@
 #include <time.h>
 #include <unistd.h>
 
-#include <curl/curl.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
 
 #include "mcpgate/creds.h"
+#include "mcpgate/httpc.h"
+#include "mcpgate/secretfile.h"
 
 #include "provider.h"
 
@@ -96,49 +97,26 @@ void mg_creds_safe_message(char *dst, size_t n, const char *msg, const char *sec
 			memset(hit, '*', strlen(secret));
 }
 
-/* Reads the small file <path> (a token) into a new NUL-terminated buffer,
- * trailing whitespace dropped. Returns 0 or -errno.
+/* Reads the token file <path> with the one secret-file reader (same trim,
+ * same bound) into a new NUL-terminated buffer of MAX_FILE + 1 bytes, which
+ * callers wipe with mg_creds_wipe_free(buf, MAX_FILE + 1). 0 or -errno.
  */
 int mg_creds_read_secret_file(const char *path, char **out)
 {
-	char *buf = malloc(MAX_FILE + 1);
-	size_t len = 0;
-	int fd, ret = 0;
+	_Static_assert(MG_SECRETFILE_MAX <= MAX_FILE, "a secret file fits the buffer");
+	struct mg_secret sec = { 0 };
+	char *buf;
+	int ret = mg_secretfile_read(path, &sec);
 
-	if (!buf)
+	if (ret)
+		return ret;
+	buf = calloc(1, MAX_FILE + 1);
+	if (!buf) {
+		mg_secret_wipe(&sec);
 		return -ENOMEM;
-	fd = open(path, O_RDONLY | O_CLOEXEC);
-	if (fd < 0) {
-		ret = -errno;
-		free(buf);
-		return ret;
 	}
-	for (;;) {
-		ssize_t r = read(fd, buf + len, MAX_FILE + 1 - len);
-
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r < 0) {
-			ret = -errno;
-			break;
-		}
-		if (r == 0)
-			break;
-		len += (size_t)r;
-		if (len > MAX_FILE) {
-			ret = -EFBIG;
-			break;
-		}
-	}
-	close(fd);
-	if (ret < 0) {
-		mg_creds_wipe_free(buf, MAX_FILE + 1);
-		return ret;
-	}
-	while (len && (buf[len - 1] == '\n' || buf[len - 1] == '\r' || buf[len - 1] == ' ' ||
-		       buf[len - 1] == '\t'))
-		len--;
-	buf[len] = '\0';
+	memcpy(buf, sec.ptr, sec.len);
+	mg_secret_wipe(&sec);
 	*out = buf;
 	return 0;
 }
@@ -189,39 +167,7 @@ int mg_creds_set_bearer(struct mg_creds_result *out, const char *token)
 	return 0;
 }
 
-/* ---- HTTP (libcurl, blocking) ---- */
-
-static size_t on_body(char *p, size_t sz, size_t nm, void *data)
-{
-	struct http_resp *r = data;
-	size_t n = sz * nm;
-
-	if (r->len + n > MAX_BODY) {
-		r->too_big = true;
-		return 0;
-	}
-	if (r->len + n + 1 > r->cap) {
-		size_t cap = r->cap ? r->cap : 4096;
-		char *b;
-
-		while (cap < r->len + n + 1)
-			cap *= 2;
-		/* Copy and wipe rather than realloc: the body holds secrets. */
-		b = malloc(cap);
-		if (!b)
-			return 0;
-		if (r->body) {
-			memcpy(b, r->body, r->len);
-			mg_creds_wipe_free(r->body, r->cap);
-		}
-		r->body = b;
-		r->cap = cap;
-	}
-	memcpy(r->body + r->len, p, n);
-	r->len += n;
-	r->body[r->len] = '\0';
-	return n;
-}
+/* ---- HTTP (the one libcurl client, blocking) ---- */
 
 void mg_creds_http_resp_free(struct http_resp *r)
 {
@@ -230,91 +176,48 @@ void mg_creds_http_resp_free(struct http_resp *r)
 	r->len = r->cap = 0;
 }
 
-static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
-
-static void curl_init_once(void)
-{
-	curl_global_init(CURL_GLOBAL_DEFAULT);
-}
-
-/* Performs <q>. Returns 0 once any HTTP answer came back (<r->status> set,
- * body in <r>), -EIO with <r->err> on a transport failure, -ENOMEM.
- * Redirects are not followed and only http/https are spoken.
+/* Performs <q> with httpc (bodies wiped: they hold credentials). Returns 0
+ * once any HTTP answer came back (<r->status> set, body in <r>), -EIO with
+ * <r->err> on a transport failure or an answer over MAX_BODY, -ENOMEM.
+ * Redirects are not followed and only http/https are spoken (httpc's rules).
  */
 int mg_creds_http_do(const struct http_req *q, struct http_resp *r)
 {
-	struct curl_slist *hl = NULL, *n;
-	CURLcode rc;
-	CURL *h;
-	int ret = 0;
+	const struct mg_httpc_req hq = {
+		.url = q->url,
+		.body = q->body,
+		.body_len = q->body_len,
+		.ca_file = q->ca_file,
+		.headers = q->headers,
+		.n_headers = q->n_headers,
+		.connect_timeout_ms = q->timeout_ms,
+		.timeout_ms = q->timeout_ms,
+		.max_body = MAX_BODY,
+		.wipe = true,
+		.no_proxy = q->no_proxy,
+	};
+	struct mg_httpc_resp hr;
+	int ret;
 
 	memset(r, 0, sizeof(*r));
-	pthread_once(&curl_once, curl_init_once);
-	h = curl_easy_init();
-	if (!h)
-		return -ENOMEM;
-	for (size_t i = 0; i < q->n_headers; i++) {
-		n = curl_slist_append(hl, q->headers[i]);
-		if (!n) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		hl = n;
-	}
-	/* Drop the headers curl would add on its own for a POST. */
-	if (q->body) {
-		n = curl_slist_append(hl, "Expect:");
-		if (!n) {
-			ret = -ENOMEM;
-			goto out;
-		}
-		hl = n;
-	}
-	curl_easy_setopt(h, CURLOPT_URL, q->url);
-	curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-	curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-	curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, q->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, q->timeout_ms);
-	curl_easy_setopt(h, CURLOPT_USERAGENT, "mcpgate");
-	curl_easy_setopt(h, CURLOPT_HTTPHEADER, hl);
-	curl_easy_setopt(h, CURLOPT_ERRORBUFFER, r->err);
-	curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(h, CURLOPT_WRITEDATA, r);
-	if (q->ca_file)
-		curl_easy_setopt(h, CURLOPT_CAINFO, q->ca_file);
-	if (q->no_proxy)
-		curl_easy_setopt(h, CURLOPT_NOPROXY, "*");
-	if (q->body) {
-		curl_easy_setopt(h, CURLOPT_POST, 1L);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDS, q->body);
-		curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)q->body_len);
-	} else {
-		curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
-	}
-	rc = curl_easy_perform(h);
-	if (rc != CURLE_OK) {
-		if (!r->err[0] || r->too_big)
-			snprintf(r->err, sizeof(r->err), "%s",
-				 r->too_big ? "response body over 1 MiB" : curl_easy_strerror(rc));
-		mg_creds_http_resp_free(r);
+	ret = mg_httpc_do(&hq, &hr);
+	if (ret == -E2BIG || ret == -EIO) {
+		snprintf(r->err, sizeof(r->err), "%s",
+			 ret == -E2BIG ? "response body over 1 MiB" : hr.err);
 		ret = -EIO;
-		goto out;
-	}
-	curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &r->status);
-	if (!r->body) {
-		/* An empty body still gets a NUL-terminated buffer. */
-		r->body = calloc(1, 1);
-		r->cap = 1;
-		if (!r->body)
+	} else if (ret == 0) {
+		/* Our own copy, so mg_creds_http_resp_free() owns what it wipes. */
+		r->body = malloc(hr.len + 1);
+		if (r->body) {
+			memcpy(r->body, hr.body, hr.len + 1);
+			r->len = hr.len;
+			r->cap = hr.len + 1;
+			r->status = hr.status;
+		} else {
 			ret = -ENOMEM;
+		}
 	}
-out:
-	/* The header lines hold bearer tokens and session tokens. */
-	for (n = hl; n; n = n->next)
-		OPENSSL_cleanse(n->data, strlen(n->data));
-	curl_slist_free_all(hl);
-	curl_easy_cleanup(h);
+	mg_httpc_resp_free(&hr);
 	return ret;
 }
 
@@ -489,7 +392,6 @@ struct mg_creds *mg_creds_new(const struct mg_creds_config *cfg, char *errbuf, s
 		goto fail;
 	}
 	c->lock_ok = true;
-	pthread_once(&curl_once, curl_init_once);
 	return c;
 fail:
 	mg_creds_free(c);

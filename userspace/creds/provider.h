@@ -14,7 +14,7 @@
 #include <stddef.h>
 #include <time.h>
 
-#include <curl/curl.h>
+#include "mcpgate/httpc.h"
 
 #include "mcpgate/creds.h"
 #include "mcpgate/sigv4.h"
@@ -111,7 +111,7 @@ struct http_resp {
 	size_t len;
 	size_t cap;
 	bool too_big;
-	char err[CURL_ERROR_SIZE];
+	char err[MG_HTTPC_ERR_MAX];
 };
 
 /* ---- the provider interface ---- */
