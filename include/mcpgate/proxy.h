@@ -13,10 +13,14 @@
 #ifndef MCPGATE_PROXY_H
 #define MCPGATE_PROXY_H
 
+#include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 #include <openssl/ssl.h>
 
 #include "mcpgate/abi.h"
+#include "mcpgate/exchange.h"
+#include "mcpgate/str.h"
 
 struct mg_creds;
 struct mg_kube;
@@ -97,5 +101,31 @@ void mg_proxy_get_stats(const struct mg_proxy *p, struct mg_proxy_stats *s);
 
 /** Appends Prometheus text for the per-request metrics to <f>. */
 void mg_proxy_write_metrics(const struct mg_proxy *p, void *file);
+
+/* ---- for the modules of userspace/proxy/ (conn.h) ----
+ * Address conversions and the request metrics live here, in one place,
+ * until the addr module and the metrics registry take them over. */
+
+#define MG_PROXY_IP_TEXT_MAX 46 /* INET6_ADDRSTRLEN */
+
+/** <ss> as an ABI address (IPv4 as v4-mapped). 0 / -EAFNOSUPPORT. */
+int mg_proxy_addr_to_abi(const struct sockaddr_storage *ss, struct mg_abi_addr *a);
+/** <a> as a sockaddr; returns its length. */
+socklen_t mg_proxy_addr_from_abi(const struct mg_abi_addr *a, struct sockaddr_storage *ss);
+/** The bare IP of <a>, for upstream certificate IP verification. */
+void mg_proxy_addr_ip_text(const struct mg_abi_addr *a, char *buf, size_t len);
+
+/**
+ * The daemon's token, re-read when its file changed (checked at most once a
+ * second): projected tokens rotate underneath us. Empty without a file.
+ */
+struct mg_str mg_proxy_daemon_token(struct mg_proxy *p);
+
+/** Counts one finished exchange in the request metrics. */
+void mg_proxy_count_request(struct mg_proxy *p, const char *verb, const char *resource, int code,
+			    enum mg_exchange_decision d, double secs);
+
+uint64_t mg_proxy_now_ms(void);
+uint64_t mg_proxy_now_ns(void);
 
 #endif /* MCPGATE_PROXY_H */
