@@ -43,9 +43,8 @@ void mg_authn_hash(struct mg_str token, unsigned char hash[MG_AUTHN_HASH_LEN]);
  * The cached answer for <hash> still valid at <now_ms>, or NULL. The
  * pointer is valid until the next mg_authn_put().
  */
-const struct mg_authn_answer *mg_authn_find(struct mg_authn *a,
-					    const unsigned char hash[MG_AUTHN_HASH_LEN],
-					    uint64_t now_ms);
+const struct mg_authn_answer *
+mg_authn_find(struct mg_authn *a, const unsigned char hash[MG_AUTHN_HASH_LEN], uint64_t now_ms);
 
 /** Caches <ans> for <hash> until <now_ms> + MG_AUTHN_TTL_MS. */
 void mg_authn_put(struct mg_authn *a, const unsigned char hash[MG_AUTHN_HASH_LEN],
@@ -56,14 +55,14 @@ void mg_authn_put(struct mg_authn *a, const unsigned char hash[MG_AUTHN_HASH_LEN
  * worker thread. The request body is wiped once sent. 0, or -errno with
  * <error> (at most <error_len> bytes) saying why.
  */
-int mg_authn_review(struct mg_authn *a, const char *token, struct mg_authn_answer *ans,
-		    char *error, size_t error_len);
+int mg_authn_review(struct mg_authn *a, const char *token, struct mg_authn_answer *ans, char *error,
+		    size_t error_len);
 
 /**
  * Whether <ans> is the ServiceAccount <sa> of namespace <ns>: writes the
  * expected user name into <want> (for the log) either way.
  */
-bool mg_authn_is_service_account(const struct mg_authn_answer *ans, const char *ns,
-				 const char *sa, char *want, size_t want_len);
+bool mg_authn_is_service_account(const struct mg_authn_answer *ans, const char *ns, const char *sa,
+				 char *want, size_t want_len);
 
 #endif /* MCPGATE_AUTHN_H */

@@ -50,6 +50,11 @@ struct mg_worker;
 #define MG_CONN_REFUSE_HEAD_MS 5000
 #define MG_CONN_RETRY_AFTER_S  1
 #define MG_CONN_MAX_LISTENERS  4
+/* accept() out of fds or memory: listeners paused this long, doubling. */
+#define MG_CONN_BACKOFF_MIN_MS 50
+#define MG_CONN_BACKOFF_MAX_MS 1000
+/* The timeouts are checked this often (mg_conn_on_sweep()). */
+#define MG_CONN_SWEEP_MS 1000
 
 /** One client connection. */
 struct mg_conn {
@@ -119,8 +124,8 @@ struct mg_proxy {
 	unsigned refusing;  /* connections kept only to answer 429 */
 	int backoff_fd;	    /* timerfd: listeners paused after accept failed */
 	unsigned backoff_ms;
-	bool backing_off; /* since the first failure, until an accept succeeds */
-	bool paused;	  /* listeners have no epoll interest now */
+	bool backing_off;	   /* since the first failure, until an accept succeeds */
+	bool paused;		   /* listeners have no epoll interest now */
 	uint64_t peak_active;	   /* since the last malloc_trim */
 	uint64_t freed_since_trim; /* buffer bytes freed since then */
 	int lfd[MG_CONN_MAX_LISTENERS];

@@ -135,7 +135,7 @@ struct mg_exchange {
 	char *replay;	   /* the whole request, kept while it may be resent */
 	size_t replay_len;
 	struct mg_mask_body *mask; /* this response's masker, NULL when unmasked */
-	char *held_head; /* masked response: head waits for the first safe bytes */
+	char *held_head;	   /* masked response: head waits for the first safe bytes */
 	size_t held_len;
 	uint64_t bytes_in, bytes_out;
 };

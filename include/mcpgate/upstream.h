@@ -26,7 +26,7 @@ struct mg_upstream {
 	struct mg_abi_addr dst;
 	bool connecting; /* TCP connect in progress */
 	bool hs_done;
-	uint64_t since_ms; /* connect start, or idle start in the pool */
+	uint64_t since_ms;	  /* connect start, or idle start in the pool */
 	struct mg_upstream *next; /* pool list */
 };
 

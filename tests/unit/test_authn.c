@@ -18,7 +18,7 @@ static void put_answer(struct mg_authn *a, const char *token, bool ok, const cha
 		       uint64_t now)
 {
 	unsigned char h[MG_AUTHN_HASH_LEN];
-	struct mg_authn_answer ans = { .authenticated = ok };
+	struct mg_authn_answer ans = {.authenticated = ok};
 
 	snprintf(ans.username, sizeof(ans.username), "%s", user);
 	mg_authn_hash(mg_str_of(token), h);
@@ -110,7 +110,7 @@ static void test_the_token_itself_is_never_stored(void **state)
 
 static void test_service_account_match(void **state)
 {
-	struct mg_authn_answer ans = { .authenticated = true };
+	struct mg_authn_answer ans = {.authenticated = true};
 	char want[400];
 
 	(void)state;

@@ -59,8 +59,8 @@ static enum mg_stage_rc stage_deny(struct mg_exchange *x)
 
 static void test_stages_run_in_list_order(void **state)
 {
-	const struct mg_stage list[] = { { "a", stage_a }, { "b", stage_b }, { "c", stage_c } };
-	struct mg_exchange x = { 0 };
+	const struct mg_stage list[] = {{"a", stage_a}, {"b", stage_b}, {"c", stage_c}};
+	struct mg_exchange x = {0};
 
 	(void)state;
 	trace[0] = '\0';
@@ -72,8 +72,8 @@ static void test_stages_run_in_list_order(void **state)
 
 static void test_a_reply_skips_the_rest_of_the_list(void **state)
 {
-	const struct mg_stage list[] = { { "a", stage_a }, { "deny", stage_deny }, { "c", stage_c } };
-	struct mg_exchange x = { 0 };
+	const struct mg_stage list[] = {{"a", stage_a}, {"deny", stage_deny}, {"c", stage_c}};
+	struct mg_exchange x = {0};
 
 	(void)state;
 	trace[0] = '\0';
@@ -141,7 +141,7 @@ static void on_settled(struct mg_exchange *x, enum mg_stage_rc rc)
 
 static int setup_worker(void **state)
 {
-	struct mg_worker_opts wo = { 0 };
+	struct mg_worker_opts wo = {0};
 
 	(void)state;
 	assert_int_equal(mg_loop_new(&loop), 0);
@@ -162,8 +162,8 @@ static int teardown_worker(void **state)
 
 static void test_a_stage_resumed_from_the_worker_runs_the_rest(void **state)
 {
-	const struct mg_stage list[] = { { "a", stage_a }, { "wait", stage_wait }, { "c", stage_c } };
-	struct mg_exchange x = { .settled = on_settled };
+	const struct mg_stage list[] = {{"a", stage_a}, {"wait", stage_wait}, {"c", stage_c}};
+	struct mg_exchange x = {.settled = on_settled};
 
 	(void)state;
 	trace[0] = '\0';
@@ -179,8 +179,8 @@ static void test_a_stage_resumed_from_the_worker_runs_the_rest(void **state)
 
 static void test_a_stage_resumed_with_a_reply_skips_the_rest(void **state)
 {
-	const struct mg_stage list[] = { { "wait", stage_wait }, { "c", stage_c } };
-	struct mg_exchange x = { .settled = on_settled };
+	const struct mg_stage list[] = {{"wait", stage_wait}, {"c", stage_c}};
+	struct mg_exchange x = {.settled = on_settled};
 
 	(void)state;
 	trace[0] = '\0';
@@ -195,9 +195,9 @@ static void test_a_stage_resumed_with_a_reply_skips_the_rest(void **state)
  * settles nothing yet. */
 static void test_two_waits_settle_once_at_the_end(void **state)
 {
-	const struct mg_stage list[] = { { "wait", stage_wait }, { "b", stage_b },
-					 { "wait", stage_wait }, { "c", stage_c } };
-	struct mg_exchange x = { .settled = on_settled };
+	const struct mg_stage list[] = {
+		{"wait", stage_wait}, {"b", stage_b}, {"wait", stage_wait}, {"c", stage_c}};
+	struct mg_exchange x = {.settled = on_settled};
 
 	(void)state;
 	trace[0] = '\0';
@@ -231,9 +231,11 @@ static void test_the_proxy_runs_its_stages_in_this_order(void **state)
  * then closes the upstream and answers; mg_exchange_take_response_head). */
 static void test_response_stages_in_order(void **state)
 {
-	const struct mg_stage list[] = { { "upgrade", stage_a }, { "mask", stage_b },
-					 { "filter", stage_deny }, { "audit", stage_c } };
-	struct mg_exchange x = { 0 };
+	const struct mg_stage list[] = {{"upgrade", stage_a},
+					{"mask", stage_b},
+					{"filter", stage_deny},
+					{"audit", stage_c}};
+	struct mg_exchange x = {0};
 
 	(void)state;
 	trace[0] = '\0';
@@ -257,9 +259,8 @@ static enum mg_stage_rc stage_toy_policy(struct mg_exchange *x)
 }
 
 static const struct mg_stage with_policy[] = {
-	{ "identify", stage_identify }, { "rewrite", stage_rewrite },
-	{ "authn", stage_authn },	{ "policy", stage_toy_policy },
-	{ "creds", stage_creds },	{ "upstream", stage_upstream },
+	{"identify", stage_identify}, {"rewrite", stage_rewrite}, {"authn", stage_authn},
+	{"policy", stage_toy_policy}, {"creds", stage_creds},	  {"upstream", stage_upstream},
 };
 
 struct rig {
@@ -272,7 +273,7 @@ struct rig {
  * 127.0.0.1 (the upstream stage connects to it; no TLS gets that far). */
 static void rig_init(struct rig *r)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	struct sockaddr_in sin = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
 	socklen_t sl = sizeof(sin);
 
 	memset(r, 0, sizeof(*r));
@@ -282,7 +283,7 @@ static void rig_init(struct rig *r)
 	assert_int_equal(listen(r->lfd, 4), 0);
 	assert_int_equal(getsockname(r->lfd, (struct sockaddr *)&sin, &sl), 0);
 	{
-		struct sockaddr_storage ss = { 0 };
+		struct sockaddr_storage ss = {0};
 
 		memcpy(&ss, &sin, sizeof(sin));
 		assert_int_equal(mg_proxy_addr_to_abi(&ss, &r->c.o.orig_dst), 0);
@@ -292,7 +293,7 @@ static void rig_init(struct rig *r)
 	assert_non_null(r->p.o.client_ctx);
 	mg_mask_cfg_default(&r->p.mcfg);
 	r->p.o.mask_cfg = &r->p.mcfg;
-	r->p.pool = (struct mg_upstream_pool){ loop, NULL, 0, 4, 1000 };
+	r->p.pool = (struct mg_upstream_pool){loop, NULL, 0, 4, 1000};
 	r->c.p = &r->p;
 	r->c.fd = -1;
 	r->c.ident.known = true;
@@ -401,8 +402,8 @@ static void test_request_info_keeps_long_fields_whole(void **state)
 	memset(name, 'n', 253);
 	name[253] = '\0';
 	snprintf(head, sizeof(head),
-		 "GET /apis/%s/v1/namespaces/default/widgets/%s HTTP/1.1\r\nHost: k\r\n\r\n",
-		 group, name);
+		 "GET /apis/%s/v1/namespaces/default/widgets/%s HTTP/1.1\r\nHost: k\r\n\r\n", group,
+		 name);
 	rig_init(&r);
 	begin(&r.c);
 	{
@@ -429,18 +430,18 @@ static void test_upgrade_policy(void **state)
 		enum upgrade_verdict want;
 		enum mg_tunmask_proto tp;
 	} cases[] = {
-		{ "pods/exec", "websocket", UPGRADE_MASKED, MG_TUNMASK_WEBSOCKET },
-		{ "pods/attach", "WebSocket", UPGRADE_MASKED, MG_TUNMASK_WEBSOCKET },
-		{ "pods/exec", "SPDY/3.1", UPGRADE_MASKED, MG_TUNMASK_SPDY },
-		{ "pods/exec", "h2c", UPGRADE_UNMASKABLE, 0 },
-		{ "pods/attach", "", UPGRADE_UNMASKABLE, 0 },
-		{ "pods/portforward", "websocket", UPGRADE_PASSED, 0 },
-		{ "pods/portforward", "SPDY/3.1", UPGRADE_PASSED, 0 },
-		{ "pods/proxy", "websocket", UPGRADE_REFUSED, 0 },
-		{ "services/proxy", "websocket", UPGRADE_REFUSED, 0 },
-		{ "nodes/proxy", "SPDY/3.1", UPGRADE_REFUSED, 0 },
-		{ "pods", "websocket", UPGRADE_REFUSED, 0 },
-		{ "", "websocket", UPGRADE_REFUSED, 0 },
+		{"pods/exec", "websocket", UPGRADE_MASKED, MG_TUNMASK_WEBSOCKET},
+		{"pods/attach", "WebSocket", UPGRADE_MASKED, MG_TUNMASK_WEBSOCKET},
+		{"pods/exec", "SPDY/3.1", UPGRADE_MASKED, MG_TUNMASK_SPDY},
+		{"pods/exec", "h2c", UPGRADE_UNMASKABLE, 0},
+		{"pods/attach", "", UPGRADE_UNMASKABLE, 0},
+		{"pods/portforward", "websocket", UPGRADE_PASSED, 0},
+		{"pods/portforward", "SPDY/3.1", UPGRADE_PASSED, 0},
+		{"pods/proxy", "websocket", UPGRADE_REFUSED, 0},
+		{"services/proxy", "websocket", UPGRADE_REFUSED, 0},
+		{"nodes/proxy", "SPDY/3.1", UPGRADE_REFUSED, 0},
+		{"pods", "websocket", UPGRADE_REFUSED, 0},
+		{"", "websocket", UPGRADE_REFUSED, 0},
 	};
 
 	(void)state;

@@ -50,9 +50,8 @@ void mg_authn_hash(struct mg_str token, unsigned char hash[MG_AUTHN_HASH_LEN])
 	SHA256((const unsigned char *)token.ptr, token.len, hash);
 }
 
-const struct mg_authn_answer *mg_authn_find(struct mg_authn *a,
-					    const unsigned char hash[MG_AUTHN_HASH_LEN],
-					    uint64_t now_ms)
+const struct mg_authn_answer *
+mg_authn_find(struct mg_authn *a, const unsigned char hash[MG_AUTHN_HASH_LEN], uint64_t now_ms)
 {
 	for (size_t i = 0; i < MG_AUTHN_CACHE; i++)
 		if (a->cache[i].expires_ms > now_ms &&
@@ -73,8 +72,8 @@ void mg_authn_put(struct mg_authn *a, const unsigned char hash[MG_AUTHN_HASH_LEN
 	e->expires_ms = now_ms + MG_AUTHN_TTL_MS;
 }
 
-int mg_authn_review(struct mg_authn *a, const char *token, struct mg_authn_answer *ans,
-		    char *error, size_t error_len)
+int mg_authn_review(struct mg_authn *a, const char *token, struct mg_authn_answer *ans, char *error,
+		    size_t error_len)
 {
 	json_t *req = json_pack("{s:s,s:s,s:{s:s}}", "apiVersion", "authentication.k8s.io/v1",
 				"kind", "TokenReview", "spec", "token", token);
@@ -102,8 +101,8 @@ int mg_authn_review(struct mg_authn *a, const char *token, struct mg_authn_answe
 	return rc;
 }
 
-bool mg_authn_is_service_account(const struct mg_authn_answer *ans, const char *ns,
-				 const char *sa, char *want, size_t want_len)
+bool mg_authn_is_service_account(const struct mg_authn_answer *ans, const char *ns, const char *sa,
+				 char *want, size_t want_len)
 {
 	snprintf(want, want_len, "system:serviceaccount:%s:%s", ns, sa);
 	return ans->authenticated && !strcmp(ans->username, want);

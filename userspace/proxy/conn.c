@@ -38,18 +38,18 @@
 #include "mcpgate/tunmask.h"
 #include "mcpgate/upstream.h"
 
-/* accept() out of fds or memory: listeners paused this long, doubling. */
-#define BACKOFF_MIN_MS 50
-#define BACKOFF_MAX_MS 1000
 /* Hand freed heap back to the system once this many connections closed
  * since the last peak, or this many buffer bytes were freed (glibc keeps
  * it otherwise: 13 -> 64 MiB after 3000 connections). */
 #define TRIM_AFTER_CLOSED 64
-#define TRIM_AFTER_FREED (4u << 20)
+#define TRIM_AFTER_FREED  (4u << 20)
 /* pump_once() rounds per wake-up, accept() calls per listener wake-up:
  * one busy connection or listener cannot starve the others. */
-#define PUMP_ROUNDS 64
+#define PUMP_ROUNDS  64
 #define ACCEPT_BATCH 64
+/* A detector candidate the tunnel masker holds goes out once the stream
+ * has been quiet this long. */
+#define TUNMASK_HOLD_MS 1000
 
 static void on_client_io(struct mg_loop *loop, int fd, uint32_t events, void *data);
 static void on_upstream_io(struct mg_loop *loop, int fd, uint32_t events, void *data);
@@ -195,8 +195,8 @@ void mg_conn_reply_status(struct mg_conn *c, int code, const char *msg)
 		mg_exchange_finish(c, MG_EXCHANGE_ERROR);
 	} else {
 		mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:i,s:s}", "event", "rejected", "conn",
-					      (json_int_t)c->id, "pod", mg_conn_pod_json(c), "status", code,
-					      "reason", msg));
+					      (json_int_t)c->id, "pod", mg_conn_pod_json(c),
+					      "status", code, "reason", msg));
 	}
 }
 
@@ -221,8 +221,9 @@ static void reply_limited(struct mg_conn *c, uint64_t *counter, const char *why,
 	mg_buf_free(&c->uout); /* a head built for upstream never leaves */
 	c->close_after_flush = true;
 	c->c_eof = true;
-	mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:s}", "event", "limited", "conn",
-				      (json_int_t)c->id, "pod", mg_conn_pod_json(c), "reason", why));
+	mg_log_json("warn",
+		    json_pack("{s:s,s:I,s:o,s:s}", "event", "limited", "conn", (json_int_t)c->id,
+			      "pod", mg_conn_pod_json(c), "reason", why));
 	if (c->x.active) {
 		c->x.status = 429;
 		mg_exchange_finish(c, MG_EXCHANGE_LIMITED);
@@ -401,188 +402,256 @@ static int ssl_write_from(SSL *ssl, struct mg_buf *b, uint64_t *counter)
 	return total;
 }
 
-static bool pump_once(struct mg_conn *c)
+/* What one step of pump_once() did. */
+enum step {
+	STEP_IDLE = 0, /* nothing to do */
+	STEP_PROGRESS, /* moved bytes or state */
+	STEP_STOP,     /* state changed under the later steps: pump again from the top */
+};
+
+typedef enum step step_fn(struct mg_conn *c);
+
+/* The downstream TLS handshake. Returns 1 when it completed now, 0 when
+ * it was done before, -1 while it is pending (or failed: <c> dead). */
+static int client_handshake(struct mg_conn *c)
+{
+	int r;
+
+	if (c->hs_done)
+		return 0;
+	ERR_clear_error();
+	r = SSL_do_handshake(c->ssl);
+	if (r != 1) {
+		r = SSL_get_error(c->ssl, r);
+		if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE) {
+			c->p->st.tls_failed++;
+			mg_log_json("warn",
+				    json_pack("{s:s,s:I,s:o}", "event", "client_tls_failed", "conn",
+					      (json_int_t)c->id, "pod", mg_conn_pod_json(c)));
+			c->dead = true;
+		}
+		return -1;
+	}
+	c->hs_done = true;
+	c->head_since_ms = mg_proxy_now_ms();
+	return 1;
+}
+
+/* pod -> cin */
+static enum step read_client(struct mg_conn *c)
+{
+	int r;
+
+	if (c->c_eof || c->close_after_flush)
+		return STEP_IDLE;
+	r = ssl_read_into(c->ssl, &c->cin);
+	if (r < 0)
+		c->c_eof = true;
+	return r ? STEP_PROGRESS : STEP_IDLE;
+}
+
+/* Moves what fits of <from> into <to>, as it is (a tunnel). */
+static enum step copy_bytes(struct mg_buf *from, struct mg_buf *to)
+{
+	size_t n = mg_buf_size(from);
+
+	if (n > mg_buf_room(to))
+		n = mg_buf_room(to);
+	if (!n)
+		return STEP_IDLE;
+	mg_buf_append(to, mg_buf_head(from), n);
+	mg_buf_consume(from, n);
+	return STEP_PROGRESS;
+}
+
+/* cin -> uout: tunnel bytes, or the next request head and its body. */
+static enum step client_to_upstream(struct mg_conn *c)
+{
+	bool progress = false;
+
+	if (c->tunnel)
+		return copy_bytes(&c->cin, &c->uout);
+	if (!c->x.active && !c->close_after_flush)
+		progress |= mg_exchange_take_request(c);
+	if (c->x.active && !c->x.req_done)
+		progress |= mg_exchange_forward_request_body(c);
+	return progress ? STEP_PROGRESS : STEP_IDLE;
+}
+
+/* The upstream failed before a byte of the response: the pod gets a
+ * Status <msg>; after that (or in a tunnel) both sides go. */
+static enum step upstream_failed(struct mg_conn *c, const char *msg)
+{
+	mg_conn_close_upstream(c);
+	if (c->x.active && !c->x.resp_head && !c->tunnel)
+		mg_conn_reply_status(c, 502, msg);
+	else
+		c->dead = true;
+	return STEP_STOP;
+}
+
+/* Connect and handshake, then uout -> API server -> uin. */
+static enum step upstream_io(struct mg_conn *c)
 {
 	struct mg_proxy *p = c->p;
 	bool progress = false;
+	const char *why;
 	int r;
 
-	if (!c->hs_done) {
-		ERR_clear_error();
-		r = SSL_do_handshake(c->ssl);
-		if (r != 1) {
-			r = SSL_get_error(c->ssl, r);
-			if (r != SSL_ERROR_WANT_READ && r != SSL_ERROR_WANT_WRITE) {
-				p->st.tls_failed++;
-				mg_log_json("warn", json_pack("{s:s,s:I,s:o}", "event",
-							      "client_tls_failed", "conn",
-							      (json_int_t)c->id, "pod", mg_conn_pod_json(c)));
-				c->dead = true;
-			}
-			return false;
+	if (!c->up)
+		return STEP_IDLE;
+	r = mg_upstream_progress(c->up, &why);
+	if (r < 0) {
+		if (why)
+			mg_log_json("warn",
+				    json_pack("{s:s,s:I,s:s}", "event", "upstream_tls_failed",
+					      "conn", (json_int_t)c->id, "error", why));
+		p->st.upstream_failed++;
+		return upstream_failed(c, "mcpgate: cannot reach the API server over TLS");
+	}
+	if (r == 0)
+		return STEP_IDLE;
+	if (mg_buf_size(&c->uout)) {
+		uint64_t ignored = 0;
+
+		r = ssl_write_from(c->up->ssl, &c->uout, &ignored);
+		if (r < 0 && resend_on_new_upstream(c))
+			return STEP_STOP;
+		if (r < 0)
+			return upstream_failed(c, "mcpgate: the API server closed the connection");
+		if (r > 0) {
+			p->st.bytes_up += (uint64_t)r;
+			progress = true;
 		}
-		c->hs_done = true;
-		c->head_since_ms = mg_proxy_now_ms();
+	}
+	if (!c->u_eof) {
+		r = ssl_read_into(c->up->ssl, &c->uin);
+		if (r == -2 && c->x.active && c->x.resp_head) {
+			c->dead = true; /* a cut body must not look complete */
+			return STEP_STOP;
+		}
+		if (r < 0)
+			c->u_eof = true;
+		progress |= r != 0;
+	}
+	return progress ? STEP_PROGRESS : STEP_IDLE;
+}
+
+/* uin -> cout through the exec/attach frame masker. */
+static enum step masked_tunnel_to_client(struct mg_conn *c)
+{
+	bool progress = false;
+	ssize_t n = 0;
+
+	if (mg_buf_size(&c->uin))
+		n = mg_tunmask_feed(c->tmask, mg_buf_head(&c->uin), mg_buf_size(&c->uin), &c->cout);
+	if (n < 0) {
+		mg_log_json("warn", json_pack("{s:s,s:I,s:i}", "event", "tunnel_mask_failed",
+					      "conn", (json_int_t)c->id, "rc", (int)n));
+		c->p->st.mask_failed++;
+		c->dead = true;
+		return STEP_STOP;
+	}
+	if (n > 0) {
+		mg_buf_consume(&c->uin, (size_t)n);
 		progress = true;
 	}
-
-	/* pod -> cin */
-	if (!c->c_eof && !c->close_after_flush) {
-		r = ssl_read_into(c->ssl, &c->cin);
-		if (r > 0)
-			progress = true;
-		else if (r < 0) {
-			c->c_eof = true;
-			progress = true;
-		}
-	}
-
-	/* cin -> uout */
-	if (c->tunnel) {
-		size_t n = mg_buf_size(&c->cin);
-
-		if (n > mg_buf_room(&c->uout))
-			n = mg_buf_room(&c->uout);
-		if (n) {
-			mg_buf_append(&c->uout, mg_buf_head(&c->cin), n);
-			mg_buf_consume(&c->cin, n);
-			progress = true;
-		}
-	} else if (!c->x.active && !c->close_after_flush) {
-		progress |= mg_exchange_take_request(c);
-	}
-	if (c->x.active && !c->tunnel && !c->x.req_done)
-		progress |= mg_exchange_forward_request_body(c);
-
-	/* upstream */
-	if (c->up) {
-		const char *why;
-
-		r = mg_upstream_progress(c->up, &why);
-		if (r < 0 && why)
-			mg_log_json("warn", json_pack("{s:s,s:I,s:s}", "event", "upstream_tls_failed",
-						      "conn", (json_int_t)c->id, "error", why));
-		if (r < 0) {
-			p->st.upstream_failed++;
-			mg_conn_close_upstream(c);
-			if (c->x.active && !c->x.resp_head && !c->tunnel)
-				mg_conn_reply_status(c, 502, "mcpgate: cannot reach the API server over TLS");
-			else
-				c->dead = true;
-			return true;
-		}
-		if (r > 0) {
-			uint64_t dummy = 0;
-
-			if (mg_buf_size(&c->uout)) {
-				r = ssl_write_from(c->up->ssl, &c->uout, &dummy);
-				if (r < 0 && resend_on_new_upstream(c))
-					return true;
-				if (r < 0 && c->x.active && !c->x.resp_head && !c->tunnel) {
-					mg_conn_close_upstream(c);
-					mg_conn_reply_status(c, 502, "mcpgate: the API server closed the connection");
-					return true;
-				}
-				if (r < 0) {
-					c->dead = true;
-					return true;
-				}
-				if (r > 0) {
-					p->st.bytes_up += (uint64_t)r;
-					progress = true;
-				}
-			}
-			if (!c->u_eof) {
-				r = ssl_read_into(c->up->ssl, &c->uin);
-				if (r > 0)
-					progress = true;
-				else if (r == -2 && c->x.active && c->x.resp_head) {
-					c->dead = true; /* a cut body must not look complete */
-					return true;
-				} else if (r < 0) {
-					c->u_eof = true;
-					progress = true;
-				}
-			}
-		}
-	}
-
-	/* uin -> cout */
-	if (c->tunnel && c->tmask) {
-		ssize_t n = 0;
-
-		if (mg_buf_size(&c->uin))
-			n = mg_tunmask_feed(c->tmask, mg_buf_head(&c->uin), mg_buf_size(&c->uin),
-					    &c->cout);
-		if (n < 0) {
-			mg_log_json("warn", json_pack("{s:s,s:I,s:i}", "event", "tunnel_mask_failed",
-						      "conn", (json_int_t)c->id, "rc", (int)n));
-			c->p->st.mask_failed++;
+	if (c->u_eof && !mg_buf_size(&c->uin) && !c->tmask_drained) {
+		if (mg_tunmask_flush(c->tmask, &c->cout)) {
 			c->dead = true;
-			return true;
+			return STEP_STOP;
 		}
-		if (n > 0) {
-			mg_buf_consume(&c->uin, (size_t)n);
-			progress = true;
-		}
-		if (c->u_eof && !mg_buf_size(&c->uin) && !c->tmask_drained) {
-			if (mg_tunmask_flush(c->tmask, &c->cout)) {
-				c->dead = true;
-				return true;
-			}
-			c->tmask_drained = true;
-			progress = true;
-		}
-	} else if (c->tunnel) {
-		size_t n = mg_buf_size(&c->uin);
-
-		if (n > mg_buf_room(&c->cout))
-			n = mg_buf_room(&c->cout);
-		if (n) {
-			mg_buf_append(&c->cout, mg_buf_head(&c->uin), n);
-			mg_buf_consume(&c->uin, n);
-			progress = true;
-		}
-	} else if (c->x.active) {
-		if (!c->x.resp_head)
-			progress |= mg_exchange_take_response_head(c);
-		if (c->x.active && c->x.resp_head && !c->x.resp_done)
-			progress |= mg_exchange_forward_response_body(c);
-		if (c->x.active && !c->x.resp_head && c->u_eof && !mg_buf_size(&c->uin) &&
-		    resend_on_new_upstream(c))
-			return true;
-		if (c->x.active && !c->x.resp_head && c->u_eof && !mg_buf_size(&c->uin)) {
-			mg_conn_close_upstream(c);
-			c->u_eof = false;
-			mg_conn_reply_status(c, 502, "mcpgate: the API server closed the connection");
-			progress = true;
-		}
-		if (c->x.active && c->x.resp_head && !c->x.resp_done && c->u_eof &&
-		    !mg_buf_size(&c->uin) && c->x.resp_body != MG_HTTP_BODY_CLOSE) {
-			mg_log_json("warn", json_pack("{s:s,s:I}", "event", "upstream_cut_body", "conn",
-						      (json_int_t)c->id));
-			c->dead = true;
-			return true;
-		}
-		if (c->x.active && c->x.resp_done && c->x.req_done) {
-			mg_exchange_complete(c);
-			progress = true;
-		}
+		c->tmask_drained = true;
+		progress = true;
 	}
+	return progress ? STEP_PROGRESS : STEP_IDLE;
+}
 
-	/* cout -> pod */
-	if (mg_buf_size(&c->cout)) {
-		uint64_t before = p->st.bytes_down;
+/* uin -> cout for an exchange: its response head and body; the end of the
+ * exchange; an API server that closed too early. */
+static enum step response_to_client(struct mg_conn *c)
+{
+	struct mg_exchange *x = &c->x;
+	bool progress = false;
+	bool drained;
 
-		r = ssl_write_from(c->ssl, &c->cout, &p->st.bytes_down);
-		if (r < 0) {
-			c->dead = true;
+	if (!x->resp_head)
+		progress |= mg_exchange_take_response_head(c);
+	if (x->active && x->resp_head && !x->resp_done)
+		progress |= mg_exchange_forward_response_body(c);
+	drained = c->u_eof && !mg_buf_size(&c->uin);
+	if (x->active && !x->resp_head && drained) {
+		/* closed before it answered: a reused connection the API
+		 * server closed idle as we took it, or a real failure */
+		if (resend_on_new_upstream(c))
+			return STEP_STOP;
+		mg_conn_close_upstream(c);
+		c->u_eof = false;
+		mg_conn_reply_status(c, 502, "mcpgate: the API server closed the connection");
+		progress = true;
+	}
+	if (x->active && x->resp_head && !x->resp_done && drained &&
+	    x->resp_body != MG_HTTP_BODY_CLOSE) {
+		mg_log_json("warn", json_pack("{s:s,s:I}", "event", "upstream_cut_body", "conn",
+					      (json_int_t)c->id));
+		c->dead = true;
+		return STEP_STOP;
+	}
+	if (x->active && x->resp_done && x->req_done) {
+		mg_exchange_complete(c);
+		progress = true;
+	}
+	return progress ? STEP_PROGRESS : STEP_IDLE;
+}
+
+/* uin -> cout */
+static enum step upstream_to_client(struct mg_conn *c)
+{
+	if (c->tunnel && c->tmask)
+		return masked_tunnel_to_client(c);
+	if (c->tunnel)
+		return copy_bytes(&c->uin, &c->cout);
+	if (c->x.active)
+		return response_to_client(c);
+	return STEP_IDLE;
+}
+
+/* cout -> pod */
+static enum step write_client(struct mg_conn *c)
+{
+	struct mg_proxy *p = c->p;
+	uint64_t before = p->st.bytes_down;
+
+	if (!mg_buf_size(&c->cout))
+		return STEP_IDLE;
+	if (ssl_write_from(c->ssl, &c->cout, &p->st.bytes_down) < 0) {
+		c->dead = true;
+		return STEP_STOP;
+	}
+	if (p->st.bytes_down == before)
+		return STEP_IDLE;
+	c->wstall_ms = 0; /* the client reads: the stall clock restarts */
+	return STEP_PROGRESS;
+}
+
+/* One round of moving bytes, in the order they flow. Returns whether
+ * anything progressed (then mg_conn_pump() runs another round). */
+static bool pump_once(struct mg_conn *c)
+{
+	static step_fn *const steps[] = {
+		read_client, client_to_upstream, upstream_io, upstream_to_client, write_client,
+	};
+	int hs = client_handshake(c);
+	bool progress = hs > 0;
+
+	if (hs < 0)
+		return false;
+	for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+		enum step s = steps[i](c);
+
+		if (s == STEP_STOP)
 			return true;
-		}
-		if (p->st.bytes_down != before) {
-			progress = true;
-			c->wstall_ms = 0; /* the client reads: the stall clock restarts */
-		}
+		progress |= s == STEP_PROGRESS;
 	}
 	return progress;
 }
@@ -692,7 +761,7 @@ static void on_upstream_io(struct mg_loop *loop, int fd, uint32_t events, void *
 /* RST rather than FIN: the peer learns at once it was turned away. */
 static void reset_close(int fd)
 {
-	setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 }, sizeof(struct linger));
+	setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0}, sizeof(struct linger));
 	close(fd);
 }
 
@@ -722,7 +791,8 @@ static void reject_unknown_pod(struct mg_proxy *p, int fd, const struct mg_abi_a
 	for (i = 0; i < MG_CONN_UNKNOWN_LOGGED_MAX && p->unknown_logged[i] != o->pod_cgroup_id; i++)
 		;
 	if (i == MG_CONN_UNKNOWN_LOGGED_MAX) {
-		p->unknown_logged[p->unknown_logged_next++ % MG_CONN_UNKNOWN_LOGGED_MAX] = o->pod_cgroup_id;
+		p->unknown_logged[p->unknown_logged_next++ % MG_CONN_UNKNOWN_LOGGED_MAX] =
+			o->pod_cgroup_id;
 		mg_log_json("warn",
 			    json_pack("{s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "event", "reject", "reason",
 				      "unknown pod", "client",
@@ -738,8 +808,8 @@ static void accept_one(struct mg_proxy *p, int fd)
 {
 	struct sockaddr_storage peer, local;
 	socklen_t pl = sizeof(peer), ll = sizeof(local);
-	struct mg_abi_tuple t = { 0 };
-	struct mg_pod_ident ident = { 0 };
+	struct mg_abi_tuple t = {0};
+	struct mg_pod_ident ident = {0};
 	struct mg_abi_origin o;
 	const char *limited;
 	SSL_CTX *ctx;
@@ -748,8 +818,8 @@ static void accept_one(struct mg_proxy *p, int fd)
 	int found;
 
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) ||
-	    getsockname(fd, (struct sockaddr *)&local, &ll) || mg_proxy_addr_to_abi(&peer, &t.client) ||
-	    mg_proxy_addr_to_abi(&local, &t.proxy)) {
+	    getsockname(fd, (struct sockaddr *)&local, &ll) ||
+	    mg_proxy_addr_to_abi(&peer, &t.client) || mg_proxy_addr_to_abi(&local, &t.proxy)) {
 		close(fd);
 		return;
 	}
@@ -768,7 +838,8 @@ static void accept_one(struct mg_proxy *p, int fd)
 		/* Not even room to say 429: a reset, like a full backlog. */
 		p->st.limited_reset++;
 		mg_pod_ident_release(&ident);
-		setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){ 1, 0 }, sizeof(struct linger));
+		setsockopt(fd, SOL_SOCKET, SO_LINGER, &(struct linger){1, 0},
+			   sizeof(struct linger));
 		close(fd);
 		return;
 	}
@@ -800,8 +871,8 @@ static void accept_one(struct mg_proxy *p, int fd)
 			      "conn", (json_int_t)c->id, "pod", mg_conn_pod_json(c), "pid",
 			      (json_int_t)o.tgid, "uid", (json_int_t)o.uid, "cgroup_id",
 			      (json_int_t)o.cgroup_id, "pod_cgroup_id", (json_int_t)o.pod_cgroup_id,
-			      "orig_dst", mg_config_fmt_addr(&o.orig_dst, dst, sizeof(dst)), "client",
-			      c->client, "pod_known", found == 0 && c->ident.known));
+			      "orig_dst", mg_config_fmt_addr(&o.orig_dst, dst, sizeof(dst)),
+			      "client", c->client, "pod_known", found == 0 && c->ident.known));
 
 	ctx = p->o.server_ctx(p->o.server_ctx_data);
 	c->ssl = ctx ? SSL_new(ctx) : NULL;
@@ -817,7 +888,7 @@ static void accept_one(struct mg_proxy *p, int fd)
 	}
 	SSL_set_fd(c->ssl, fd);
 	SSL_set_accept_state(c->ssl);
-	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	c->next = p->conns;
 	if (p->conns)
 		p->conns->prev = c;
@@ -844,15 +915,16 @@ void mg_conn_on_listen(struct mg_loop *loop, int lfd, uint32_t events, void *dat
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
 
 		if (fd < 0) {
-			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM)
 				listen_backoff(p, errno);
 			return;
 		}
 		if (p->backing_off) {
 			p->backing_off = false;
-			p->backoff_ms = BACKOFF_MIN_MS;
-			mg_log_json("info", json_pack("{s:s,s:I}", "event", "accept_resumed", "open",
-						      (json_int_t)p->st.active));
+			p->backoff_ms = MG_CONN_BACKOFF_MIN_MS;
+			mg_log_json("info", json_pack("{s:s,s:I}", "event", "accept_resumed",
+						      "open", (json_int_t)p->st.active));
 		}
 		accept_one(p, fd);
 	}
@@ -861,12 +933,12 @@ void mg_conn_on_listen(struct mg_loop *loop, int lfd, uint32_t events, void *dat
 /* accept() failed for want of fds or memory: the connection stays in the
  * backlog, so the level-triggered listener would wake the loop again at
  * once, forever. Instead the listeners pause for backoff_ms (doubling up
- * to BACKOFF_MAX_MS while it keeps failing); the backlog waits meanwhile.
+ * to MG_CONN_BACKOFF_MAX_MS while it keeps failing); the backlog waits meanwhile.
  * Logged once per episode, counted each time. */
 static void listen_backoff(struct mg_proxy *p, int err)
 {
-	struct itimerspec its = { .it_value = { p->backoff_ms / 1000,
-						(long)(p->backoff_ms % 1000) * 1000000L } };
+	struct itimerspec its = {
+		.it_value = {p->backoff_ms / 1000, (long)(p->backoff_ms % 1000) * 1000000L}};
 
 	for (size_t i = 0; i < p->nl; i++)
 		mg_loop_mod_fd(p->o.loop, p->lfd[i], 0);
@@ -874,12 +946,13 @@ static void listen_backoff(struct mg_proxy *p, int err)
 	p->st.accept_backoffs++;
 	p->paused = true;
 	if (!p->backing_off)
-		mg_log_json("warn", json_pack("{s:s,s:s,s:i,s:I}", "event", "accept_backoff", "error",
-					      strerror(err), "pauseMs", (int)p->backoff_ms, "open",
-					      (json_int_t)p->st.active));
+		mg_log_json("warn", json_pack("{s:s,s:s,s:i,s:I}", "event", "accept_backoff",
+					      "error", strerror(err), "pauseMs", (int)p->backoff_ms,
+					      "open", (json_int_t)p->st.active));
 	p->backing_off = true;
-	if (p->backoff_ms < BACKOFF_MAX_MS)
-		p->backoff_ms = p->backoff_ms * 2 < BACKOFF_MAX_MS ? p->backoff_ms * 2 : BACKOFF_MAX_MS;
+	if (p->backoff_ms < MG_CONN_BACKOFF_MAX_MS)
+		p->backoff_ms = p->backoff_ms * 2 < MG_CONN_BACKOFF_MAX_MS ? p->backoff_ms * 2
+									   : MG_CONN_BACKOFF_MAX_MS;
 }
 
 void mg_conn_on_backoff_end(struct mg_loop *loop, int fd, uint32_t events, void *data)
@@ -914,10 +987,11 @@ static uint64_t head_timeout_ms(const struct mg_conn *c)
 static void write_stalled(struct mg_conn *c, uint64_t now)
 {
 	c->p->st.write_stalls++;
-	mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:I,s:I,s:b}", "event", "write_stall", "conn",
-				      (json_int_t)c->id, "pod", mg_conn_pod_json(c), "stalledMs",
-				      (json_int_t)(now - c->wstall_ms), "pendingBytes",
-				      (json_int_t)mg_buf_size(&c->cout), "upstreamClosed", c->up != NULL));
+	mg_log_json("warn",
+		    json_pack("{s:s,s:I,s:o,s:I,s:I,s:b}", "event", "write_stall", "conn",
+			      (json_int_t)c->id, "pod", mg_conn_pod_json(c), "stalledMs",
+			      (json_int_t)(now - c->wstall_ms), "pendingBytes",
+			      (json_int_t)mg_buf_size(&c->cout), "upstreamClosed", c->up != NULL));
 	c->dead = true;
 	mg_conn_pump(c);
 }
@@ -941,7 +1015,7 @@ void mg_conn_on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 			continue;
 		}
 		/* A held detector candidate that stopped growing goes out. */
-		if (c->tmask && now - c->last_ms >= 1000) {
+		if (c->tmask && now - c->last_ms >= TUNMASK_HOLD_MS) {
 			size_t before = mg_buf_size(&c->cout);
 
 			if (mg_tunmask_flush(c->tmask, &c->cout))
@@ -956,14 +1030,16 @@ void mg_conn_on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 			p->st.upstream_failed++;
 			mg_conn_close_upstream(c);
 			if (c->x.active && !c->x.resp_head)
-				mg_conn_reply_status(c, 504, "mcpgate: timed out connecting to the API server");
+				mg_conn_reply_status(
+					c, 504, "mcpgate: timed out connecting to the API server");
 			else
 				c->dead = true;
 			mg_conn_pump(c);
 		} else if (!c->x.active && !c->tunnel && !c->close_after_flush &&
 			   now - c->head_since_ms > head_timeout_ms(c)) {
 			if (mg_buf_size(&c->cin))
-				mg_conn_reply_status(c, 408, "mcpgate: request head not received in time");
+				mg_conn_reply_status(c, 408,
+						     "mcpgate: request head not received in time");
 			else
 				c->dead = true;
 			mg_conn_pump(c);
@@ -980,4 +1056,3 @@ void mg_conn_on_sweep(struct mg_loop *loop, int fd, uint32_t events, void *data)
 		p->freed_since_trim = 0;
 	}
 }
-

@@ -76,7 +76,7 @@ static enum mg_stage_rc run_from(struct mg_exchange *x)
 
 enum mg_stage_rc mg_exchange_run(struct mg_exchange *x, const struct mg_stage *list, size_t n)
 {
-	x->run = (struct mg_exchange_run){ .list = list, .n = n };
+	x->run = (struct mg_exchange_run){.list = list, .n = n};
 	return run_from(x);
 }
 
@@ -122,12 +122,10 @@ static void new_uuid(char out[37])
 		memset(b, 0, sizeof(b)); /* getrandom cannot fail for 16 bytes after boot */
 	b[6] = (b[6] & 0x0f) | 0x40;
 	b[8] = (b[8] & 0x3f) | 0x80;
-	snprintf(out, 37,
-		 "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0],
-		 b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13],
-		 b[14], b[15]);
+	snprintf(out, 37, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+		 b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12],
+		 b[13], b[14], b[15]);
 }
-
 
 static int mask_text_sink(void *ctx, const char *buf, size_t len)
 {
@@ -152,7 +150,7 @@ static void loggable_path(struct mg_proxy *p, struct mg_str path, char *out, siz
 		return;
 	}
 	mg_buf_init(&b, cap - 1);
-	sink = (struct mg_mask_sink){ mask_text_sink, &b };
+	sink = (struct mg_mask_sink){mask_text_sink, &b};
 	t = mg_mask_text_new(p->o.mask_cfg);
 	if (!t || mg_mask_text_feed(t, path.ptr, path.len, &sink) || mg_mask_text_finish(t, &sink))
 		snprintf(out, cap, "%.*s?(query withheld)", (int)(q - path.ptr), path.ptr);
@@ -165,7 +163,7 @@ static void loggable_path(struct mg_proxy *p, struct mg_str path, char *out, siz
 /* Copies <s> into <*at> (NUL-terminated) and returns the copy. */
 static struct mg_str keep(char **at, struct mg_str s)
 {
-	struct mg_str out = { *at, s.len };
+	struct mg_str out = {*at, s.len};
 
 	if (s.len)
 		memcpy(*at, s.ptr, s.len);
@@ -182,9 +180,8 @@ static int keep_info(struct mg_exchange *x, const struct mg_http_req *req,
 {
 	struct mg_exchange_info *in = &x->info;
 	size_t res_len = mg_reqinfo_format_resource(ri, NULL, 0);
-	size_t len = req->method.len + req->target.len + ri->verb.len + res_len +
-		     ri->resource.len + ri->api_group.len + ri->api_version.len +
-		     ri->namespace.len + ri->name.len + 9;
+	size_t len = req->method.len + req->target.len + ri->verb.len + res_len + ri->resource.len +
+		     ri->api_group.len + ri->api_version.len + ri->namespace.len + ri->name.len + 9;
 	char *at;
 
 	in->mem = malloc(len);
@@ -194,7 +191,7 @@ static int keep_info(struct mg_exchange *x, const struct mg_http_req *req,
 	in->method = keep(&at, req->method);
 	in->path = keep(&at, req->target);
 	in->verb = keep(&at, ri->verb);
-	in->resource = (struct mg_str){ at, res_len };
+	in->resource = (struct mg_str){at, res_len};
 	mg_reqinfo_format_resource(ri, at, res_len + 1);
 	at += res_len + 1;
 	in->res_only = keep(&at, ri->resource);
@@ -210,13 +207,18 @@ static int keep_info(struct mg_exchange *x, const struct mg_http_req *req,
 /* Before the request info is known (a malformed head): "-" and "". */
 static void no_info(struct mg_exchange *x)
 {
-	static const struct mg_str empty = { "", 0 };
+	static const struct mg_str empty = {"", 0};
 
 	free(x->info.mem);
-	x->info = (struct mg_exchange_info){ .method = MG_STR("-"), .path = empty, .verb = empty,
-					     .resource = empty, .res_only = empty,
-					     .api_group = empty, .api_version = empty,
-					     .ns = empty, .name = empty };
+	x->info = (struct mg_exchange_info){.method = MG_STR("-"),
+					    .path = empty,
+					    .verb = empty,
+					    .resource = empty,
+					    .res_only = empty,
+					    .api_group = empty,
+					    .api_version = empty,
+					    .ns = empty,
+					    .name = empty};
 }
 
 void mg_exchange_clear(struct mg_exchange *x)
@@ -242,8 +244,8 @@ static json_t *masked_json(struct mg_proxy *p, const struct mg_mask_stats *ms)
 			json_object_set_new(hits, name, json_integer((json_int_t)ms->hits[i]));
 	}
 	return json_pack("{s:I,s:I,s:I,s:o}", "secrets", (json_int_t)ms->secrets, "secretFields",
-			 (json_int_t)ms->secret_fields, "lastApplied",
-			 (json_int_t)ms->last_applied, "detectors", hits);
+			 (json_int_t)ms->secret_fields, "lastApplied", (json_int_t)ms->last_applied,
+			 "detectors", hits);
 }
 
 void mg_exchange_finish(struct mg_conn *c, enum mg_exchange_decision d)
@@ -316,13 +318,14 @@ static int put_list_without(struct mg_buf *b, struct mg_str name, struct mg_str 
 	while (p < end) {
 		const char *comma = memchr(p, ',', (size_t)(end - p));
 		const char *e = comma ? comma : end;
-		struct mg_str item = { p, (size_t)(e - p) };
+		struct mg_str item = {p, (size_t)(e - p)};
 
 		while (item.len && (*item.ptr == ' ' || *item.ptr == '\t')) {
 			item.ptr++;
 			item.len--;
 		}
-		while (item.len && (item.ptr[item.len - 1] == ' ' || item.ptr[item.len - 1] == '\t'))
+		while (item.len &&
+		       (item.ptr[item.len - 1] == ' ' || item.ptr[item.len - 1] == '\t'))
 			item.len--;
 		if (item.len && !memmem(item.ptr, item.len, drop, strlen(drop))) {
 			if (first) {
@@ -411,7 +414,6 @@ static int build_upstream_head(struct mg_conn *c, const struct mg_http_req *req)
 		rc |= put(b, "\r\n");
 	return rc ? -ENOBUFS : 0;
 }
-
 
 /* ---- the request head ---- */
 
@@ -619,12 +621,13 @@ static enum mg_stage_rc authn_verdict(struct mg_exchange *x, const struct mg_aut
 	    c->ident.known)
 		return MG_STAGE_CONTINUE;
 	c->p->st.review_failed++;
-	mg_log_json("warn", json_pack("{s:s,s:I,s:o,s:b,s:s,s:s}", "event", "token_review_failed",
-				      "conn", (json_int_t)c->id, "pod", mg_conn_pod_json(c),
-				      "authenticated", ans->authenticated, "tokenUser",
-				      ans->username, "expected", want));
+	mg_log_json("warn",
+		    json_pack("{s:s,s:I,s:o,s:b,s:s,s:s}", "event", "token_review_failed", "conn",
+			      (json_int_t)c->id, "pod", mg_conn_pod_json(c), "authenticated",
+			      ans->authenticated, "tokenUser", ans->username, "expected", want));
 	return mg_exchange_reply(
-		x, 401, "mcpgate: the bearer token does not belong to this pod's ServiceAccount (%s)",
+		x, 401,
+		"mcpgate: the bearer token does not belong to this pod's ServiceAccount (%s)",
 		want);
 }
 
@@ -642,11 +645,13 @@ static void authn_done(void *arg, int status)
 
 	if (c && stage_waits(&c->x, j->seq, stage_authn)) {
 		if (j->rc) {
-			mg_log_json("warn", json_pack("{s:s,s:I,s:s}", "event", "token_review_error",
-						      "conn", (json_int_t)c->id, "error", j->error));
+			mg_log_json("warn",
+				    json_pack("{s:s,s:I,s:s}", "event", "token_review_error",
+					      "conn", (json_int_t)c->id, "error", j->error));
 			mg_exchange_resume(&c->x,
-					   mg_exchange_reply(&c->x, 503, "mcpgate: token review "
-									 "failed; refusing the request"));
+					   mg_exchange_reply(&c->x, 503,
+							     "mcpgate: token review "
+							     "failed; refusing the request"));
 		} else {
 			mg_authn_put(j->p->authn, j->hash, &j->ans, mg_proxy_now_ms());
 			mg_exchange_resume(&c->x, authn_verdict(&c->x, &j->ans));
@@ -671,8 +676,9 @@ static enum mg_stage_rc stage_authn(struct mg_exchange *x)
 		return MG_STAGE_CONTINUE;
 	auth = mg_http_header(x->req->headers, x->req->n_headers, MG_STR("authorization"));
 	if (auth.len <= 7 || strncasecmp(auth.ptr, "bearer ", 7))
-		return mg_exchange_reply(x, 401, "mcpgate: a bearer token is required (token "
-						 "review is on)");
+		return mg_exchange_reply(x, 401,
+					 "mcpgate: a bearer token is required (token "
+					 "review is on)");
 	auth.ptr += 7;
 	auth.len -= 7;
 	while (auth.len && *auth.ptr == ' ') {
@@ -686,7 +692,7 @@ static enum mg_stage_rc stage_authn(struct mg_exchange *x)
 	j = calloc(1, sizeof(*j));
 	if (!j)
 		return refuse_job(x, -ENOMEM);
-	*j = (struct authn_job){ .p = p, .conn_id = c->id, .seq = x->seq };
+	*j = (struct authn_job){.p = p, .conn_id = c->id, .seq = x->seq};
 	memcpy(j->hash, hash, sizeof(hash));
 	j->token = strndup(auth.ptr, auth.len);
 	rc = j->token ? mg_worker_submit(p->worker, c->o.pod_cgroup_id, authn_run, authn_done, j)
@@ -722,7 +728,7 @@ static enum mg_stage_rc stage_creds(struct mg_exchange *x);
 static void creds_run(void *arg)
 {
 	struct creds_job *j = arg;
-	struct mg_creds_subject who = { j->ns, j->pod, j->uid, j->sa, NULL };
+	struct mg_creds_subject who = {j->ns, j->pod, j->uid, j->sa, NULL};
 
 	j->rc = mg_creds_get(j->p->o.creds, &who, &j->res);
 }
@@ -735,12 +741,14 @@ static enum mg_stage_rc creds_arrived(struct mg_exchange *x, struct creds_job *j
 
 	if (j->rc < 0 || !j->res.authorization) {
 		c->p->st.creds_failed++;
-		mg_log_json("warn", json_pack("{s:s,s:I,s:s,s:s,s:o}", "event", "creds_failed",
-					      "conn", (json_int_t)c->id, "reason", j->res.reason,
-					      "message", j->res.message, "pod", mg_conn_pod_json(c)));
+		mg_log_json("warn",
+			    json_pack("{s:s,s:I,s:s,s:s,s:o}", "event", "creds_failed", "conn",
+				      (json_int_t)c->id, "reason", j->res.reason, "message",
+				      j->res.message, "pod", mg_conn_pod_json(c)));
 		return mg_exchange_reply(x, j->res.http_status ? j->res.http_status : 502,
 					 "mcpgate: no upstream credential: %s: %s",
-					 j->res.reason[0] ? j->res.reason : "error", j->res.message);
+					 j->res.reason[0] ? j->res.reason : "error",
+					 j->res.message);
 	}
 	rc |= put(b, "Authorization: ");
 	rc |= put(b, j->res.authorization);
@@ -809,8 +817,8 @@ static enum mg_stage_rc stage_upstream(struct mg_exchange *x)
 }
 
 const struct mg_stage mg_exchange_request_stages[] = {
-	{ "identify", stage_identify }, { "rewrite", stage_rewrite },	{ "authn", stage_authn },
-	{ "creds", stage_creds },	{ "upstream", stage_upstream },
+	{"identify", stage_identify}, {"rewrite", stage_rewrite},   {"authn", stage_authn},
+	{"creds", stage_creds},	      {"upstream", stage_upstream},
 };
 const size_t mg_exchange_n_request_stages =
 	sizeof(mg_exchange_request_stages) / sizeof(mg_exchange_request_stages[0]);
@@ -846,7 +854,8 @@ bool mg_exchange_forward_request_body(struct mg_conn *c)
 
 			if (avail > room / 2)
 				avail = room / 2;
-			n = mg_http_chunked_feed(&x->req_ch, mg_buf_head(&c->cin), avail, &data, &err);
+			n = mg_http_chunked_feed(&x->req_ch, mg_buf_head(&c->cin), avail, &data,
+						 &err);
 			if (n < 0) {
 				/* The upstream already has part of this request:
 				 * it cannot be completed, so both sides go. */
@@ -892,7 +901,6 @@ static bool drop_response_header(struct mg_str name, bool upgrade)
 	       mg_str_caseeq(name, MG_STR("trailer")) || mg_str_caseeq(name, MG_STR("upgrade")) ||
 	       mg_str_caseeq(name, MG_STR("content-length"));
 }
-
 
 /* ---- masking ---- */
 
@@ -941,7 +949,8 @@ static void mask_failed(struct mg_conn *c, const char *why)
 
 		free(x->held_head);
 		x->held_head = NULL;
-		snprintf(msg, sizeof(msg), "mcpgate: the response cannot be masked safely: %s", why);
+		snprintf(msg, sizeof(msg), "mcpgate: the response cannot be masked safely: %s",
+			 why);
 		mg_conn_reply_status(c, 502, msg);
 	} else {
 		c->dead = true;
@@ -955,7 +964,7 @@ static int deliver(struct mg_conn *c, const char *data, size_t len)
 	struct mg_exchange *x = &c->x;
 
 	if (x->mask) {
-		struct mg_mask_sink sink = { mask_sink, c };
+		struct mg_mask_sink sink = {mask_sink, c};
 
 		if (mg_mask_body_feed(x->mask, data, len, &sink)) {
 			const struct mg_mask_err *e = mg_mask_body_error(x->mask);
@@ -983,7 +992,7 @@ static int end_body(struct mg_conn *c)
 	struct mg_exchange *x = &c->x;
 
 	if (x->mask) {
-		struct mg_mask_sink sink = { mask_sink, c };
+		struct mg_mask_sink sink = {mask_sink, c};
 
 		if (mg_mask_body_finish(x->mask, &sink)) {
 			const struct mg_mask_err *e = mg_mask_body_error(x->mask);
@@ -1003,7 +1012,6 @@ static int end_body(struct mg_conn *c)
 	return 0;
 }
 
-
 /* ---- response stages ---- */
 
 /* Which 101 upgrades may become tunnels. */
@@ -1021,7 +1029,8 @@ enum upgrade_verdict {
 static enum upgrade_verdict upgrade_policy(struct mg_str resource, struct mg_str upgrade,
 					   enum mg_tunmask_proto *proto)
 {
-	if (mg_str_eq(resource, MG_STR("pods/exec")) || mg_str_eq(resource, MG_STR("pods/attach"))) {
+	if (mg_str_eq(resource, MG_STR("pods/exec")) ||
+	    mg_str_eq(resource, MG_STR("pods/attach"))) {
 		if (mg_str_caseeq(upgrade, MG_STR("websocket")))
 			*proto = MG_TUNMASK_WEBSOCKET;
 		else if (upgrade.len >= 4 && !strncasecmp(upgrade.ptr, "SPDY", 4))
@@ -1045,8 +1054,9 @@ static enum mg_stage_rc stage_upgrade(struct mg_exchange *x)
 	if (x->resp->status != 101)
 		return MG_STAGE_CONTINUE;
 	if (!x->upgrade)
-		return mg_exchange_reply(x, 502, "mcpgate: unsolicited protocol switch from the "
-						 "API server");
+		return mg_exchange_reply(x, 502,
+					 "mcpgate: unsolicited protocol switch from the "
+					 "API server");
 	switch (upgrade_policy(x->info.resource, x->resp->upgrade_proto, &proto)) {
 	case UPGRADE_PASSED:
 		return MG_STAGE_CONTINUE;
@@ -1057,12 +1067,14 @@ static enum mg_stage_rc stage_upgrade(struct mg_exchange *x)
 		/* no masker, no tunnel */
 		/* fallthrough */
 	case UPGRADE_UNMASKABLE:
-		return mg_exchange_reply(x, 502, "mcpgate: exec/attach over an upgrade protocol "
-						 "that cannot be masked");
+		return mg_exchange_reply(x, 502,
+					 "mcpgate: exec/attach over an upgrade protocol "
+					 "that cannot be masked");
 	case UPGRADE_REFUSED:
 	default:
-		return mg_exchange_reply(x, 403, "mcpgate: protocol upgrades are allowed for exec, "
-						 "attach and port-forward only");
+		return mg_exchange_reply(x, 403,
+					 "mcpgate: protocol upgrades are allowed for exec, "
+					 "attach and port-forward only");
 	}
 }
 
@@ -1072,7 +1084,7 @@ static enum mg_stage_rc stage_mask(struct mg_exchange *x)
 {
 	const struct mg_http_resp *resp = x->resp;
 	struct mg_conn *c = x->c;
-	struct mg_mask_body_opts mo = { 0 };
+	struct mg_mask_body_opts mo = {0};
 	enum mg_mask_ctype ct;
 	char why[160];
 
@@ -1081,7 +1093,8 @@ static enum mg_stage_rc stage_mask(struct mg_exchange *x)
 		return MG_STAGE_CONTINUE;
 	ct = resp->has_content_type ? mg_mask_content_type(resp->content_type) : MG_MASK_CT_REFUSE;
 	if (!x->info.resource_req && (ct == MG_MASK_CT_REFUSE || ct == MG_MASK_CT_PROTOBUF) &&
-	    (!strncmp(x->info.path.ptr, "/openapi/", 9) || mg_str_eq(x->info.path, MG_STR("/metrics"))))
+	    (!strncmp(x->info.path.ptr, "/openapi/", 9) ||
+	     mg_str_eq(x->info.path, MG_STR("/metrics"))))
 		return MG_STAGE_CONTINUE; /* API schemas and metrics: no API objects in there */
 	if (ct == MG_MASK_CT_PROTOBUF || ct == MG_MASK_CT_REFUSE) {
 		snprintf(why, sizeof(why), "content type %.*s", (int)resp->content_type.len,
@@ -1098,8 +1111,8 @@ static enum mg_stage_rc stage_mask(struct mg_exchange *x)
 		}
 	}
 	mo.kind = ct == MG_MASK_CT_TEXT ? MG_MASK_KIND_TEXT
-		  : x->info.watch	 ? MG_MASK_KIND_JSON_STREAM
-					 : MG_MASK_KIND_JSON;
+		  : x->info.watch	? MG_MASK_KIND_JSON_STREAM
+					: MG_MASK_KIND_JSON;
 	mo.resource = x->info.res_only;
 	x->mask = mg_mask_body_new(c->p->o.mask_cfg, &mo);
 	if (x->mask)
@@ -1112,8 +1125,8 @@ refuse:
 }
 
 const struct mg_stage mg_exchange_response_stages[] = {
-	{ "upgrade", stage_upgrade },
-	{ "mask", stage_mask },
+	{"upgrade", stage_upgrade},
+	{"mask", stage_mask},
 };
 const size_t mg_exchange_n_response_stages =
 	sizeof(mg_exchange_response_stages) / sizeof(mg_exchange_response_stages[0]);
@@ -1138,9 +1151,10 @@ static void take_response_framing(struct mg_exchange *x, const struct mg_http_re
  * this response. */
 static bool choose_client_framing(struct mg_exchange *x)
 {
-	x->resp_chunk_out = x->client_http11 &&
-			    (x->resp_body == MG_HTTP_BODY_CHUNKED ||
-			     ((x->resp_body == MG_HTTP_BODY_CLOSE || x->mask) && x->client_keep_alive));
+	x->resp_chunk_out =
+		x->client_http11 &&
+		(x->resp_body == MG_HTTP_BODY_CHUNKED ||
+		 ((x->resp_body == MG_HTTP_BODY_CLOSE || x->mask) && x->client_keep_alive));
 	if (!x->client_http11 && x->resp_body != MG_HTTP_BODY_NONE &&
 	    (x->resp_body == MG_HTTP_BODY_CHUNKED || x->mask))
 		x->client_keep_alive = false; /* HTTP/1.0: the body ends with the connection */
@@ -1311,10 +1325,10 @@ bool mg_exchange_forward_response_body(struct mg_conn *c)
 			if (n < 0) {
 				/* Mid-stream: the client has part of a body; all we can
 				 * do is cut the connection. */
-				mg_log_json("warn", json_pack("{s:s,s:I,s:s}", "event",
-							      "bad_upstream_chunk", "conn",
-							      (json_int_t)c->id, "reason",
-							      err.reason));
+				mg_log_json("warn",
+					    json_pack("{s:s,s:I,s:s}", "event",
+						      "bad_upstream_chunk", "conn",
+						      (json_int_t)c->id, "reason", err.reason));
 				c->dead = true;
 				return true;
 			}
@@ -1354,8 +1368,8 @@ bool mg_exchange_forward_response_body(struct mg_conn *c)
 void mg_exchange_complete(struct mg_conn *c)
 {
 	struct mg_exchange *x = &c->x;
-	bool reuse = x->up_keep_alive && !mg_buf_size(&c->uin) && !mg_buf_size(&c->uout) &&
-		     c->up && !c->u_eof;
+	bool reuse = x->up_keep_alive && !mg_buf_size(&c->uin) && !mg_buf_size(&c->uout) && c->up &&
+		     !c->u_eof;
 
 	if (x->close_client)
 		c->close_after_flush = true;
@@ -1378,4 +1392,3 @@ void mg_exchange_complete(struct mg_conn *c)
 	mg_conn_buf_drop(c->p, &c->uin);
 	mg_conn_buf_drop(c->p, &c->uout);
 }
-

@@ -31,9 +31,6 @@
 #include "mcpgate/upstream.h"
 #include "mcpgate/worker.h"
 
-/* accept() out of fds or memory: listeners paused this long at first. */
-#define BACKOFF_MIN_MS 50
-
 uint64_t mg_proxy_now_ms(void)
 {
 	struct timespec ts;
@@ -76,7 +73,7 @@ int mg_proxy_addr_to_abi(const struct sockaddr_storage *ss, struct mg_abi_addr *
 
 static bool is_mapped(const struct mg_abi_addr *a)
 {
-	static const unsigned char mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
+	static const unsigned char mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
 
 	return !memcmp(a->addr, mapped, 12);
 }
@@ -107,12 +104,12 @@ struct mg_str mg_proxy_daemon_token(struct mg_proxy *p)
 	if (!p->o.token_file)
 		return MG_STR_NULL;
 	if (p->token_len && now - p->token_checked_ms < 1000)
-		return (struct mg_str){ p->token, p->token_len };
+		return (struct mg_str){p->token, p->token_len};
 	p->token_checked_ms = now;
 	if (stat(p->o.token_file, &st) ||
 	    (p->token_len && st.st_mtim.tv_sec == p->token_mtime.tv_sec &&
 	     st.st_mtim.tv_nsec == p->token_mtime.tv_nsec))
-		return (struct mg_str){ p->token, p->token_len };
+		return (struct mg_str){p->token, p->token_len};
 	f = fopen(p->o.token_file, "re");
 	if (f) {
 		size_t n = fread(p->token, 1, sizeof(p->token) - 1, f);
@@ -124,13 +121,13 @@ struct mg_str mg_proxy_daemon_token(struct mg_proxy *p)
 		p->token_len = n;
 		p->token_mtime = st.st_mtim;
 	}
-	return (struct mg_str){ p->token, p->token_len };
+	return (struct mg_str){p->token, p->token_len};
 }
 
 /* ---- metrics ---- */
 
-static const double lat_bounds[MG_PROXY_LAT_BUCKETS] = { 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-							  0.05,	  0.1,	 0.25,	 0.5,	1,     5 };
+static const double lat_bounds[MG_PROXY_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+							0.05,	0.1,   0.25,   0.5,   1,    5};
 
 static unsigned met_hash(unsigned h, const char *s)
 {
@@ -144,7 +141,8 @@ static unsigned met_hash(unsigned h, const char *s)
 void mg_proxy_count_request(struct mg_proxy *p, const char *verb, const char *resource, int code,
 			    enum mg_exchange_decision decision, double secs)
 {
-	unsigned h = met_hash(met_hash(5381, verb), resource) * 33 + (unsigned)decision + (unsigned)code;
+	unsigned h =
+		met_hash(met_hash(5381, verb), resource) * 33 + (unsigned)decision + (unsigned)code;
 	size_t i;
 
 	for (i = 0; i < MG_PROXY_MET_SLOTS; i++) {
@@ -175,18 +173,18 @@ void mg_proxy_count_request(struct mg_proxy *p, const char *verb, const char *re
 static void write_limit_metrics(const struct mg_proxy *p, FILE *f)
 {
 	const struct mg_proxy_stats *st = &p->st;
-	struct mg_worker_stats ws = { 0 };
+	struct mg_worker_stats ws = {0};
 	const struct {
 		const char *reason;
 		uint64_t n;
 	} lim[] = {
-		{ "max_connections", st->limited_conns },
-		{ "max_connections_per_pod", st->limited_pod_conns },
-		{ "connection_reset", st->limited_reset },
-		{ "worker_queue_full", st->limited_worker_queue },
-		{ "worker_pod_quota", st->limited_worker_pod },
-		{ "write_stall", st->write_stalls },
-		{ "accept_backoff", st->accept_backoffs },
+		{"max_connections", st->limited_conns},
+		{"max_connections_per_pod", st->limited_pod_conns},
+		{"connection_reset", st->limited_reset},
+		{"worker_queue_full", st->limited_worker_queue},
+		{"worker_pod_quota", st->limited_worker_pod},
+		{"write_stall", st->write_stalls},
+		{"accept_backoff", st->accept_backoffs},
 	};
 
 	if (p->worker)
@@ -202,10 +200,12 @@ static void write_limit_metrics(const struct mg_proxy *p, FILE *f)
 		"# TYPE mcpgate_worker_jobs gauge\n"
 		"mcpgate_worker_jobs{state=\"queued\"} %u\n"
 		"mcpgate_worker_jobs{state=\"running\"} %u\n"
-		"# HELP mcpgate_accept_paused Whether the listeners are paused (accept out of fds).\n"
+		"# HELP mcpgate_accept_paused Whether the listeners are paused (accept out of "
+		"fds).\n"
 		"# TYPE mcpgate_accept_paused gauge\n"
 		"mcpgate_accept_paused %d\n"
-		"# HELP mcpgate_malloc_trims_total Freed memory handed back after connections closed.\n"
+		"# HELP mcpgate_malloc_trims_total Freed memory handed back after connections "
+		"closed.\n"
 		"# TYPE mcpgate_malloc_trims_total counter\n"
 		"mcpgate_malloc_trims_total %llu\n",
 		ws.queued, ws.running, p->paused, (unsigned long long)st->malloc_trims);
@@ -228,10 +228,11 @@ void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
 			continue;
 		snprintf(code, sizeof(code), "%d", m->code);
 		mg_metrics_put_u64(f, "mcpgate_requests_total",
-				   (struct mg_metrics_label[]){ { "verb", m->verb },
-								{ "resource", m->resource },
-								{ "code", code },
-								{ "decision", mg_exchange_decision_str(m->decision) } },
+				   (struct mg_metrics_label[]){
+					   {"verb", m->verb},
+					   {"resource", m->resource},
+					   {"code", code},
+					   {"decision", mg_exchange_decision_str(m->decision)}},
 				   4, m->count);
 	}
 	fprintf(f, "# HELP mcpgate_request_duration_seconds Time from request head to the end "
@@ -246,7 +247,7 @@ void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
 		else
 			snprintf(le, sizeof(le), "+Inf");
 		mg_metrics_put_u64(f, "mcpgate_request_duration_seconds_bucket",
-				   &(struct mg_metrics_label){ "le", le }, 1, cum);
+				   &(struct mg_metrics_label){"le", le}, 1, cum);
 	}
 	fprintf(f,
 		"mcpgate_request_duration_seconds_sum %.6f\n"
@@ -265,11 +266,11 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 		return -ENOMEM;
 	p->o = *o;
 	if (!p->o.connect_timeout_ms)
-		p->o.connect_timeout_ms = 5000;
+		p->o.connect_timeout_ms = MG_PROXY_CONNECT_TIMEOUT_MS_DEFAULT;
 	if (!p->o.header_timeout_ms)
-		p->o.header_timeout_ms = 30000;
+		p->o.header_timeout_ms = MG_PROXY_HEADER_TIMEOUT_MS_DEFAULT;
 	if (!p->o.idle_timeout_ms)
-		p->o.idle_timeout_ms = 90000;
+		p->o.idle_timeout_ms = MG_PROXY_IDLE_TIMEOUT_MS_DEFAULT;
 	if (!p->o.pool_idle_ms)
 		p->o.pool_idle_ms = MG_UPSTREAM_POOL_IDLE_MS_DEFAULT;
 	if (!p->o.pool_max)
@@ -280,7 +281,7 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 		p->o.max_conns_per_pod = MG_PROXY_MAX_CONNS_PER_POD_DEFAULT;
 	if (!p->o.write_stall_ms)
 		p->o.write_stall_ms = MG_PROXY_WRITE_STALL_MS_DEFAULT;
-	p->backoff_ms = BACKOFF_MIN_MS;
+	p->backoff_ms = MG_CONN_BACKOFF_MIN_MS;
 	p->sweep_fd = p->backoff_fd = -1;
 	mg_mask_cfg_default(&p->mcfg);
 	if (!p->o.mask_cfg)
@@ -293,7 +294,7 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 		rc = -ENOMEM;
 		goto err;
 	}
-	p->sweep_fd = mg_loop_add_timer(o->loop, 1000, mg_conn_on_sweep, p);
+	p->sweep_fd = mg_loop_add_timer(o->loop, MG_CONN_SWEEP_MS, mg_conn_on_sweep, p);
 	if (p->sweep_fd < 0) {
 		rc = p->sweep_fd;
 		goto err;
@@ -306,15 +307,15 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 	rc = mg_loop_add_fd(o->loop, p->backoff_fd, EPOLLIN, mg_conn_on_backoff_end, p);
 	if (rc)
 		goto err;
-	p->pool = (struct mg_upstream_pool){ o->loop, NULL, 0, p->o.pool_max, p->o.pool_idle_ms };
+	p->pool = (struct mg_upstream_pool){o->loop, NULL, 0, p->o.pool_max, p->o.pool_idle_ms};
 	if (p->o.review_kube) {
 		rc = mg_authn_new(&p->authn, p->o.review_kube);
 		if (rc)
 			goto err;
 	}
 	if (p->o.creds || p->o.review_kube) {
-		struct mg_worker_opts wo = { o->loop, p->o.worker_threads, p->o.worker_queue,
-					     p->o.worker_per_pod };
+		struct mg_worker_opts wo = {o->loop, p->o.worker_threads, p->o.worker_queue,
+					    p->o.worker_per_pod};
 
 		rc = mg_worker_new(&p->worker, &wo);
 		if (rc)
@@ -365,10 +366,10 @@ int mg_proxy_listen(struct mg_proxy *p, const struct mg_abi_addr *addr)
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
 	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 1 }, sizeof(int));
-	setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &(int){ 1 }, sizeof(int));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){1}, sizeof(int));
+	setsockopt(fd, IPPROTO_IP, IP_FREEBIND, &(int){1}, sizeof(int));
 	if (bind(fd, (struct sockaddr *)&ss, sl) || listen(fd, 1024)) {
 		rc = -errno;
 		close(fd);

@@ -48,7 +48,7 @@ int mg_upstream_connect(struct mg_upstream **out, const struct mg_abi_addr *dst,
 		rc = -errno;
 		goto err;
 	}
-	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &(int){ 1 }, sizeof(int));
+	setsockopt(u->fd, IPPROTO_TCP, TCP_NODELAY, &(int){1}, sizeof(int));
 	if (connect(u->fd, (struct sockaddr *)&ss, sl) && errno != EINPROGRESS) {
 		rc = -errno;
 		goto err;
