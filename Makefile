@@ -59,7 +59,7 @@ FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 CLANG_BPF_SYS_INCLUDES := $(shell $(CLANG) -v -E - </dev/null 2>&1 \
 	| sed -n '/<...> search starts here:/,/End of search list./{ s| \(/.*\)|-idirafter \1|p }')
 
-.PHONY: all help deps unit e2e test test-kernel demo bench fuzz clean fmt
+.PHONY: all help deps unit e2e test test-kernel demo bench fuzz fuzz-seeds clean fmt fmt-check
 
 all: $(O)/mcpgated $(O)/mcpgatectl $(O)/kubectl-mcpgate
 
@@ -152,6 +152,7 @@ test: deps
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 all unit
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 e2e
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 test-kernel
+	$(Q)$(MAKE) --no-print-directory fuzz-seeds
 
 # The kernel smoke runs inside a VM on another kernel (tests/kernel/run.sh);
 # it drives the loader module itself, so it links every module object.
@@ -178,11 +179,28 @@ $(O)/bench_mask: tests/bench/bench_mask.c $(wildcard userspace/mask/*.[ch]) $(HE
 	$(call msg,CC,$@)
 	$(Q)$(CC) -O2 -g -std=gnu11 -Iinclude $< -ljansson -lz -lssl -lcrypto -o $@
 
-# libFuzzer targets: clang, ASan+UBSan, each includes the module it fuzzes.
+# libFuzzer targets: clang, ASan+UBSan, each includes the module it fuzzes;
+# the modules it calls into without fuzzing them are compiled beside it as
+# their own translation units (FUZZ_WITH_<name>), so their statics never
+# collide with the included module's.
+FUZZ_WITH_cgroup_path := userspace/net/httpc.c userspace/core/secretfile.c
+FUZZ_WITH_config      := userspace/core/addr.c
+FUZZ_WITH_endpoints   := userspace/core/addr.c userspace/net/httpc.c userspace/core/secretfile.c \
+			 userspace/core/metrics.c
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz deps
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild \
-		-fsanitize=fuzzer,address,undefined $< -lssl -lcrypto -ljansson -lz -lcurl -lpthread -o $@
+		-fsanitize=fuzzer,address,undefined $< $(FUZZ_WITH_$*) \
+		-lssl -lcrypto -ljansson -lz -lcurl -lpthread -o $@
+
+# Every fuzz target builds and replays its seed corpus (no new inputs): part
+# of `make test`, so a target cannot rot while the modules move under it.
+fuzz-seeds: $(FUZZ_BINS)
+	$(Q)for f in $(FUZZ_BINS); do \
+		n=$$(basename $$f); printf '  %-20s ' "$$n"; \
+		$$f -runs=0 tests/fuzz/corpus/$${n#fuzz_} >build/fuzz/$$n.seeds.log 2>&1 \
+			|| { echo FAIL; tail -n 20 build/fuzz/$$n.seeds.log; exit 1; }; \
+		grep -o 'INITED.*' build/fuzz/$$n.seeds.log | head -n 1; done
 
 FUZZ_SECONDS ?= 20
 fuzz: $(FUZZ_BINS)
@@ -198,6 +216,10 @@ $(O)/bpf $(O)/obj $(O)/tests build/fuzz:
 # What clang-format keeps in shape (the repo's .clang-format); `make
 # fmt-check` fails on any difference, and `make test` runs it.
 FMT_SRCS = $(sort $(shell find userspace tools include/mcpgate -name '*.[ch]') $(wildcard bpf/*.c bpf/lib/*.h))
+
+fmt-check:
+	$(Q)scripts/install-deps.sh fmt
+	$(Q)clang-format --dry-run --Werror $(FMT_SRCS)
 
 fmt:
 	$(Q)scripts/install-deps.sh fmt

@@ -79,23 +79,5 @@ struct mg_config {
  */
 int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, size_t errlen);
 
-/*
- * Deprecated: the addr module (addr.h) under the old names, kept until
- * proxy/ and tools/mcpgatectl/ call mg_addr_* directly.
- */
-
-/** mg_addr_parse_hostport(). */
-int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out);
-
-/** mg_addr_parse_ip(). */
-int mg_config_parse_addr(const char *s, unsigned port, struct mg_abi_addr *out);
-
-struct sockaddr_storage;
-
-/** mg_addr_to_sockaddr(). */
-unsigned mg_config_sockaddr(const struct mg_abi_addr *a, struct sockaddr_storage *ss);
-
-/** mg_addr_fmt(). */
-const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len);
 
 #endif /* MCPGATE_CONFIG_H */

@@ -33,6 +33,12 @@
  * conversions of lengths stay in range everywhere downstream. */
 #define MG_HTTP_MAX_LENGTH (UINT64_C(1) << 62)
 
+/* The default limits of one head (mg_http_limits_default()): the proxy
+ * sizes its buffers by them. */
+#define MG_HTTP_HEAD_MAX   (64 * 1024) /* start line + fields + final CRLF */
+#define MG_HTTP_TARGET_MAX (8 * 1024)  /* request-target */
+#define MG_HTTP_FIELDS_MAX 100	       /* field lines */
+
 /** Size limits for one message head. A field left 0 takes its default. */
 struct mg_http_limits {
 	size_t max_head_bytes; /* start line + fields + final CRLF; default 64 KiB */

@@ -70,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					struct mg_abi_addr a;
 
 					if (json_is_string(ip) && tcp_port(p) &&
-					    !mg_config_parse_addr(json_string_value(ip),
+					    !mg_addr_parse_ip(json_string_value(ip),
 								  tcp_port(p), &a) &&
 					    !memcmp(&a, &r->addrs[i], sizeof(a)))
 						in_svc = true;

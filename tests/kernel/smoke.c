@@ -52,6 +52,7 @@
 
 #include <bpf/bpf.h>
 
+#include "mcpgate/addr.h"
 #include "mcpgate/config.h"
 #include "mcpgate/loader.h"
 
@@ -487,7 +488,7 @@ static void redirect_case(struct env *e, const char *label, int family, const ch
 			 label, fmt_sockaddr(&peer, got, sizeof(got)));
 		check(rc == 0, what, "mg_loader_take_origin: %s", strerror(-rc));
 		if (rc == 0) {
-			mg_config_parse_addr(strchr(ip, ':') && !strncmp(ip, "::ffff:", 7) ? ip + 7
+			mg_addr_parse_ip(strchr(ip, ':') && !strncmp(ip, "::ffff:", 7) ? ip + 7
 											  : ip,
 					     API_PORT, &want_dst);
 			snprintf(what, sizeof(what),
@@ -501,7 +502,7 @@ static void redirect_case(struct env *e, const char *label, int family, const ch
 			      what, "pod %llu/%llu cgroup %llu/%llu tgid %u/%d dst %s family %u",
 			      (unsigned long long)o.pod_cgroup_id, (unsigned long long)SEL->id,
 			      (unsigned long long)o.cgroup_id, (unsigned long long)SEL->cid,
-			      o.tgid, (int)s.pid, mg_config_fmt_addr(&o.orig_dst, got, sizeof(got)),
+			      o.tgid, (int)s.pid, mg_addr_fmt(&o.orig_dst, got, sizeof(got)),
 			      o.family);
 		}
 		close(fd);
@@ -578,7 +579,7 @@ static bool event_seen(struct mg_loader *l, uint32_t type, pid_t pid, uint64_t p
 {
 	struct ev_seen w = { .type = type, .tgid = (uint32_t)pid, .pod_cgroup_id = pod_id };
 
-	mg_config_parse_addr(ip, API_PORT, &w.dst);
+	mg_addr_parse_ip(ip, API_PORT, &w.dst);
 	mg_loader_read_events(l, on_event, &w);
 	return w.n > 0;
 }
@@ -677,8 +678,8 @@ static int cmd_loader(const char *root, const char *pin_dir)
 
 	rc = make_pods(root);
 	check(rc == 0, "pod cgroups created under the attach point", "%s", strerror(-rc));
-	mg_config_parse_addr(PROXY4, PROXY_PORT, &lo.settings.proxy4);
-	mg_config_parse_addr(PROXY6, PROXY_PORT, &lo.settings.proxy6);
+	mg_addr_parse_ip(PROXY4, PROXY_PORT, &lo.settings.proxy4);
+	mg_addr_parse_ip(PROXY6, PROXY_PORT, &lo.settings.proxy6);
 	rc = mg_loader_open(&e.l, &lo, &err);
 	check(rc == 0, "mg_loader_open: load, verify and attach every program", "%s", err.msg);
 	if (rc)
@@ -687,8 +688,8 @@ static int cmd_loader(const char *root, const char *pin_dir)
 	      "fresh attachment, every link attached", "reused=%d attached=%d",
 	      mg_loader_reused(e.l), mg_loader_attached(e.l));
 
-	mg_config_parse_addr(API4, API_PORT, &eps[0]);
-	mg_config_parse_addr(API6, API_PORT, &eps[1]);
+	mg_addr_parse_ip(API4, API_PORT, &eps[0]);
+	mg_addr_parse_ip(API6, API_PORT, &eps[1]);
 	rc = mg_loader_set_endpoints(e.l, eps, 2);
 	check(rc == 0, "api_endpoints set", "%s", strerror(-rc));
 	rc = mg_loader_set_pod(e.l, SEL->id, &sel);

@@ -180,29 +180,6 @@ static int err_line(char *errbuf, size_t errlen, const char *fmt, ...)
 	return -EINVAL;
 }
 
-/* ---- deprecated: the addr module's functions under their old names, for
- * callers not yet moved (proxy/, tools/mcpgatectl/); removed after that. */
-
-int mg_config_parse_addr(const char *s, unsigned port, struct mg_abi_addr *out)
-{
-	return mg_addr_parse_ip(s, port, out);
-}
-
-int mg_config_parse_hostport(const char *s, struct mg_abi_addr *out)
-{
-	return mg_addr_parse_hostport(s, out);
-}
-
-unsigned mg_config_sockaddr(const struct mg_abi_addr *a, struct sockaddr_storage *ss)
-{
-	return (unsigned)mg_addr_to_sockaddr(a, ss);
-}
-
-const char *mg_config_fmt_addr(const struct mg_abi_addr *a, char *buf, size_t len)
-{
-	return mg_addr_fmt(a, buf, len);
-}
-
 static int set_uint(struct mg_config *c, const struct opt *o, const char *v, char *errbuf,
 		    size_t errlen)
 {

@@ -154,9 +154,9 @@ static struct mg_http_limits eff_limits(const struct mg_http_limits *lim)
 struct mg_http_limits mg_http_limits_default(void)
 {
 	return (struct mg_http_limits){
-		.max_head_bytes = 64 * 1024,
-		.max_headers = 100,
-		.max_target_len = 8 * 1024,
+		.max_head_bytes = MG_HTTP_HEAD_MAX,
+		.max_headers = MG_HTTP_FIELDS_MAX,
+		.max_target_len = MG_HTTP_TARGET_MAX,
 	};
 }
 

@@ -1,5 +1,5 @@
 /*
- * proxy: the per-pod connection counts behind --max-connections-per-pod
+ * conn: the per-pod connection counts behind --max-connections-per-pod
  * (an open-addressing table with backward-shift deletion) and admit()'s
  * caps. The rest of the proxy is covered end to end (tests/e2e).
  */
@@ -9,7 +9,7 @@
 #include <cmocka.h>
 #include <stdio.h>
 
-#include "../../userspace/proxy/proxy.c"
+#include "../../userspace/proxy/conn.c"
 
 static struct mg_proxy *fake_proxy(size_t slots, unsigned max, unsigned per_pod)
 {
@@ -95,5 +95,5 @@ int main(void)
 		cmocka_unit_test(test_admit_caps_per_pod_then_globally),
 	};
 
-	return cmocka_run_group_tests_name("proxy", tests, NULL, NULL);
+	return cmocka_run_group_tests_name("conn", tests, NULL, NULL);
 }
