@@ -149,6 +149,7 @@ e2e: all
 	$(Q)MG_BUILD=$(O) tests/e2e/run.sh
 
 test: deps
+	$(Q)$(MAKE) --no-print-directory fmt-check
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 all unit
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 e2e
 	$(Q)$(MAKE) --no-print-directory O=build/san SAN=1 test-kernel

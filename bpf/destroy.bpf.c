@@ -26,8 +26,8 @@ char LICENSE[] SEC("license") = "GPL";
 
 /* Filled by the loader before each run; read back after it. */
 __u64 pod_cgroup_id = 0;
-__u64 cut = 0;		/* sockets destroyed */
-__u64 failed = 0;	/* bpf_sock_destroy() refused */
+__u64 cut = 0;	  /* sockets destroyed */
+__u64 failed = 0; /* bpf_sock_destroy() refused */
 
 /* The redirect object's api_endpoints; the loader reuses its fd. */
 struct {

@@ -336,7 +336,8 @@ static __always_inline void sock_tuple(struct bpf_sock_ops *skops, struct mg_abi
 		/* A v4-mapped socket's v6 source is set only after tcp_connect()
 		 * returns; its IPv4 fields are already final here. */
 		mg_addr_set_v4(&t->client, skops->local_ip4, bpf_htons(skops->local_port));
-		mg_addr_set_v4(&t->proxy, skops->remote_ip4, bpf_htons(bpf_ntohl(skops->remote_port)));
+		mg_addr_set_v4(&t->proxy, skops->remote_ip4,
+			       bpf_htons(bpf_ntohl(skops->remote_port)));
 	} else {
 		__u32 l6[4];
 

@@ -55,7 +55,7 @@ struct daemon {
 	int argc; /* for a SIGHUP reload */
 	char **argv;
 	struct mg_endpoints *endpoints;
-	struct mg_sacheck *sacheck;	/* NULL with --sa-check-interval 0 */
+	struct mg_sacheck *sacheck; /* NULL with --sa-check-interval 0 */
 	volatile bool stop;
 	/* What api_endpoints holds, for the leaf's SANs: written at startup,
 	 * then only by the endpoints thread (apply_endpoints). */
@@ -68,11 +68,11 @@ struct daemon {
 	SSL_CTX *client_ctx;
 	/* cutting newly selected pods' open connections (atomics) */
 	uint64_t sockets_cut, cut_unsupported, cut_failed;
-	struct mg_metrics *metrics;	/* what /metrics renders */
+	struct mg_metrics *metrics; /* what /metrics renders */
 	struct daemon_metrics *dm;
 	/* set up by main's steps */
 	struct mg_pods_selector selector;
-	struct mg_abi_addr proxy4, proxy6;	/* port 0: none */
+	struct mg_abi_addr proxy4, proxy6; /* port 0: none */
 	sigset_t sigmask;
 	int sfd;
 };
@@ -116,9 +116,9 @@ static void cut_pod_sockets(void *data, uint64_t id, const char *dir,
 {
 	struct daemon *d = data;
 	int rc = mg_loader_destroy_pod_sockets(d->loader, id, dir);
-	json_t *j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "event", "pod_sockets_cut",
-			      "pod_cgroup_id", (json_int_t)id, "namespace", pod->namespace, "name",
-			      pod->name, "uid", pod->uid);
+	json_t *j = json_pack("{s:s,s:I,s:s,s:s,s:s}", "event", "pod_sockets_cut", "pod_cgroup_id",
+			      (json_int_t)id, "namespace", pod->namespace, "name", pod->name, "uid",
+			      pod->uid);
 
 	if (rc >= 0) {
 		__atomic_add_fetch(&d->sockets_cut, (uint64_t)rc, __ATOMIC_RELAXED);
@@ -143,8 +143,7 @@ static void cut_pod_sockets(void *data, uint64_t id, const char *dir,
  * and <b>[0..<nb>), each once (an address serves several ports). Fills
  * <ips> with pointers into <bufs> or the config; returns the count. */
 static size_t leaf_ips(struct daemon *d, const struct mg_abi_addr *a, size_t n,
-		       const struct mg_abi_addr *b, size_t nb, const char **ips,
-		       char (*bufs)[64])
+		       const struct mg_abi_addr *b, size_t nb, const char **ips, char (*bufs)[64])
 {
 	size_t ni = 0, nbuf = 0;
 
@@ -152,7 +151,8 @@ static size_t leaf_ips(struct daemon *d, const struct mg_abi_addr *a, size_t n,
 		if (mg_tls_is_ip_literal(d->cfg.tls_sans[i]))
 			ips[ni++] = d->cfg.tls_sans[i];
 	for (size_t i = 0; i < n + nb; i++) {
-		const char *ip = mg_addr_fmt_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
+		const char *ip =
+			mg_addr_fmt_ip(i < n ? &a[i] : &b[i - n], bufs[nbuf], sizeof(bufs[0]));
 		bool dup = false;
 
 		for (size_t j = 0; j < ni && !dup; j++)
@@ -195,7 +195,7 @@ static struct mg_tls_server *build_tls(struct daemon *d, struct mg_tls_err *err)
 	static const char *ips[2 * MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS];
 	static char bufs[2 * MG_ENDPOINTS_MAX][64];
 	const char *dns[8 + MG_CONFIG_MAX_SANS];
-	struct mg_tls_server_opts o = { 0 };
+	struct mg_tls_server_opts o = {0};
 	char svc[200];
 	size_t nd = 0;
 
@@ -223,7 +223,7 @@ static int reissue_leaf(struct daemon *d, const struct mg_abi_addr *a, size_t n,
 {
 	const char **ips = calloc(2 * MG_ENDPOINTS_MAX + MG_CONFIG_MAX_SANS, sizeof(*ips));
 	char(*bufs)[64] = calloc(2 * MG_ENDPOINTS_MAX, sizeof(*bufs));
-	struct mg_tls_err err = { { 0 } };
+	struct mg_tls_err err = {{0}};
 	size_t ni;
 	int rc = -ENOMEM;
 
@@ -288,8 +288,8 @@ static void on_tls_timer(struct mg_loop *loop, int fd, uint32_t events, void *da
 		mg_log_json("info", json_pack("{s:s}", "event", "tls_leaf_renewed"));
 	else if (rc < 0) {
 		mg_tls_server_last_err(d->tls, &err);
-		mg_log_json("error", json_pack("{s:s,s:s}", "event", "tls_renew_failed", "error",
-					       err.msg));
+		mg_log_json("error",
+			    json_pack("{s:s,s:s}", "event", "tls_renew_failed", "error", err.msg));
 	}
 }
 
@@ -312,7 +312,7 @@ static struct mg_creds *build_creds(struct daemon *d)
 {
 	static char aud_buf[512], grp_buf[512];
 	static const char *aud[16], *grp[16];
-	struct mg_creds_config cc = { 0 };
+	struct mg_creds_config cc = {0};
 	struct mg_config *c = &d->cfg;
 	struct mg_creds *cr;
 	char err[512];
@@ -361,9 +361,8 @@ struct daemon_metrics {
 static struct mg_metrics_family *family(struct daemon *d, enum mg_metrics_type type,
 					const char *name, const char *help, const char *label)
 {
-	struct mg_metrics_family *f =
-		mg_metrics_add(d->metrics, type, name, help, label ? &label : NULL, label ? 1 : 0,
-			       NULL, 0);
+	struct mg_metrics_family *f = mg_metrics_add(d->metrics, type, name, help,
+						     label ? &label : NULL, label ? 1 : 0, NULL, 0);
 
 	if (!f)
 		die("metrics: cannot register %s", name);
@@ -386,7 +385,7 @@ static void collect_metrics(void *data)
 {
 	struct daemon *d = data;
 	struct daemon_metrics *m = d->dm;
-	uint64_t cnt[MG_CNT_MAX] = { 0 };
+	uint64_t cnt[MG_CNT_MAX] = {0};
 	struct mg_proxy_stats st;
 	struct mg_pods_counts pc;
 
@@ -442,8 +441,8 @@ static void register_metrics(struct daemon *d)
 			    "Requests or responses mcpgate stopped, by why.", "reason");
 	m->upgrades = family(d, MG_METRICS_COUNTER, "mcpgate_upgrades_total",
 			     "Exec/attach/port-forward tunnels opened.", NULL);
-	m->open = family(d, MG_METRICS_GAUGE, "mcpgate_open_connections",
-			 "Connections open now.", NULL);
+	m->open = family(d, MG_METRICS_GAUGE, "mcpgate_open_connections", "Connections open now.",
+			 NULL);
 	m->bytes = family(d, MG_METRICS_COUNTER, "mcpgate_relayed_bytes_total",
 			  "Bytes relayed, by direction.", "direction");
 	m->intercepted = family(d, MG_METRICS_GAUGE, "mcpgate_intercepted_pods",
@@ -479,8 +478,9 @@ static void on_admin(void *data, const char *path, struct mg_admin_resp *r)
 		/* "api endpoints synced" means the set from the API is in the
 		 * map AND the leaf names every address in it. */
 		r->status = attached && synced && ep ? 200 : 503;
-		if (asprintf(&r->body, "programs attached: %s\npod watch synced: %s\n"
-				       "api endpoints synced: %s\n",
+		if (asprintf(&r->body,
+			     "programs attached: %s\npod watch synced: %s\n"
+			     "api endpoints synced: %s\n",
 			     attached ? "yes" : "no", synced ? "yes" : "no", ep ? "yes" : "no") < 0)
 			r->body = NULL;
 	} else if (!strcmp(path, "/metrics")) {
@@ -507,7 +507,8 @@ static void reload_selector(struct daemon *d)
 		rc = mg_pods_selector_parse(&sel, c.select_labels, c.select_namespaces, err,
 					    sizeof(err));
 	if (rc) {
-		mg_log_json("error", json_pack("{s:s,s:s}", "event", "reload_failed", "error", err));
+		mg_log_json("error",
+			    json_pack("{s:s,s:s}", "event", "reload_failed", "error", err));
 		return;
 	}
 	rc = mg_pods_set_selector(d->pods, &sel);
@@ -528,8 +529,8 @@ static void on_signal(struct mg_loop *loop, int fd, uint32_t events, void *data)
 		reload_selector(d);
 		return;
 	}
-	mg_log_json("info", json_pack("{s:s,s:i}", "event", "stopping", "signal",
-				      (int)si.ssi_signo));
+	mg_log_json("info",
+		    json_pack("{s:s,s:i}", "event", "stopping", "signal", (int)si.ssi_signo));
 	d->stop = true;
 	mg_loop_stop(loop);
 }
@@ -550,7 +551,7 @@ static void on_inotify(struct mg_loop *loop, int fd, uint32_t events, void *data
 static void log_kernel_event(void *data, const struct mg_abi_event *ev)
 {
 	struct daemon *d = data;
-	struct mg_pod_ident id = { 0 };
+	struct mg_pod_ident id = {0};
 	char dst[64];
 	json_t *j;
 
@@ -560,10 +561,11 @@ static void log_kernel_event(void *data, const struct mg_abi_event *ev)
 		      (json_int_t)ev->cgroup_id, "dst", mg_addr_fmt(&ev->dst, dst, sizeof(dst)));
 	if (ev->tgid)
 		json_object_set_new(j, "pid", json_integer(ev->tgid));
-	if (ev->pod_cgroup_id && mg_pods_lookup(d->pods, ev->pod_cgroup_id, ev->cgroup_id, &id) == 0)
+	if (ev->pod_cgroup_id &&
+	    mg_pods_lookup(d->pods, ev->pod_cgroup_id, ev->cgroup_id, &id) == 0)
 		json_object_set_new(j, "pod",
-				    json_pack("{s:s,s:s,s:s,s:b}", "namespace", id.namespace, "name",
-					      id.name, "uid", id.uid, "known", id.known));
+				    json_pack("{s:s,s:s,s:s,s:b}", "namespace", id.namespace,
+					      "name", id.name, "uid", id.uid, "known", id.known));
 	mg_pod_ident_release(&id);
 	mg_log_json("warn", j);
 }
@@ -645,7 +647,7 @@ static int load_config(struct daemon *d, int argc, char **argv)
 		die("%s", err);
 	mg_mask_cfg_default(&d->mask_cfg);
 	if (d->cfg.mask_config[0]) {
-		struct mg_mask_err merr = { 0 };
+		struct mg_mask_err merr = {0};
 
 		if (mg_mask_cfg_load(&d->mask_cfg, d->cfg.mask_config, &merr))
 			die("--mask-config %s: %s", d->cfg.mask_config,
@@ -670,7 +672,7 @@ static void block_signals(struct daemon *d)
 /* Loads (or reuses) and attaches the eBPF half. */
 static void open_loader(struct daemon *d)
 {
-	struct mg_loader_opts lo = { 0 };
+	struct mg_loader_opts lo = {0};
 	struct mg_loader_err lerr;
 
 	lo.cgroup_path = d->cfg.cgroup_path;
@@ -726,7 +728,7 @@ static void start_pods(struct daemon *d)
 {
 	static uint64_t preset[MG_INTERCEPT_MAX];
 	static struct mg_abi_pod preset_v[MG_INTERCEPT_MAX];
-	struct mg_pods_opts po = { 0 };
+	struct mg_pods_opts po = {0};
 	ssize_t npreset;
 	int rc;
 
@@ -760,8 +762,8 @@ static void start_pods(struct daemon *d)
  * discovery, and (unless off) the ServiceAccount check. */
 static void start_api_threads(struct daemon *d)
 {
-	struct mg_kube_opts ko = { 0 };
-	struct mg_endpoints_opts eo = { 0 };
+	struct mg_kube_opts ko = {0};
+	struct mg_endpoints_opts eo = {0};
 	int rc;
 
 	ko.server = d->cfg.api_server;
@@ -785,7 +787,7 @@ static void start_api_threads(struct daemon *d)
 		die("endpoints thread: %s", strerror(-rc));
 
 	if (d->cfg.sa_check_interval) {
-		struct mg_sacheck_opts so = { 0 };
+		struct mg_sacheck_opts so = {0};
 
 		so.kube = d->kube;
 		so.pods = d->pods;
@@ -798,7 +800,7 @@ static void start_api_threads(struct daemon *d)
 /* The proxy and its listeners on the proxy addresses. */
 static void start_proxy(struct daemon *d)
 {
-	struct mg_proxy_opts pxo = { 0 };
+	struct mg_proxy_opts pxo = {0};
 	int rc;
 
 	pxo.loop = d->loop;
@@ -886,7 +888,7 @@ static void teardown(struct daemon *d)
 
 int main(int argc, char **argv)
 {
-	static struct daemon d = { .sfd = -1 };
+	static struct daemon d = {.sfd = -1};
 	int rc;
 
 	if (load_config(&d, argc, argv))

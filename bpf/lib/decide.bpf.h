@@ -18,8 +18,8 @@
  * configured, in which case the caller refuses the connect (fail closed:
  * an API endpoint is never reached unmediated).
  */
-static __always_inline const struct mg_abi_addr *
-mg_pick_proxy(const struct mg_abi_settings *s, const struct mg_abi_addr *dst)
+static __always_inline const struct mg_abi_addr *mg_pick_proxy(const struct mg_abi_settings *s,
+							       const struct mg_abi_addr *dst)
 {
 	const struct mg_abi_addr *p = mg_addr_is_v4mapped(dst) ? &s->proxy4 : &s->proxy6;
 
@@ -28,9 +28,9 @@ mg_pick_proxy(const struct mg_abi_settings *s, const struct mg_abi_addr *dst)
 
 /* What connect4/6 do with one connect. */
 enum mg_verdict {
-	MG_VERDICT_PASS = 0,		/* leave the connect alone */
-	MG_VERDICT_REDIRECT,		/* rewrite it to the proxy */
-	MG_VERDICT_REFUSE_UNKNOWN,	/* fail it: the pod is pending or unknown */
+	MG_VERDICT_PASS = 0,	   /* leave the connect alone */
+	MG_VERDICT_REDIRECT,	   /* rewrite it to the proxy */
+	MG_VERDICT_REFUSE_UNKNOWN, /* fail it: the pod is pending or unknown */
 };
 
 /*
@@ -76,8 +76,8 @@ static __always_inline int mg_egress_drop(const struct mg_abi_pod *pod, __u32 fl
 
 /** Per-CPU state of the event rate limit (BPF-internal, not in abi.h). */
 struct mg_event_budget {
-	__u64 window_start;	/* ktime of the current window */
-	__u32 used;		/* events emitted in it */
+	__u64 window_start; /* ktime of the current window */
+	__u32 used;	    /* events emitted in it */
 	__u32 pad;
 };
 

@@ -40,11 +40,11 @@
 #define MG_PIN_LINK_GETPEERNAME6 "link_getpeername6"
 #define MG_PIN_LINK_EGRESS	 "link_egress"
 
-#define MG_MAX_CGROUP_DEPTH 16	/* ancestor levels walked by connect4/6 */
-#define MG_INTERCEPT_MAX    16384	/* selected pod cgroups per node */
-#define MG_ENDPOINTS_MAX    256	/* API addresses (ClusterIPs, EndpointSlice, extra) */
-#define MG_PENDING_MAX      65536	/* connects between connect() and SYN */
-#define MG_ORIGINS_MAX      65536	/* 4-tuple -> origin, until the proxy reads it */
+#define MG_MAX_CGROUP_DEPTH 16	  /* ancestor levels walked by connect4/6 */
+#define MG_INTERCEPT_MAX    16384 /* selected pod cgroups per node */
+#define MG_ENDPOINTS_MAX    256	  /* API addresses (ClusterIPs, EndpointSlice, extra) */
+#define MG_PENDING_MAX	    65536 /* connects between connect() and SYN */
+#define MG_ORIGINS_MAX	    65536 /* 4-tuple -> origin, until the proxy reads it */
 
 /** An address:port; <addr> is IPv6 or IPv4-mapped, <port> network order. */
 struct mg_abi_addr {
@@ -55,31 +55,31 @@ struct mg_abi_addr {
 
 /** Key of `origins`: the TCP 4-tuple as the proxy sees it on accept(). */
 struct mg_abi_tuple {
-	struct mg_abi_addr client;	/* the pod's source address:port */
-	struct mg_abi_addr proxy;	/* the proxy address:port it was sent to */
+	struct mg_abi_addr client; /* the pod's source address:port */
+	struct mg_abi_addr proxy;  /* the proxy address:port it was sent to */
 };
 
 /** What the kernel recorded at connect() time for one redirected socket. */
 struct mg_abi_origin {
-	struct mg_abi_addr orig_dst;	/* where the pod meant to connect */
-	__u64 pod_cgroup_id;		/* the matched ancestor in `intercept` */
-	__u64 cgroup_id;		/* the connecting task's own cgroup */
-	__u64 netns_cookie;		/* the socket's network namespace */
+	struct mg_abi_addr orig_dst; /* where the pod meant to connect */
+	__u64 pod_cgroup_id;	     /* the matched ancestor in `intercept` */
+	__u64 cgroup_id;	     /* the connecting task's own cgroup */
+	__u64 netns_cookie;	     /* the socket's network namespace */
 	__u64 socket_cookie;
-	__u64 ktime_ns;			/* bpf_ktime_get_ns() at connect */
+	__u64 ktime_ns; /* bpf_ktime_get_ns() at connect */
 	__u32 tgid;
 	__u32 uid;
-	__u32 family;			/* AF_INET or AF_INET6 of the pod's socket */
+	__u32 family; /* AF_INET or AF_INET6 of the pod's socket */
 	__u32 pad;
 };
 
 /** What the kernel does with API connects from one pod cgroup. */
 enum mg_abi_pod_state {
-	MG_POD_PASS = 0,	/* known, not selected: API connects untouched */
-	MG_POD_SELECTED = 1,	/* API connects redirected to the proxy; any other
-				 * packet to an API endpoint dropped (egress) */
-	MG_POD_PENDING = 2,	/* cgroup seen, pod metadata not known yet: API
-				 * connects refused, packets to API endpoints dropped */
+	MG_POD_PASS = 0,     /* known, not selected: API connects untouched */
+	MG_POD_SELECTED = 1, /* API connects redirected to the proxy; any other
+			      * packet to an API endpoint dropped (egress) */
+	MG_POD_PENDING = 2,  /* cgroup seen, pod metadata not known yet: API
+			      * connects refused, packets to API endpoints dropped */
 };
 
 /**
@@ -89,18 +89,18 @@ enum mg_abi_pod_state {
  * entry on its ancestor path is known to be new and unknown.
  */
 struct mg_abi_pod {
-	__u32 state;	/* enum mg_abi_pod_state */
-	__u32 sel_gen;	/* selector generation that selected it (0 if never):
-			 * a restarted daemon with the same selector keeps a
-			 * selection sticky even if the pod's labels changed */
+	__u32 state;   /* enum mg_abi_pod_state */
+	__u32 sel_gen; /* selector generation that selected it (0 if never):
+			* a restarted daemon with the same selector keeps a
+			* selection sticky even if the pod's labels changed */
 };
 
 /** Single entry of the `settings` array map. */
 struct mg_abi_settings {
-	struct mg_abi_addr proxy4;	/* IPv4-mapped; port 0 = no IPv4 proxy */
-	struct mg_abi_addr proxy6;	/* port 0 = no IPv6 proxy */
-	__u32 abi_version;		/* MG_ABI_VERSION of the loader that wrote it */
-	__u32 flags;			/* MG_SET_* */
+	struct mg_abi_addr proxy4; /* IPv4-mapped; port 0 = no IPv4 proxy */
+	struct mg_abi_addr proxy6; /* port 0 = no IPv6 proxy */
+	__u32 abi_version;	   /* MG_ABI_VERSION of the loader that wrote it */
+	__u32 flags;		   /* MG_SET_* */
 };
 
 /* settings.flags: an API connect (or an egress packet to an API endpoint)
@@ -116,7 +116,7 @@ enum mg_abi_counter {
 	MG_CNT_ORIGIN_MISSING,	/* a socket dialled the proxy directly, with no origin */
 	MG_CNT_MAP_FULL,	/* a record could not be stored: connect refused */
 	MG_CNT_NO_PROXY,	/* API endpoint of a family with no proxy address: refused */
-	MG_CNT_REFUSED_UNKNOWN,	/* API connect from a pending or unknown pod cgroup: refused */
+	MG_CNT_REFUSED_UNKNOWN, /* API connect from a pending or unknown pod cgroup: refused */
 	MG_CNT_EGRESS_DROPPED,	/* packet from a selected/pending/unknown pod straight to an
 				 * API endpoint (raw socket, ...): dropped by cgroup_skb/egress */
 	MG_CNT_MAX,
@@ -124,19 +124,19 @@ enum mg_abi_counter {
 
 /** Kinds of `events` ring-buffer records. */
 enum mg_abi_event_type {
-	MG_EV_EGRESS_DROPPED = 1,	/* cgroup_skb/egress dropped a packet to an API endpoint */
-	MG_EV_REFUSED_UNKNOWN = 2,	/* connect refused: pod cgroup pending or unknown */
+	MG_EV_EGRESS_DROPPED = 1,  /* cgroup_skb/egress dropped a packet to an API endpoint */
+	MG_EV_REFUSED_UNKNOWN = 2, /* connect refused: pod cgroup pending or unknown */
 };
 
 /** One record of the `events` ring buffer, read by the daemon to log the pod.
  * The kernel may rate-limit them; the counters are exact. */
 struct mg_abi_event {
-	__u32 type;		/* enum mg_abi_event_type */
-	__u32 tgid;		/* 0 when not known (softirq context) */
-	__u64 pod_cgroup_id;	/* the matched ancestor, 0 when unknown */
-	__u64 cgroup_id;	/* the socket's own cgroup */
+	__u32 type;	     /* enum mg_abi_event_type */
+	__u32 tgid;	     /* 0 when not known (softirq context) */
+	__u64 pod_cgroup_id; /* the matched ancestor, 0 when unknown */
+	__u64 cgroup_id;     /* the socket's own cgroup */
 	__u64 ktime_ns;
-	struct mg_abi_addr dst;	/* the API endpoint address:port */
+	struct mg_abi_addr dst; /* the API endpoint address:port */
 };
 
 #endif /* MCPGATE_ABI_H */

@@ -17,7 +17,7 @@ struct mg_admin;
 struct mg_admin_resp {
 	int status;
 	const char *content_type;
-	char *body;	/* malloc()ed by the handler, freed by admin */
+	char *body; /* malloc()ed by the handler, freed by admin */
 };
 
 /** Fills <r> for a GET of <path> (query included). */

@@ -15,10 +15,10 @@
 
 struct mg_buf {
 	char *data;
-	size_t off;	/* first unconsumed byte */
-	size_t len;	/* end of valid bytes (data[off..len) is the content) */
-	size_t cap;	/* allocated */
-	size_t max;	/* never grows past this */
+	size_t off; /* first unconsumed byte */
+	size_t len; /* end of valid bytes (data[off..len) is the content) */
+	size_t cap; /* allocated */
+	size_t max; /* never grows past this */
 };
 
 static inline void mg_buf_init(struct mg_buf *b, size_t max)
@@ -48,7 +48,7 @@ static inline char *mg_buf_head(const struct mg_buf *b)
 
 static inline struct mg_str mg_buf_str(const struct mg_buf *b)
 {
-	return (struct mg_str){ b->data + b->off, b->len - b->off };
+	return (struct mg_str){b->data + b->off, b->len - b->off};
 }
 
 /** Room that can still be appended without exceeding max. */

@@ -133,8 +133,8 @@ struct mg_proxy {
 	uint64_t next_id;
 	int sweep_fd;
 	struct mg_proxy_stats st;
-	struct mg_mask_cfg mcfg; /* defaults, when no mask_cfg was given */
-	struct mg_secretfile *token;	/* the daemon's token file, re-read on change */
+	struct mg_mask_cfg mcfg;     /* defaults, when no mask_cfg was given */
+	struct mg_secretfile *token; /* the daemon's token file, re-read on change */
 	/* metrics */
 	struct mg_proxy_met met[MG_PROXY_MET_SLOTS];
 	uint64_t lat_count[MG_PROXY_LAT_BUCKETS + 1];

@@ -16,10 +16,10 @@
 struct mg_kube;
 
 struct mg_kube_opts {
-	const char *server;	/* https://host:port, no trailing slash */
-	const char *ca_file;	/* CA bundle that verifies the API server */
-	const char *token_file;	/* bearer token; NULL: none */
-	long connect_timeout_ms;	/* default 5000 */
+	const char *server;	 /* https://host:port, no trailing slash */
+	const char *ca_file;	 /* CA bundle that verifies the API server */
+	const char *token_file;	 /* bearer token; NULL: none */
+	long connect_timeout_ms; /* default 5000 */
 };
 
 /** Creates a client; copies <o>'s strings. NULL on ENOMEM. */
@@ -32,8 +32,8 @@ void mg_kube_free(struct mg_kube *k);
  * 2xx JSON answer, -EPROTO for another status or bad JSON, -EIO on transport
  * errors; <errbuf> gets one line.
  */
-int mg_kube_get_json(struct mg_kube *k, const char *path, json_t **out, long *status,
-		     char *errbuf, size_t errlen);
+int mg_kube_get_json(struct mg_kube *k, const char *path, json_t **out, long *status, char *errbuf,
+		     size_t errlen);
 
 /**
  * POSTs the JSON <body> to <path> and parses the answer like

@@ -17,10 +17,10 @@
 struct mg_loader;
 
 struct mg_loader_opts {
-	const char *cgroup_path;	/* cgroup v2 directory to attach at */
-	const char *pin_dir;		/* default MG_PIN_DIR */
-	const char *btf_path;		/* default /sys/kernel/btf/vmlinux */
-	struct mg_abi_settings settings;	/* proxy addresses */
+	const char *cgroup_path;	 /* cgroup v2 directory to attach at */
+	const char *pin_dir;		 /* default MG_PIN_DIR */
+	const char *btf_path;		 /* default /sys/kernel/btf/vmlinux */
+	struct mg_abi_settings settings; /* proxy addresses */
 };
 
 /** One-line reason of a failure, for the operator (no secrets in here). */
@@ -80,7 +80,7 @@ int mg_loader_destroy_pod_sockets(struct mg_loader *l, uint64_t pod_cgroup_id,
 
 /** Ways to cut a pod's connections (mg_loader_cut_pod_sockets). */
 enum mg_loader_cut_method {
-	MG_LOADER_CUT_AUTO = 0,	/* the kfunc where its object loads, else netlink */
+	MG_LOADER_CUT_AUTO = 0, /* the kfunc where its object loads, else netlink */
 	MG_LOADER_CUT_KFUNC,	/* TCP iterator + bpf_sock_destroy (Linux >= 6.5) */
 	MG_LOADER_CUT_NETLINK,	/* sock_diag SOCK_DESTROY (CONFIG_INET_DIAG_DESTROY) */
 };
@@ -131,13 +131,13 @@ int mg_loader_uninstall(const char *pin_dir, struct mg_loader_err *err);
 
 /** What is installed under a pin directory, read without a daemon. */
 struct mg_loader_status {
-	uint64_t counters[MG_CNT_MAX];	/* summed over CPUs */
-	size_t n_counters;		/* how many could be read (MG_CNT_MAX normally) */
-	bool has_settings;		/* <settings> read from the pinned map */
+	uint64_t counters[MG_CNT_MAX]; /* summed over CPUs */
+	size_t n_counters;	       /* how many could be read (MG_CNT_MAX normally) */
+	bool has_settings;	       /* <settings> read from the pinned map */
 	struct mg_abi_settings settings;
-	bool has_intercept;		/* <pods> counted from the pinned map */
-	unsigned long pods[3];		/* intercept entries by enum mg_abi_pod_state */
-	unsigned long pods_other;	/* entries of a state this build does not know */
+	bool has_intercept;	  /* <pods> counted from the pinned map */
+	unsigned long pods[3];	  /* intercept entries by enum mg_abi_pod_state */
+	unsigned long pods_other; /* entries of a state this build does not know */
 };
 
 /**

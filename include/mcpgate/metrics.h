@@ -59,11 +59,11 @@ struct mg_metrics_family;
 struct mg_metrics_series;
 
 /** Largest number of labels a family has; of buckets a histogram has. */
-#define MG_METRICS_MAX_LABELS 8
+#define MG_METRICS_MAX_LABELS  8
 #define MG_METRICS_MAX_BUCKETS 32
 
 enum mg_metrics_type {
-	MG_METRICS_COUNTER = 0,	/* uint64, only goes up (or mirrors a module's own counter) */
+	MG_METRICS_COUNTER = 0, /* uint64, only goes up (or mirrors a module's own counter) */
 	MG_METRICS_GAUGE,	/* int64, set */
 	MG_METRICS_HISTOGRAM,	/* cumulative buckets, _sum, _count */
 };
@@ -92,8 +92,7 @@ struct mg_metrics_family *mg_metrics_add(struct mg_metrics *m, enum mg_metrics_t
  * bytes: escaped when rendered; NULL is ""), created on first use and
  * kept until mg_metrics_clear(). NULL on ENOMEM.
  */
-struct mg_metrics_series *mg_metrics_with(struct mg_metrics_family *f,
-					  const char *const *values);
+struct mg_metrics_series *mg_metrics_with(struct mg_metrics_family *f, const char *const *values);
 
 /** Adds <n> to counter <s>. */
 void mg_metrics_inc(struct mg_metrics_series *s, uint64_t n);

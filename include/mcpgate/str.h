@@ -17,12 +17,12 @@ struct mg_str {
 	size_t len;
 };
 
-#define MG_STR(lit) ((struct mg_str){ (lit), sizeof(lit) - 1 })
-#define MG_STR_NULL ((struct mg_str){ NULL, 0 })
+#define MG_STR(lit) ((struct mg_str){(lit), sizeof(lit) - 1})
+#define MG_STR_NULL ((struct mg_str){NULL, 0})
 
 static inline struct mg_str mg_str_of(const char *s)
 {
-	return (struct mg_str){ s, s ? strlen(s) : 0 };
+	return (struct mg_str){s, s ? strlen(s) : 0};
 }
 
 static inline bool mg_str_eq(struct mg_str a, struct mg_str b)

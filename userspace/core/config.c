@@ -28,109 +28,111 @@ enum opt_kind { OPT_STR, OPT_UINT, OPT_BOOL, OPT_ENDPOINT, OPT_SAN };
 struct opt {
 	const char *name;
 	enum opt_kind kind;
-	size_t off;	/* into struct mg_config */
-	size_t size;	/* of a string field */
+	size_t off;  /* into struct mg_config */
+	size_t size; /* of a string field */
 	const char *help;
 };
 
-
 static const struct opt opts[] = {
-	{ "node-name", OPT_STR, offsetof(struct mg_config, node_name), 254,
-	  "this node's name, for the node-scoped pod watch (default: $NODE_NAME, else hostname)" },
-	{ "cgroup-path", OPT_STR, offsetof(struct mg_config, cgroup_path), 512,
-	  "cgroup v2 directory to attach at: the kubepods cgroup (default: found under "
-	  "/sys/fs/cgroup or /sys/fs/cgroup/unified)" },
-	{ "pin-dir", OPT_STR, offsetof(struct mg_config, pin_dir), 256,
-	  "bpffs directory for pinned maps and links (default " MG_PIN_DIR ")" },
-	{ "btf-path", OPT_STR, offsetof(struct mg_config, btf_path), 256,
-	  "kernel BTF to require (default /sys/kernel/btf/vmlinux)" },
-	{ "proxy-addr4", OPT_STR, offsetof(struct mg_config, proxy_addr4), 64,
-	  "IPv4 address the redirected connections go to, or none (default 169.254.77.1)" },
-	{ "proxy-addr6", OPT_STR, offsetof(struct mg_config, proxy_addr6), 64,
-	  "IPv6 address the redirected connections go to, or none (default fd00:6d67::1)" },
-	{ "proxy-port", OPT_UINT, offsetof(struct mg_config, proxy_port), 0,
-	  "proxy port (default 6443)" },
-	{ "proxy-interface", OPT_STR, offsetof(struct mg_config, proxy_interface), 16,
-	  "dummy interface that holds the proxy addresses (default mcpgate0)" },
-	{ "fallback-interface", OPT_STR, offsetof(struct mg_config, fallback_interface), 16,
-	  "interface used when the kernel has no dummy links (default lo)" },
-	{ "manage-address", OPT_BOOL, offsetof(struct mg_config, manage_address), 0,
-	  "add the proxy addresses to the interface (default true; false: they exist already)" },
-	{ "api-server", OPT_STR, offsetof(struct mg_config, api_server), 512,
-	  "API server URL for the daemon's own calls (default "
-	  "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)" },
-	{ "api-ca-file", OPT_STR, offsetof(struct mg_config, api_ca_file), 512,
-	  "CA bundle verifying the API server (default " SA_DIR "/ca.crt)" },
-	{ "api-token-file", OPT_STR, offsetof(struct mg_config, api_token_file), 512,
-	  "the daemon's bearer token, re-read on every call (default " SA_DIR "/token)" },
-	{ "api-endpoint", OPT_ENDPOINT, 0, 0,
-	  "ADDR:PORT to intercept besides the kubernetes Service and EndpointSlice; "
-	  "repeatable (e.g. the EKS endpoint's addresses)" },
-	{ "endpoints-interval", OPT_UINT, offsetof(struct mg_config, endpoints_interval), 0,
-	  "seconds between refreshes of the API endpoints (default 10)" },
-	{ "select-labels", OPT_STR, offsetof(struct mg_config, select_labels), 1024,
-	  "label selector of the pods to intercept (default mcpgate.io/intercept=true)" },
-	{ "select-namespaces", OPT_STR, offsetof(struct mg_config, select_namespaces), 1024,
-	  "comma-separated namespaces to intercept in (default: all)" },
-	{ "admin-listen", OPT_STR, offsetof(struct mg_config, admin_listen), 128,
-	  "ADDR:PORT of the admin listener: /healthz /readyz /metrics (default 127.0.0.1:9940)" },
-	{ "upstream-connect-timeout", OPT_UINT,
-	  offsetof(struct mg_config, upstream_connect_timeout_ms), 0,
-	  "milliseconds to connect upstream, TLS included (default 5000)" },
-	{ "header-timeout", OPT_UINT, offsetof(struct mg_config, header_timeout_ms), 0,
-	  "milliseconds a client has to send a request head (default 30000)" },
-	{ "idle-timeout", OPT_UINT, offsetof(struct mg_config, idle_timeout_ms), 0,
-	  "milliseconds an idle keep-alive client connection is kept (default 90000)" },
-	{ "ca-cert", OPT_STR, offsetof(struct mg_config, ca_cert), 512,
-	  "the mcpgate CA certificate the pods trust; created with --ca-key if missing "
-	  "(default /var/lib/mcpgate/ca.crt)" },
-	{ "ca-key", OPT_STR, offsetof(struct mg_config, ca_key), 512,
-	  "the mcpgate CA key, mode 0600 (default /var/lib/mcpgate/ca.key)" },
-	{ "cluster-domain", OPT_STR, offsetof(struct mg_config, cluster_domain), 128,
-	  "cluster DNS domain for kubernetes.default.svc.<domain> (default cluster.local)" },
-	{ "tls-san", OPT_SAN, 0, 0,
-	  "extra DNS name or IP in the proxy's certificate (e.g. the EKS endpoint host); "
-	  "repeatable" },
-	{ "leaf-validity", OPT_UINT, offsetof(struct mg_config, leaf_validity), 0,
-	  "seconds the proxy's certificate is valid; renewed at 2/3 (default 86400)" },
-	{ "creds-provider", OPT_STR, offsetof(struct mg_config, creds_provider), 32,
-	  "upstream credential: none (the daemon's --api-token-file), eks, serviceaccount or "
-	  "impersonate (default none)" },
-	{ "eks-cluster", OPT_STR, offsetof(struct mg_config, eks_cluster), 128,
-	  "eks: the cluster name signed into the token (x-k8s-aws-id)" },
-	{ "eks-region", OPT_STR, offsetof(struct mg_config, eks_region), 32,
-	  "eks: the AWS region of the STS endpoint" },
-	{ "sts-endpoint", OPT_STR, offsetof(struct mg_config, sts_endpoint), 256,
-	  "eks: regional (default), global, or an https:// URL" },
-	{ "sts-ca-file", OPT_STR, offsetof(struct mg_config, sts_ca_file), 512,
-	  "eks: CA bundle for an https:// --sts-endpoint URL (default: the system store)" },
-	{ "role-arn", OPT_STR, offsetof(struct mg_config, role_arn), 256,
-	  "eks: IAM role assumed per pod (session mcpgate-<ns>-<pod>, SourceIdentity = pod "
-	  "uid); empty: sign with the daemon's own AWS credentials" },
-	{ "sa-namespace", OPT_STR, offsetof(struct mg_config, sa_namespace), 64,
-	  "serviceaccount: namespace of the executor ServiceAccount (default: the pod's)" },
-	{ "sa-name", OPT_STR, offsetof(struct mg_config, sa_name), 254,
-	  "serviceaccount: the executor ServiceAccount (default: the pod's own)" },
-	{ "sa-audiences", OPT_STR, offsetof(struct mg_config, sa_audiences), 512,
-	  "serviceaccount: comma-separated token audiences (default: the API server's)" },
-	{ "sa-expiration", OPT_UINT, offsetof(struct mg_config, sa_expiration), 0,
-	  "serviceaccount: TokenRequest expirationSeconds, >= 600 (default 3600)" },
-	{ "impersonate-user", OPT_STR, offsetof(struct mg_config, impersonate_user), 256,
-	  "impersonate: user template, {namespace} {pod} {uid} {serviceaccount} (default "
-	  "system:serviceaccount:{namespace}:{serviceaccount})" },
-	{ "impersonate-groups", OPT_STR, offsetof(struct mg_config, impersonate_groups), 512,
-	  "impersonate: comma-separated group templates" },
-	{ "mask-config", OPT_STR, offsetof(struct mg_config, mask_config), 512,
-	  "JSON file: which detectors mask responses, custom patterns (see mcpgatectl mask; "
-	  "default: Secrets and every detector)" },
-	{ "token-review", OPT_BOOL, offsetof(struct mg_config, token_review), 0,
-	  "check each pod's own token with a TokenReview: it must belong to the pod's "
-	  "ServiceAccount, else 401 (default false)" },
-	/* limits; README "Limits" relates them to the DaemonSet's memory */
-#define LIM_STR(x) #x
+	{"node-name", OPT_STR, offsetof(struct mg_config, node_name), 254,
+	 "this node's name, for the node-scoped pod watch (default: $NODE_NAME, else hostname)"},
+	{"cgroup-path", OPT_STR, offsetof(struct mg_config, cgroup_path), 512,
+	 "cgroup v2 directory to attach at: the kubepods cgroup (default: found under "
+	 "/sys/fs/cgroup or /sys/fs/cgroup/unified)"},
+	{"pin-dir", OPT_STR, offsetof(struct mg_config, pin_dir), 256,
+	 "bpffs directory for pinned maps and links (default " MG_PIN_DIR ")"},
+	{"btf-path", OPT_STR, offsetof(struct mg_config, btf_path), 256,
+	 "kernel BTF to require (default /sys/kernel/btf/vmlinux)"},
+	{"proxy-addr4", OPT_STR, offsetof(struct mg_config, proxy_addr4), 64,
+	 "IPv4 address the redirected connections go to, or none (default 169.254.77.1)"},
+	{"proxy-addr6", OPT_STR, offsetof(struct mg_config, proxy_addr6), 64,
+	 "IPv6 address the redirected connections go to, or none (default fd00:6d67::1)"},
+	{"proxy-port", OPT_UINT, offsetof(struct mg_config, proxy_port), 0,
+	 "proxy port (default 6443)"},
+	{"proxy-interface", OPT_STR, offsetof(struct mg_config, proxy_interface), 16,
+	 "dummy interface that holds the proxy addresses (default mcpgate0)"},
+	{"fallback-interface", OPT_STR, offsetof(struct mg_config, fallback_interface), 16,
+	 "interface used when the kernel has no dummy links (default lo)"},
+	{"manage-address", OPT_BOOL, offsetof(struct mg_config, manage_address), 0,
+	 "add the proxy addresses to the interface (default true; false: they exist already)"},
+	{"api-server", OPT_STR, offsetof(struct mg_config, api_server), 512,
+	 "API server URL for the daemon's own calls (default "
+	 "https://$KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)"},
+	{"api-ca-file", OPT_STR, offsetof(struct mg_config, api_ca_file), 512,
+	 "CA bundle verifying the API server (default " SA_DIR "/ca.crt)"},
+	{"api-token-file", OPT_STR, offsetof(struct mg_config, api_token_file), 512,
+	 "the daemon's bearer token, re-read on every call (default " SA_DIR "/token)"},
+	{"api-endpoint", OPT_ENDPOINT, 0, 0,
+	 "ADDR:PORT to intercept besides the kubernetes Service and EndpointSlice; "
+	 "repeatable (e.g. the EKS endpoint's addresses)"},
+	{"endpoints-interval", OPT_UINT, offsetof(struct mg_config, endpoints_interval), 0,
+	 "seconds between refreshes of the API endpoints (default 10)"},
+	{"select-labels", OPT_STR, offsetof(struct mg_config, select_labels), 1024,
+	 "label selector of the pods to intercept (default mcpgate.io/intercept=true)"},
+	{"select-namespaces", OPT_STR, offsetof(struct mg_config, select_namespaces), 1024,
+	 "comma-separated namespaces to intercept in (default: all)"},
+	{"admin-listen", OPT_STR, offsetof(struct mg_config, admin_listen), 128,
+	 "ADDR:PORT of the admin listener: /healthz /readyz /metrics (default 127.0.0.1:9940)"},
+	{"upstream-connect-timeout", OPT_UINT,
+	 offsetof(struct mg_config, upstream_connect_timeout_ms), 0,
+	 "milliseconds to connect upstream, TLS included (default 5000)"},
+	{"header-timeout", OPT_UINT, offsetof(struct mg_config, header_timeout_ms), 0,
+	 "milliseconds a client has to send a request head (default 30000)"},
+	{"idle-timeout", OPT_UINT, offsetof(struct mg_config, idle_timeout_ms), 0,
+	 "milliseconds an idle keep-alive client connection is kept (default 90000)"},
+	{"ca-cert", OPT_STR, offsetof(struct mg_config, ca_cert), 512,
+	 "the mcpgate CA certificate the pods trust; created with --ca-key if missing "
+	 "(default /var/lib/mcpgate/ca.crt)"},
+	{"ca-key", OPT_STR, offsetof(struct mg_config, ca_key), 512,
+	 "the mcpgate CA key, mode 0600 (default /var/lib/mcpgate/ca.key)"},
+	{"cluster-domain", OPT_STR, offsetof(struct mg_config, cluster_domain), 128,
+	 "cluster DNS domain for kubernetes.default.svc.<domain> (default cluster.local)"},
+	{"tls-san", OPT_SAN, 0, 0,
+	 "extra DNS name or IP in the proxy's certificate (e.g. the EKS endpoint host); "
+	 "repeatable"},
+	{"leaf-validity", OPT_UINT, offsetof(struct mg_config, leaf_validity), 0,
+	 "seconds the proxy's certificate is valid; renewed at 2/3 (default 86400)"},
+	{"creds-provider", OPT_STR, offsetof(struct mg_config, creds_provider), 32,
+	 "upstream credential: none (the daemon's --api-token-file), eks, serviceaccount or "
+	 "impersonate (default none)"},
+	{"eks-cluster", OPT_STR, offsetof(struct mg_config, eks_cluster), 128,
+	 "eks: the cluster name signed into the token (x-k8s-aws-id)"},
+	{"eks-region", OPT_STR, offsetof(struct mg_config, eks_region), 32,
+	 "eks: the AWS region of the STS endpoint"},
+	{"sts-endpoint", OPT_STR, offsetof(struct mg_config, sts_endpoint), 256,
+	 "eks: regional (default), global, or an https:// URL"},
+	{"sts-ca-file", OPT_STR, offsetof(struct mg_config, sts_ca_file), 512,
+	 "eks: CA bundle for an https:// --sts-endpoint URL (default: the system store)"},
+	{"role-arn", OPT_STR, offsetof(struct mg_config, role_arn), 256,
+	 "eks: IAM role assumed per pod (session mcpgate-<ns>-<pod>, SourceIdentity = pod "
+	 "uid); empty: sign with the daemon's own AWS credentials"},
+	{"sa-namespace", OPT_STR, offsetof(struct mg_config, sa_namespace), 64,
+	 "serviceaccount: namespace of the executor ServiceAccount (default: the pod's)"},
+	{"sa-name", OPT_STR, offsetof(struct mg_config, sa_name), 254,
+	 "serviceaccount: the executor ServiceAccount (default: the pod's own)"},
+	{"sa-audiences", OPT_STR, offsetof(struct mg_config, sa_audiences), 512,
+	 "serviceaccount: comma-separated token audiences (default: the API server's)"},
+	{"sa-expiration", OPT_UINT, offsetof(struct mg_config, sa_expiration), 0,
+	 "serviceaccount: TokenRequest expirationSeconds, >= 600 (default 3600)"},
+	{"impersonate-user", OPT_STR, offsetof(struct mg_config, impersonate_user), 256,
+	 "impersonate: user template, {namespace} {pod} {uid} {serviceaccount} (default "
+	 "system:serviceaccount:{namespace}:{serviceaccount})"},
+	{"impersonate-groups", OPT_STR, offsetof(struct mg_config, impersonate_groups), 512,
+	 "impersonate: comma-separated group templates"},
+	{"mask-config", OPT_STR, offsetof(struct mg_config, mask_config), 512,
+	 "JSON file: which detectors mask responses, custom patterns (see mcpgatectl mask; "
+	 "default: Secrets and every detector)"},
+	{"token-review", OPT_BOOL, offsetof(struct mg_config, token_review), 0,
+	 "check each pod's own token with a TokenReview: it must belong to the pod's "
+	 "ServiceAccount, else 401 (default false)"},
+/* limits; README "Limits" relates them to the DaemonSet's memory */
+#define LIM_STR(x)  #x
 #define LIM_XSTR(x) LIM_STR(x)
-#define LIM_OPT(name, field, help, dflt) \
-	{ name, OPT_UINT, offsetof(struct mg_config, field), 0, help " (default " LIM_XSTR(dflt) ")" }
+#define LIM_OPT(name, field, help, dflt)                                                           \
+	{                                                                                          \
+		name, OPT_UINT, offsetof(struct mg_config, field), 0,                              \
+			help " (default " LIM_XSTR(dflt) ")"                                       \
+	}
 	LIM_OPT("max-connections", max_connections,
 		"client connections open at once; past it a 429 with Retry-After",
 		MG_PROXY_MAX_CONNS_DEFAULT),
@@ -139,7 +141,8 @@ static const struct opt opts[] = {
 		MG_PROXY_MAX_CONNS_PER_POD_DEFAULT),
 	LIM_OPT("write-stall-timeout", write_stall_timeout_ms,
 		"milliseconds a client may read nothing of a pending response before both "
-		"sides are closed", MG_PROXY_WRITE_STALL_MS_DEFAULT),
+		"sides are closed",
+		MG_PROXY_WRITE_STALL_MS_DEFAULT),
 	LIM_OPT("worker-threads", worker_threads,
 		"threads for credential fetches and TokenReviews (at most 64)",
 		MG_WORKER_THREADS_DEFAULT),
@@ -152,13 +155,13 @@ static const struct opt opts[] = {
 #undef LIM_OPT
 #undef LIM_XSTR
 #undef LIM_STR
-	{ "unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
-	  "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
-	  "daemon has not classified yet, e.g. created while it was down (default refuse; "
-	  "the daemon gives every pod cgroup it sees an entry)" },
-	{ "sa-check-interval", OPT_UINT, offsetof(struct mg_config, sa_check_interval), 0,
-	  "seconds between SubjectAccessReview checks that selected pods' own ServiceAccounts "
-	  "can do nothing beyond discovery (default 300; 0: off)" },
+	{"unknown-pods", OPT_STR, offsetof(struct mg_config, unknown_pods), 8,
+	 "refuse or pass: API connects (and packets to API endpoints) of a pod cgroup the "
+	 "daemon has not classified yet, e.g. created while it was down (default refuse; "
+	 "the daemon gives every pod cgroup it sees an entry)"},
+	{"sa-check-interval", OPT_UINT, offsetof(struct mg_config, sa_check_interval), 0,
+	 "seconds between SubjectAccessReview checks that selected pods' own ServiceAccounts "
+	 "can do nothing beyond discovery (default 300; 0: off)"},
 };
 #define N_OPTS (sizeof(opts) / sizeof(opts[0]))
 
@@ -220,9 +223,9 @@ static int set_opt(struct mg_config *c, const struct opt *o, const char *v, char
 		if (c->n_tls_sans == MG_CONFIG_MAX_SANS)
 			return err_line(errbuf, errlen, "--%s: more than %d names", o->name,
 					MG_CONFIG_MAX_SANS);
-		if (!*v || strlen(v) >= sizeof(c->tls_sans[0]) ||
-		    strspn(v, SAN_CHARS) != strlen(v))
-			return err_line(errbuf, errlen, "--%s: not a DNS name or IP: %s", o->name, v);
+		if (!*v || strlen(v) >= sizeof(c->tls_sans[0]) || strspn(v, SAN_CHARS) != strlen(v))
+			return err_line(errbuf, errlen, "--%s: not a DNS name or IP: %s", o->name,
+					v);
 		strcpy(c->tls_sans[c->n_tls_sans++], v);
 		return 0;
 	case OPT_ENDPOINT:
@@ -261,19 +264,22 @@ static int load_file(struct mg_config *c, const char *path, char *errbuf, size_t
 		json_decref(root);
 		return err_line(errbuf, errlen, "config %s: top level must be an object", path);
 	}
-	json_object_foreach(root, key, val) {
+	json_object_foreach(root, key, val)
+	{
 		const struct opt *o = find_opt(key);
 		char num[32];
 
 		if (!o || !strcmp(key, "config")) {
-			rc = err_line(errbuf, errlen, "config %s: unknown option \"%s\"", path, key);
+			rc = err_line(errbuf, errlen, "config %s: unknown option \"%s\"", path,
+				      key);
 			break;
 		}
 		if ((o->kind == OPT_ENDPOINT || o->kind == OPT_SAN) && json_is_array(val)) {
 			size_t i;
 			json_t *e;
 
-			json_array_foreach(val, i, e) {
+			json_array_foreach(val, i, e)
+			{
 				if (!json_is_string(e)) {
 					rc = err_line(errbuf, errlen,
 						      "config %s: %s: expected strings", path, key);
@@ -347,8 +353,7 @@ enum { FLAG_CONFIG = N_OPTS, FLAG_HELP };
  * cluster it refused is resumed by the next call, on another argv).
  * Returns the index in opts[], FLAG_CONFIG, FLAG_HELP, or -EINVAL.
  */
-static int next_flag(int argc, char **argv, int *i, const char **val, char *errbuf,
-		     size_t errlen)
+static int next_flag(int argc, char **argv, int *i, const char **val, char *errbuf, size_t errlen)
 {
 	const char *arg = argv[*i], *name = arg + 2, *eq;
 	const struct opt *o;
@@ -430,7 +435,7 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 	c->worker_threads = MG_WORKER_THREADS_DEFAULT;
 	c->worker_queue = MG_WORKER_QUEUE_DEFAULT;
 	c->worker_jobs_per_pod = MG_WORKER_PER_KEY_DEFAULT;
-		strcpy(c->unknown_pods, "refuse");
+	strcpy(c->unknown_pods, "refuse");
 	c->sa_check_interval = 300;
 
 	/* Two passes: the file first, so flags override it wherever they are. */
@@ -453,7 +458,8 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 		const char *val = NULL;
 
 		rc = next_flag(argc, argv, &i, &val, errbuf, errlen);
-		if (rc >= 0 && rc < (int)N_OPTS && (rc = set_opt(c, &opts[rc], val, errbuf, errlen)))
+		if (rc >= 0 && rc < (int)N_OPTS &&
+		    (rc = set_opt(c, &opts[rc], val, errbuf, errlen)))
 			return rc;
 	}
 
@@ -467,31 +473,35 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 		if (c->proxy_port == 0 || c->proxy_port > 65535)
 			return err_line(errbuf, errlen, "--proxy-port: must be 1..65535");
 		if (!c->proxy_addr4[0] && !c->proxy_addr6[0])
-			return err_line(errbuf, errlen, "no proxy address: set --proxy-addr4 or "
-							"--proxy-addr6");
-		if (c->proxy_addr4[0] && (mg_addr_parse_ip(c->proxy_addr4, 1, &a) ||
-					  strchr(c->proxy_addr4, ':')))
+			return err_line(errbuf, errlen,
+					"no proxy address: set --proxy-addr4 or "
+					"--proxy-addr6");
+		if (c->proxy_addr4[0] &&
+		    (mg_addr_parse_ip(c->proxy_addr4, 1, &a) || strchr(c->proxy_addr4, ':')))
 			return err_line(errbuf, errlen, "--proxy-addr4: not an IPv4 address: %s",
 					c->proxy_addr4);
-		if (c->proxy_addr6[0] && (mg_addr_parse_ip(c->proxy_addr6, 1, &a) ||
-					  !strchr(c->proxy_addr6, ':')))
+		if (c->proxy_addr6[0] &&
+		    (mg_addr_parse_ip(c->proxy_addr6, 1, &a) || !strchr(c->proxy_addr6, ':')))
 			return err_line(errbuf, errlen, "--proxy-addr6: not an IPv6 address: %s",
 					c->proxy_addr6);
 		if (mg_addr_parse_hostport(c->admin_listen, &a))
-			return err_line(errbuf, errlen, "--admin-listen: expected ADDR:PORT, got %s",
+			return err_line(errbuf, errlen,
+					"--admin-listen: expected ADDR:PORT, got %s",
 					c->admin_listen);
 	}
 	if (!c->api_server[0])
-		return err_line(errbuf, errlen, "no API server: set --api-server (or run in a pod "
-						"with KUBERNETES_SERVICE_HOST)");
+		return err_line(errbuf, errlen,
+				"no API server: set --api-server (or run in a pod "
+				"with KUBERNETES_SERVICE_HOST)");
 	if (strncmp(c->api_server, "https://", 8))
 		return err_line(errbuf, errlen, "--api-server: must be an https:// URL: %s",
 				c->api_server);
 	if (strcmp(c->creds_provider, "none") && strcmp(c->creds_provider, "eks") &&
 	    strcmp(c->creds_provider, "serviceaccount") && strcmp(c->creds_provider, "impersonate"))
-		return err_line(errbuf, errlen,
-				"--creds-provider: none, eks, serviceaccount or impersonate, not %s",
-				c->creds_provider);
+		return err_line(
+			errbuf, errlen,
+			"--creds-provider: none, eks, serviceaccount or impersonate, not %s",
+			c->creds_provider);
 	if (!strcmp(c->creds_provider, "eks") && !c->eks_cluster[0])
 		return err_line(errbuf, errlen, "--creds-provider eks needs --eks-cluster");
 	if (c->sa_expiration && c->sa_expiration < 600)
@@ -502,8 +512,9 @@ int mg_config_load(struct mg_config *c, int argc, char **argv, char *errbuf, siz
 		return err_line(errbuf, errlen, "--endpoints-interval: must be at least 1 second");
 	if (!c->max_connections || !c->max_connections_per_pod || !c->write_stall_timeout_ms ||
 	    !c->worker_threads || !c->worker_queue || !c->worker_jobs_per_pod)
-		return err_line(errbuf, errlen, "--max-connections, --max-connections-per-pod, "
-						"--write-stall-timeout and --worker-*: at least 1");
+		return err_line(errbuf, errlen,
+				"--max-connections, --max-connections-per-pod, "
+				"--write-stall-timeout and --worker-*: at least 1");
 	if (c->max_connections_per_pod > c->max_connections)
 		return err_line(errbuf, errlen,
 				"--max-connections-per-pod: at most --max-connections (%u)",

@@ -19,7 +19,7 @@
 struct reg {
 	mg_loop_fd_cb *cb;
 	void *data;
-	uint32_t gen;	/* bumped on every add/del: stale events are dropped */
+	uint32_t gen; /* bumped on every add/del: stale events are dropped */
 	bool timer;
 };
 
@@ -86,7 +86,7 @@ static uint64_t cookie(int fd, uint32_t gen)
 
 int mg_loop_add_fd(struct mg_loop *l, int fd, uint32_t events, mg_loop_fd_cb *cb, void *data)
 {
-	struct epoll_event ev = { .events = events };
+	struct epoll_event ev = {.events = events};
 	int rc;
 
 	if (fd < 0)
@@ -106,7 +106,7 @@ int mg_loop_add_fd(struct mg_loop *l, int fd, uint32_t events, mg_loop_fd_cb *cb
 
 int mg_loop_mod_fd(struct mg_loop *l, int fd, uint32_t events)
 {
-	struct epoll_event ev = { .events = events };
+	struct epoll_event ev = {.events = events};
 
 	if (fd < 0 || (size_t)fd >= l->nregs || !l->regs[fd].cb)
 		return -EBADF;
@@ -126,7 +126,7 @@ void mg_loop_del_fd(struct mg_loop *l, int fd)
 
 int mg_loop_add_timer(struct mg_loop *l, unsigned interval_ms, mg_loop_fd_cb *cb, void *data)
 {
-	struct itimerspec its = { 0 };
+	struct itimerspec its = {0};
 	int fd, rc;
 
 	fd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);

@@ -118,9 +118,9 @@ struct mg_metrics_series {
 	struct mg_metrics_series *next;
 	struct mg_metrics_family *fam;
 	char *values[MG_METRICS_MAX_LABELS];
-	uint64_t u;			/* counter (atomic) */
-	int64_t g;			/* gauge (atomic) */
-	uint64_t buckets[MG_METRICS_MAX_BUCKETS + 1];	/* histogram, last +Inf; under mu */
+	uint64_t u;				      /* counter (atomic) */
+	int64_t g;				      /* gauge (atomic) */
+	uint64_t buckets[MG_METRICS_MAX_BUCKETS + 1]; /* histogram, last +Inf; under mu */
 	double sum;
 	uint64_t count;
 };
@@ -129,7 +129,7 @@ struct mg_metrics_family {
 	struct mg_metrics_family *next;
 	struct mg_metrics *reg;
 	enum mg_metrics_type type;
-	char *name, *help;		/* NULL for a text block */
+	char *name, *help; /* NULL for a text block */
 	char *labels[MG_METRICS_MAX_LABELS];
 	size_t n_labels;
 	double bounds[MG_METRICS_MAX_BUCKETS];
@@ -146,7 +146,7 @@ struct collector {
 };
 
 struct mg_metrics {
-	pthread_mutex_t mu;		/* series lists and histogram values */
+	pthread_mutex_t mu; /* series lists and histogram values */
 	struct mg_metrics_family *head, **tail;
 	struct collector *collectors, **ctail;
 };
@@ -327,8 +327,7 @@ static bool same_values(const struct mg_metrics_family *f, const struct mg_metri
 	return true;
 }
 
-static struct mg_metrics_series *new_series(struct mg_metrics_family *f,
-					    const char *const *values)
+static struct mg_metrics_series *new_series(struct mg_metrics_family *f, const char *const *values)
 {
 	struct mg_metrics_series *s = calloc(1, sizeof(*s));
 
@@ -345,8 +344,7 @@ static struct mg_metrics_series *new_series(struct mg_metrics_family *f,
 	return s;
 }
 
-struct mg_metrics_series *mg_metrics_with(struct mg_metrics_family *f,
-					  const char *const *values)
+struct mg_metrics_series *mg_metrics_with(struct mg_metrics_family *f, const char *const *values)
 {
 	struct mg_metrics_series *s;
 
@@ -386,8 +384,7 @@ void mg_metrics_set(struct mg_metrics_series *s, int64_t v)
 }
 
 /* The histogram of <s> lives in a family whose registry lock guards it. */
-static void observe_locked(const struct mg_metrics_family *f, struct mg_metrics_series *s,
-			   double v)
+static void observe_locked(const struct mg_metrics_family *f, struct mg_metrics_series *s, double v)
 {
 	size_t i = 0;
 
@@ -440,7 +437,7 @@ static void render_histogram(FILE *f, const struct mg_metrics_family *fam,
 			snprintf(le, sizeof(le), "%g", fam->bounds[i]);
 		else
 			snprintf(le, sizeof(le), "+Inf");
-		l[fam->n_labels] = (struct mg_metrics_label){ "le", le };
+		l[fam->n_labels] = (struct mg_metrics_label){"le", le};
 		mg_metrics_put_u64(f, name, l, fam->n_labels + 1, cum);
 	}
 	snprintf(name, sizeof(name), "%s_sum", fam->name);

@@ -104,7 +104,7 @@ void mg_creds_safe_message(char *dst, size_t n, const char *msg, const char *sec
 int mg_creds_read_secret_file(const char *path, char **out)
 {
 	_Static_assert(MG_SECRETFILE_MAX <= MAX_FILE, "a secret file fits the buffer");
-	struct mg_secret sec = { 0 };
+	struct mg_secret sec = {0};
 	char *buf;
 	int ret = mg_secretfile_read(path, &sec);
 

@@ -280,8 +280,7 @@ static json_t *addr_list(const struct mg_abi_addr *a, size_t n)
 	char buf[64];
 
 	for (size_t i = 0; i < n; i++)
-		json_array_append_new(list,
-				      json_string(mg_addr_fmt(&a[i], buf, sizeof(buf))));
+		json_array_append_new(list, json_string(mg_addr_fmt(&a[i], buf, sizeof(buf))));
 	return list;
 }
 
@@ -474,8 +473,8 @@ void mg_endpoints_get_stats(struct mg_endpoints *e, struct mg_endpoints_stats *s
 static void collect_metrics(void *data)
 {
 	struct mg_endpoints *e = data;
-	static const char *const reasons[] = { "failed", "empty", "overflow", "apply_failed",
-					       "no_slice" };
+	static const char *const reasons[] = {"failed", "empty", "overflow", "apply_failed",
+					      "no_slice"};
 	struct mg_endpoints_stats st;
 	uint64_t kept[5];
 
@@ -493,22 +492,22 @@ static void collect_metrics(void *data)
 
 int mg_endpoints_register_metrics(struct mg_endpoints *e, struct mg_metrics *m)
 {
-	static const char *const reason[] = { "reason" };
+	static const char *const reason[] = {"reason"};
 
 	if (e->m_current)
 		return -EEXIST;
-	e->m_current = mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_api_endpoints",
-				      "Addresses in api_endpoints (the last good set).", NULL, 0,
-				      NULL, 0);
+	e->m_current =
+		mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_api_endpoints",
+			       "Addresses in api_endpoints (the last good set).", NULL, 0, NULL, 0);
 	e->m_kept = mg_metrics_add(m, MG_METRICS_COUNTER, "mcpgate_endpoints_fetches_kept_total",
 				   "Endpoint fetches that kept the last good set (no_slice: its "
 				   "EndpointSlice addresses), by why.",
 				   reason, 1, NULL, 0);
-	e->m_rejected = mg_metrics_add(m, MG_METRICS_COUNTER,
-				       "mcpgate_endpointslices_rejected_total",
-				       "EndpointSlices labelled for the kubernetes Service but not "
-				       "written by the API server, summed over fetches.",
-				       NULL, 0, NULL, 0);
+	e->m_rejected =
+		mg_metrics_add(m, MG_METRICS_COUNTER, "mcpgate_endpointslices_rejected_total",
+			       "EndpointSlices labelled for the kubernetes Service but not "
+			       "written by the API server, summed over fetches.",
+			       NULL, 0, NULL, 0);
 	if (!e->m_current || !e->m_kept || !e->m_rejected)
 		return -ENOMEM;
 	return mg_metrics_on_collect(m, collect_metrics, e);

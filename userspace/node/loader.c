@@ -67,8 +67,8 @@ static const char *const map_names[MAP_NR] = {
 	[MAP_EVENTS] = MG_PIN_MAP_EVENTS,
 };
 static const char *const link_names[LINK_NR] = {
-	[LINK_CONNECT4] = MG_PIN_LINK_CONNECT4,	  [LINK_CONNECT6] = MG_PIN_LINK_CONNECT6,
-	[LINK_SOCKOPS] = MG_PIN_LINK_SOCKOPS,	  [LINK_PEER4] = MG_PIN_LINK_GETPEERNAME4,
+	[LINK_CONNECT4] = MG_PIN_LINK_CONNECT4,	 [LINK_CONNECT6] = MG_PIN_LINK_CONNECT6,
+	[LINK_SOCKOPS] = MG_PIN_LINK_SOCKOPS,	 [LINK_PEER4] = MG_PIN_LINK_GETPEERNAME4,
 	[LINK_PEER6] = MG_PIN_LINK_GETPEERNAME6, [LINK_EGRESS] = MG_PIN_LINK_EGRESS,
 };
 
@@ -88,10 +88,10 @@ struct mg_loader {
 	bool reused;
 	int ncpus;
 	struct ring_buffer *events;
-	struct mg_destroy *destroy;	/* the socket-cut iterator, loaded on first use */
+	struct mg_destroy *destroy; /* the socket-cut iterator, loaded on first use */
 	struct bpf_link *destroy_iter;
-	bool destroy_off;		/* it does not load on this kernel */
-	mg_loader_event_cb *ev_cb;	/* set during mg_loader_read_events() */
+	bool destroy_off;	   /* it does not load on this kernel */
+	mg_loader_event_cb *ev_cb; /* set during mg_loader_read_events() */
 	void *ev_data;
 };
 
@@ -122,8 +122,7 @@ static int libbpf_print(enum libbpf_print_level level, const char *fmt, va_list 
 
 /* Checks, in order, what the daemon needs from the machine; the first that
  * is missing becomes the one line the operator sees. */
-static int check_env(const struct mg_loader_opts *o, const char *pin_dir,
-		     struct mg_loader_err *err)
+static int check_env(const struct mg_loader_opts *o, const char *pin_dir, struct mg_loader_err *err)
 {
 	const char *btf = o->btf_path ? o->btf_path : "/sys/kernel/btf/vmlinux";
 	char parent[512];
@@ -219,8 +218,9 @@ static int remove_pins(const char *dir, bool detach)
  * forgot the version bump is caught as well. */
 static int abi_mismatch(struct mg_loader_err *err, unsigned pinned, const char *detail)
 {
-	return fail(err, -EPROTO, "pinned mcpgate programs are ABI v%u, this is v%d%s: run "
-				  "mcpgatectl uninstall",
+	return fail(err, -EPROTO,
+		    "pinned mcpgate programs are ABI v%u, this is v%d%s: run "
+		    "mcpgatectl uninstall",
 		    pinned, MG_ABI_VERSION, detail);
 }
 
@@ -237,8 +237,8 @@ static int check_pinned_abi(struct mg_loader *l, const char *dir, struct mg_load
 	l->map_fd[MAP_SETTINGS] = bpf_obj_get(path);
 	if (l->map_fd[MAP_SETTINGS] < 0)
 		return fail(err, -errno,
-			    "pinned map %s: %s (incomplete install: run mcpgatectl uninstall)", path,
-			    strerror(errno));
+			    "pinned map %s: %s (incomplete install: run mcpgatectl uninstall)",
+			    path, strerror(errno));
 	memset(&info, 0, sizeof(info));
 	if (bpf_obj_get_info_by_fd(l->map_fd[MAP_SETTINGS], &info, &len))
 		return fail(err, -errno, "bpf_obj_get_info_by_fd(%s): %s", path, strerror(errno));
@@ -326,7 +326,7 @@ static int open_pins(struct mg_loader *l, const char *dir, uint64_t cgroup_id,
 static int attach_fresh(struct mg_loader *l, const struct mg_loader_opts *o, const char *dir,
 			struct mg_loader_err *err)
 {
-	struct bpf_link *links[LINK_NR] = { 0 };
+	struct bpf_link *links[LINK_NR] = {0};
 	struct bpf_map *maps[MAP_NR];
 	struct bpf_program *progs[LINK_NR];
 	struct mg_redirect *skel;
@@ -487,7 +487,7 @@ static int self_cgroup_dir(const char *attach, char *out, size_t len)
  */
 static void pass_self(struct mg_loader *l, const char *attach)
 {
-	const struct mg_abi_pod pass = { .state = MG_POD_PASS };
+	const struct mg_abi_pod pass = {.state = MG_POD_PASS};
 	char dir[1100], rd[PATH_MAX], ra[PATH_MAX];
 	struct stat st;
 	__u64 id;
@@ -661,8 +661,7 @@ int mg_loader_del_pod(struct mg_loader *l, uint64_t pod_cgroup_id)
 	return 0;
 }
 
-ssize_t mg_loader_list_pods(struct mg_loader *l, uint64_t *ids, struct mg_abi_pod *vals,
-			    size_t max)
+ssize_t mg_loader_list_pods(struct mg_loader *l, uint64_t *ids, struct mg_abi_pod *vals, size_t max)
 {
 	int fd = l->map_fd[MAP_INTERCEPT];
 	__u64 key, next;
@@ -814,21 +813,21 @@ int mg_loader_uninstall(const char *pin_dir, struct mg_loader_err *err)
  * own sockets go.
  */
 
-#define CUT_NETNS_MAX	 64	/* distinct network namespaces per pod */
-#define CUT_CGROUPS_MAX	 256	/* cgroups under one pod cgroup (netlink filter) */
-#define CUT_SOCKS_MAX	 4096	/* sockets cut per namespace per call (netlink) */
+#define CUT_NETNS_MAX	64   /* distinct network namespaces per pod */
+#define CUT_CGROUPS_MAX 256  /* cgroups under one pod cgroup (netlink filter) */
+#define CUT_SOCKS_MAX	4096 /* sockets cut per namespace per call (netlink) */
 
 struct cut_job {
-	enum mg_loader_cut_method method;	/* KFUNC or NETLINK, never AUTO */
+	enum mg_loader_cut_method method; /* KFUNC or NETLINK, never AUTO */
 	uint64_t pod_id;
-	struct mg_destroy *skel;		/* KFUNC: the loaded iterator */
+	struct mg_destroy *skel; /* KFUNC: the loaded iterator */
 	struct bpf_link *iter;
-	const struct mg_abi_addr *eps;		/* NETLINK: the API endpoints */
+	const struct mg_abi_addr *eps; /* NETLINK: the API endpoints */
 	size_t neps;
-	const uint64_t *cgs;			/* NETLINK: cgroup ids of the pod */
+	const uint64_t *cgs; /* NETLINK: cgroup ids of the pod */
 	size_t ncg;
 	int netns_fd;
-	int rc;					/* per namespace: count or -errno */
+	int rc; /* per namespace: count or -errno */
 };
 
 struct cut_scan {
@@ -864,7 +863,7 @@ static void scan_cgroup(struct cut_scan *sc, const char *dir, int depth)
 
 		snprintf(path, sizeof(path), "/proc/%d/ns/net", pid);
 		if (stat(path, &st))
-			continue;	/* the task is gone */
+			continue; /* the task is gone */
 		for (size_t i = 0; i < sc->nns && !seen; i++)
 			seen = sc->ns_dev[i] == st.st_dev && sc->ns_ino[i] == st.st_ino;
 		if (seen || sc->nns == CUT_NETNS_MAX)
@@ -923,8 +922,8 @@ static int diag_send(int fd, uint16_t type, uint16_t flags, const struct inet_di
 	struct {
 		struct nlmsghdr nh;
 		struct inet_diag_req_v2 r;
-	} msg = { 0 };
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	} msg = {0};
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
 
 	msg.nh.nlmsg_len = sizeof(msg);
 	msg.nh.nlmsg_type = type;
@@ -941,14 +940,14 @@ static int diag_send(int fd, uint16_t type, uint16_t flags, const struct inet_di
 static bool diag_match(const struct cut_job *j, const struct inet_diag_msg *m, size_t len,
 		       bool *no_cg)
 {
-	struct mg_abi_addr dst = { 0 };
+	struct mg_abi_addr dst = {0};
 	struct rtattr *a = (struct rtattr *)((char *)m + NLMSG_ALIGN(sizeof(*m)));
 	int rem = (int)len - (int)NLMSG_ALIGN(sizeof(*m));
 	bool found = false;
 	uint64_t cg = 0;
 
 	if (rem < 0)
-		return false;	/* shorter than its fixed part */
+		return false; /* shorter than its fixed part */
 	if (mg_addr_from_raw(m->idiag_family, m->id.idiag_dst, m->id.idiag_dport, &dst))
 		return false;
 	if (!addr_in(&dst, j->eps, j->neps))
@@ -968,7 +967,7 @@ static bool diag_match(const struct cut_job *j, const struct inet_diag_msg *m, s
  * included, so a socket that changed in between is left alone). */
 static int cut_netlink_family(const struct cut_job *j, int fd, uint8_t family, bool *no_cg)
 {
-	struct inet_diag_req_v2 req = { 0 };
+	struct inet_diag_req_v2 req = {0};
 	struct inet_diag_sockid *ids;
 	char buf[16384] __attribute__((aligned(8)));
 	size_t nids = 0;
@@ -979,8 +978,8 @@ static int cut_netlink_family(const struct cut_job *j, int fd, uint8_t family, b
 	req.sdiag_protocol = IPPROTO_TCP;
 	/* every state with a live full socket: not LISTEN, TIME_WAIT,
 	 * NEW_SYN_RECV or CLOSE */
-	req.idiag_states = ((1u << 12) - 1) & ~((1u << 0) | (1u << 6) | (1u << 7) | (1u << 10) |
-						 (1u << 3));
+	req.idiag_states =
+		((1u << 12) - 1) & ~((1u << 0) | (1u << 6) | (1u << 7) | (1u << 10) | (1u << 3));
 	rc = diag_send(fd, SOCK_DIAG_BY_FAMILY, NLM_F_DUMP, &req);
 	if (rc)
 		return rc;
@@ -1032,7 +1031,7 @@ static int cut_netlink_family(const struct cut_job *j, int fd, uint8_t family, b
 		}
 		e = NLMSG_DATA(h);
 		if (e->error == -EOPNOTSUPP || e->error == -EPERM) {
-			rc = e->error;	/* no CONFIG_INET_DIAG_DESTROY / no right */
+			rc = e->error; /* no CONFIG_INET_DIAG_DESTROY / no right */
 			goto out;
 		}
 		if (e->error == 0)
@@ -1127,7 +1126,7 @@ static int cut_sockets(int endpoints_fd, uint64_t pod_id, const char *pod_dir,
 		       enum mg_loader_cut_method method, struct mg_destroy **skel,
 		       struct bpf_link **iter, bool *kfunc_off)
 {
-	struct cut_job j = { .pod_id = pod_id };
+	struct cut_job j = {.pod_id = pod_id};
 	struct cut_scan *sc;
 	int rc = 0, total = 0;
 
@@ -1180,8 +1179,8 @@ static int cut_sockets(int endpoints_fd, uint64_t pod_id, const char *pod_dir,
 	/* AUTO: a kernel whose kfunc object loaded but whose iterator fails
 	 * at run time still gets the netlink way. */
 	if (rc == -EOPNOTSUPP && method == MG_LOADER_CUT_AUTO && j.method == MG_LOADER_CUT_KFUNC)
-		return cut_sockets(endpoints_fd, pod_id, pod_dir, MG_LOADER_CUT_NETLINK, skel,
-				   iter, kfunc_off);
+		return cut_sockets(endpoints_fd, pod_id, pod_dir, MG_LOADER_CUT_NETLINK, skel, iter,
+				   kfunc_off);
 	return rc < 0 ? rc : total;
 }
 
@@ -1218,7 +1217,8 @@ int mg_loader_cut_pod_sockets(const char *pin_dir, const char *pod_cgroup_dir,
 	close(fd);
 	if (rc == -EOPNOTSUPP)
 		return fail(err, rc, "%s",
-			    method == MG_LOADER_CUT_KFUNC ? "no bpf_sock_destroy kfunc here (Linux >= 6.5 with BTF)"
+			    method == MG_LOADER_CUT_KFUNC
+				    ? "no bpf_sock_destroy kfunc here (Linux >= 6.5 with BTF)"
 			    : method == MG_LOADER_CUT_NETLINK
 				    ? "no sock_diag SOCK_DESTROY here (CONFIG_INET_DIAG_DESTROY)"
 				    : "this kernel can neither run bpf_sock_destroy nor netlink "

@@ -39,7 +39,7 @@ static void add_attr(struct nlmsghdr *nh, unsigned short type, const void *data,
  * kernel answered with. */
 static int talk(struct nlmsghdr *nh)
 {
-	struct sockaddr_nl sa = { .nl_family = AF_NETLINK };
+	struct sockaddr_nl sa = {.nl_family = AF_NETLINK};
 	char buf[4096];
 	ssize_t r;
 	int fd, rc = -EIO;

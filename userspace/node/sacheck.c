@@ -322,8 +322,7 @@ static void collect_metrics(void *data)
 	/* One series per checked pod: pods come and go, so rebuilt each time. */
 	mg_metrics_clear(sm->excess);
 	for (size_t i = 0; i < c->n_res; i++) {
-		const char *v[] = { c->res[i].namespace, c->res[i].name,
-				    c->res[i].service_account };
+		const char *v[] = {c->res[i].namespace, c->res[i].name, c->res[i].service_account};
 
 		if (c->res[i].checked)
 			mg_metrics_set(mg_metrics_with(sm->excess, v), c->res[i].allowed ? 1 : 0);
@@ -334,16 +333,15 @@ static void collect_metrics(void *data)
 
 static int add_families(struct sa_metrics *sm, struct mg_metrics *m)
 {
-	static const char *const labels[] = { "namespace", "pod", "serviceaccount" };
+	static const char *const labels[] = {"namespace", "pod", "serviceaccount"};
 
 	sm->excess = mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_pod_serviceaccount_excess_rights",
 				    "1 when a selected pod's own ServiceAccount may do more than "
 				    "discovery (SubjectAccessReview).",
 				    labels, 3, NULL, 0);
-	sm->failed = mg_metrics_add(m, MG_METRICS_COUNTER,
-				    "mcpgate_serviceaccount_checks_failed_total",
-				    "ServiceAccount checks that got no complete answer.", NULL, 0,
-				    NULL, 0);
+	sm->failed = mg_metrics_add(
+		m, MG_METRICS_COUNTER, "mcpgate_serviceaccount_checks_failed_total",
+		"ServiceAccount checks that got no complete answer.", NULL, 0, NULL, 0);
 	if (!sm->excess || !sm->failed)
 		return -ENOMEM;
 	return mg_metrics_on_collect(m, collect_metrics, sm);
@@ -371,7 +369,7 @@ int mg_sacheck_register_metrics(struct mg_sacheck *c, struct mg_metrics *m)
 
 void mg_sacheck_write_metrics(struct mg_sacheck *c, FILE *f)
 {
-	struct sa_metrics sm = { .c = c };
+	struct sa_metrics sm = {.c = c};
 	struct mg_metrics *m = mg_metrics_new();
 
 	if (m && !add_families(&sm, m))

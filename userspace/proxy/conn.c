@@ -795,8 +795,8 @@ static void reject_unknown_pod(struct mg_proxy *p, int fd, const struct mg_abi_a
 		p->unknown_logged[p->unknown_logged_next++ % MG_CONN_UNKNOWN_LOGGED_MAX] =
 			o->pod_cgroup_id;
 		mg_log_json("warn",
-			    json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "event", "reject", "reason",
-				      "unknown pod", "client",
+			    json_pack("{s:s,s:s,s:s,s:s,s:I,s:I,s:I,s:s}", "event", "reject",
+				      "reason", "unknown pod", "client",
 				      mg_addr_fmt(client, cli, sizeof(cli)), "orig_dst",
 				      mg_addr_fmt(&o->orig_dst, dst, sizeof(dst)), "pod_cgroup_id",
 				      (json_int_t)o->pod_cgroup_id, "cgroup_id",
@@ -821,7 +821,8 @@ static void accept_one(struct mg_proxy *p, int fd)
 
 	if (getpeername(fd, (struct sockaddr *)&peer, &pl) ||
 	    getsockname(fd, (struct sockaddr *)&local, &ll) ||
-	    mg_addr_from_sockaddr((struct sockaddr *)&peer, &t.client) || mg_addr_from_sockaddr((struct sockaddr *)&local, &t.proxy)) {
+	    mg_addr_from_sockaddr((struct sockaddr *)&peer, &t.client) ||
+	    mg_addr_from_sockaddr((struct sockaddr *)&local, &t.proxy)) {
 		close(fd);
 		return;
 	}
@@ -873,8 +874,8 @@ static void accept_one(struct mg_proxy *p, int fd)
 			      "conn", (json_int_t)c->id, "pod", mg_conn_pod_json(c), "pid",
 			      (json_int_t)o.tgid, "uid", (json_int_t)o.uid, "cgroup_id",
 			      (json_int_t)o.cgroup_id, "pod_cgroup_id", (json_int_t)o.pod_cgroup_id,
-			      "orig_dst", mg_addr_fmt(&o.orig_dst, dst, sizeof(dst)),
-			      "client", c->client, "pod_known", found == 0 && c->ident.known));
+			      "orig_dst", mg_addr_fmt(&o.orig_dst, dst, sizeof(dst)), "client",
+			      c->client, "pod_known", found == 0 && c->ident.known));
 
 	ctx = p->o.server_ctx(p->o.server_ctx_data);
 	c->ssl = ctx ? SSL_new(ctx) : NULL;

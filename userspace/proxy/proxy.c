@@ -242,8 +242,8 @@ int mg_proxy_new(struct mg_proxy **out, const struct mg_proxy_opts *o)
 	if (rc)
 		goto err;
 	p->pool = (struct mg_upstream_pool){o->loop, NULL, 0, p->o.pool_max, p->o.pool_idle_ms};
-	if (p->o.token_file && !(p->token = mg_secretfile_open(p->o.token_file,
-							       MG_PROXY_TOKEN_RECHECK_MS))) {
+	if (p->o.token_file &&
+	    !(p->token = mg_secretfile_open(p->o.token_file, MG_PROXY_TOKEN_RECHECK_MS))) {
 		rc = -ENOMEM;
 		goto err;
 	}
