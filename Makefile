@@ -197,11 +197,13 @@ build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz deps
 # Every fuzz target builds and replays its seed corpus (no new inputs): part
 # of `make test`, so a target cannot rot while the modules move under it.
 fuzz-seeds: $(FUZZ_BINS)
-	$(Q)for f in $(FUZZ_BINS); do \
+	$(Q)n_ok=0; for f in $(FUZZ_BINS); do \
 		n=$$(basename $$f); printf '  %-20s ' "$$n"; \
 		$$f -runs=0 tests/fuzz/corpus/$${n#fuzz_} >build/fuzz/$$n.seeds.log 2>&1 \
-			|| { echo FAIL; tail -n 20 build/fuzz/$$n.seeds.log; exit 1; }; \
-		grep -o 'INITED.*' build/fuzz/$$n.seeds.log | head -n 1; done
+			|| { echo FAIL; tail -n 20 build/fuzz/$$n.seeds.log; \
+			     echo "fuzz-seeds: $$n_ok passed, 1 failed"; exit 1; }; \
+		n_ok=$$((n_ok + 1)); grep -o 'INITED.*' build/fuzz/$$n.seeds.log | head -n 1; done; \
+	echo "fuzz-seeds: $$n_ok passed, 0 failed"
 
 FUZZ_SECONDS ?= 20
 fuzz: $(FUZZ_BINS)
