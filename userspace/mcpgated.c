@@ -416,13 +416,8 @@ static void collect_metrics(void *data)
 	put(m->cut_failed, "error", load(&d->cut_failed));
 }
 
-static void proxy_metrics_text(void *data, FILE *f)
-{
-	mg_proxy_write_metrics(data, f);
-}
-
-/* The /metrics registry: the daemon's families, the endpoint and
- * ServiceAccount-check modules', and the proxy's own text (adapter). */
+/* The /metrics registry: the daemon's families and those the endpoint,
+ * ServiceAccount-check and proxy modules register. */
 static void register_metrics(struct daemon *d)
 {
 	static struct daemon_metrics dm;
@@ -460,7 +455,7 @@ static void register_metrics(struct daemon *d)
 	if (d->sacheck && (rc = mg_sacheck_register_metrics(d->sacheck, d->metrics)))
 		die("metrics: ServiceAccount check: %s", strerror(-rc));
 	if ((rc = mg_metrics_on_collect(d->metrics, collect_metrics, d)) ||
-	    (rc = mg_metrics_add_text(d->metrics, proxy_metrics_text, d->proxy)))
+	    (rc = mg_proxy_register_metrics(d->proxy, d->metrics)))
 		die("metrics: %s", strerror(-rc));
 }
 

@@ -98,8 +98,7 @@ struct mg_conn_pod_slot {
 #define MG_CONN_UNKNOWN_LOGGED_MAX 64
 
 /* Per-request metrics: counts by (verb, resource, code, decision). */
-#define MG_PROXY_MET_SLOTS   512
-#define MG_PROXY_LAT_BUCKETS 12
+#define MG_PROXY_MET_SLOTS 512
 struct mg_proxy_met {
 	bool used;
 	char verb[20];
@@ -135,11 +134,11 @@ struct mg_proxy {
 	struct mg_proxy_stats st;
 	struct mg_mask_cfg mcfg;     /* defaults, when no mask_cfg was given */
 	struct mg_secretfile *token; /* the daemon's token file, re-read on change */
-	/* metrics */
+	/* metrics: counted here on the loop, mirrored into the registry's
+	 * families before each render (mg_proxy_register_metrics) */
 	struct mg_proxy_met met[MG_PROXY_MET_SLOTS];
-	uint64_t lat_count[MG_PROXY_LAT_BUCKETS + 1];
-	double lat_sum;
-	uint64_t lat_n;
+	struct mg_metrics_family *m_limited, *m_worker, *m_paused, *m_trims, *m_requests;
+	struct mg_metrics_series *m_latency; /* NULL until registered */
 };
 
 /* ---- for the other modules of userspace/proxy/ ---- */

@@ -115,15 +115,6 @@ typedef void mg_metrics_collect_cb(void *data);
 /** Registers <cb>(<data>) to run before each render. 0 or -ENOMEM. */
 int mg_metrics_on_collect(struct mg_metrics *m, mg_metrics_collect_cb *cb, void *data);
 
-/** Writes ready Prometheus text of its own to <f>. */
-typedef void mg_metrics_text_cb(void *data, FILE *f);
-
-/**
- * Adapter for a module that still writes its own text: <cb>(<data>, f) is
- * rendered at this point of the registration order. 0 or -ENOMEM.
- */
-int mg_metrics_add_text(struct mg_metrics *m, mg_metrics_text_cb *cb, void *data);
-
 /** Runs the collect callbacks, then writes every family to <f>. 0 or -EIO. */
 int mg_metrics_render(struct mg_metrics *m, FILE *f);
 

@@ -106,8 +106,14 @@ int mg_proxy_listen(struct mg_proxy *p, const struct mg_abi_addr *addr);
 
 void mg_proxy_get_stats(const struct mg_proxy *p, struct mg_proxy_stats *s);
 
-/** Appends Prometheus text for the per-request metrics to <f>. */
-void mg_proxy_write_metrics(const struct mg_proxy *p, void *file);
+struct mg_metrics;
+
+/**
+ * Registers the proxy's families in <m> (limits, worker jobs, requests by
+ * verb/resource/code/decision, the latency histogram); they are filled from
+ * the proxy's counters before each render. 0 or -ENOMEM.
+ */
+int mg_proxy_register_metrics(struct mg_proxy *p, struct mg_metrics *m);
 
 /* ---- for the modules of userspace/proxy/ (conn.h) ---- */
 

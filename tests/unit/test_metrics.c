@@ -262,12 +262,7 @@ static void collect_pods(void *data)
 		mg_metrics_set(mg_metrics_with(p->f, &p->names[i]), 1);
 }
 
-static void text_block(void *data, FILE *f)
-{
-	fprintf(f, "%s", (const char *)data);
-}
-
-static void test_registry_collect_and_text_adapter(void **state)
+static void test_registry_collect(void **state)
 {
 	struct mg_metrics *m = mg_metrics_new();
 	struct pods_state p = { .names = { "a", "b" }, .n = 2 };
@@ -277,19 +272,16 @@ static void test_registry_collect_and_text_adapter(void **state)
 	(void)state;
 	p.f = mg_metrics_add(m, MG_METRICS_GAUGE, "mg_pod", "Pods.", lab, 1, NULL, 0);
 	assert_int_equal(mg_metrics_on_collect(m, collect_pods, &p), 0);
-	assert_int_equal(mg_metrics_add_text(m, text_block, "# TYPE legacy gauge\nlegacy 1\n"), 0);
 	s = render(m);
 	assert_string_equal(s, "# HELP mg_pod Pods.\n# TYPE mg_pod gauge\n"
-			       "mg_pod{pod=\"a\"} 1\nmg_pod{pod=\"b\"} 1\n"
-			       "# TYPE legacy gauge\nlegacy 1\n");
+			       "mg_pod{pod=\"a\"} 1\nmg_pod{pod=\"b\"} 1\n");
 	free(s);
 	/* a series that went away is gone from the next render */
 	p.n = 1;
 	p.names[0] = "b";
 	s = render(m);
 	assert_string_equal(s, "# HELP mg_pod Pods.\n# TYPE mg_pod gauge\n"
-			       "mg_pod{pod=\"b\"} 1\n"
-			       "# TYPE legacy gauge\nlegacy 1\n");
+			       "mg_pod{pod=\"b\"} 1\n");
 	assert_int_equal(p.runs, 2);
 	free(s);
 	mg_metrics_free(m);
@@ -307,7 +299,7 @@ int main(void)
 		cmocka_unit_test(test_registry_escapes_label_values),
 		cmocka_unit_test(test_registry_histogram_buckets),
 		cmocka_unit_test(test_registry_refuses_bad_families),
-		cmocka_unit_test(test_registry_collect_and_text_adapter),
+		cmocka_unit_test(test_registry_collect),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -129,14 +129,12 @@ struct mg_metrics_family {
 	struct mg_metrics_family *next;
 	struct mg_metrics *reg;
 	enum mg_metrics_type type;
-	char *name, *help; /* NULL for a text block */
+	char *name, *help;
 	char *labels[MG_METRICS_MAX_LABELS];
 	size_t n_labels;
 	double bounds[MG_METRICS_MAX_BUCKETS];
 	size_t n_bounds;
 	struct mg_metrics_series *head, **tail;
-	mg_metrics_text_cb *text;
-	void *data;
 };
 
 struct collector {
@@ -291,18 +289,6 @@ struct mg_metrics_family *mg_metrics_add(struct mg_metrics *m, enum mg_metrics_t
 	return f;
 }
 
-int mg_metrics_add_text(struct mg_metrics *m, mg_metrics_text_cb *cb, void *data)
-{
-	struct mg_metrics_family *f = calloc(1, sizeof(*f));
-
-	if (!f)
-		return -ENOMEM;
-	f->text = cb;
-	f->data = data;
-	append_family(m, f);
-	return 0;
-}
-
 int mg_metrics_on_collect(struct mg_metrics *m, mg_metrics_collect_cb *cb, void *data)
 {
 	struct collector *c = calloc(1, sizeof(*c));
@@ -451,10 +437,6 @@ static void render_family(FILE *f, const struct mg_metrics_family *fam)
 {
 	struct mg_metrics_label l[MG_METRICS_MAX_LABELS];
 
-	if (fam->text) {
-		fam->text(fam->data, f);
-		return;
-	}
 	fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", fam->name, fam->help, fam->name,
 		type_names[fam->type]);
 	for (const struct mg_metrics_series *s = fam->head; s; s = s->next) {

@@ -60,8 +60,8 @@ struct mg_str mg_proxy_daemon_token(struct mg_proxy *p)
 
 /* ---- metrics ---- */
 
-static const double lat_bounds[MG_PROXY_LAT_BUCKETS] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
-							0.05,	0.1,   0.25,   0.5,   1,    5};
+static const double lat_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025,
+				    0.05,   0.1,   0.25,   0.5,	  1,	5};
 
 static unsigned met_hash(unsigned h, const char *s)
 {
@@ -71,7 +71,8 @@ static unsigned met_hash(unsigned h, const char *s)
 }
 
 /* Each label kept as its own string: the resource name is the pod's text,
- * and no byte of it may move a boundary between labels. */
+ * and no byte of it may move a boundary between labels. The slot table
+ * bounds the label combinations a pod can invent (MG_PROXY_MET_SLOTS). */
 void mg_proxy_count_request(struct mg_proxy *p, const char *verb, const char *resource, int code,
 			    enum mg_exchange_decision decision, double secs)
 {
@@ -96,16 +97,19 @@ void mg_proxy_count_request(struct mg_proxy *p, const char *verb, const char *re
 			break;
 		}
 	}
-	for (i = 0; i < MG_PROXY_LAT_BUCKETS && secs > lat_bounds[i]; i++)
-		;
-	p->lat_count[i]++;
-	p->lat_sum += secs;
-	p->lat_n++;
+	mg_metrics_observe(p->m_latency, secs);
 }
 
-/* The limits' counters and the worker pool's gauges. */
-static void write_limit_metrics(const struct mg_proxy *p, FILE *f)
+static void set_labelled(struct mg_metrics_family *f, const char *value, int64_t v)
 {
+	mg_metrics_set(mg_metrics_with(f, (const char *const[]){value}), v);
+}
+
+/* Before each render: the limits' counters, the worker pool's gauges and
+ * the request table, mirrored into their families. */
+static void collect_metrics(void *data)
+{
+	struct mg_proxy *p = data;
 	const struct mg_proxy_stats *st = &p->st;
 	struct mg_worker_stats ws = {0};
 	const struct {
@@ -121,39 +125,16 @@ static void write_limit_metrics(const struct mg_proxy *p, FILE *f)
 		{"accept_backoff", st->accept_backoffs},
 	};
 
+	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++)
+		set_labelled(p->m_limited, lim[i].reason, (int64_t)lim[i].n);
 	if (p->worker)
 		mg_worker_get_stats(p->worker, &ws);
-	fprintf(f, "# HELP mcpgate_limited_total Connections and requests refused (429, or a "
-		   "reset past that) or cut to protect the node, by limit.\n"
-		   "# TYPE mcpgate_limited_total counter\n");
-	for (size_t i = 0; i < sizeof(lim) / sizeof(lim[0]); i++)
-		fprintf(f, "mcpgate_limited_total{reason=\"%s\"} %llu\n", lim[i].reason,
-			(unsigned long long)lim[i].n);
-	fprintf(f,
-		"# HELP mcpgate_worker_jobs Credential and TokenReview jobs in the pool now.\n"
-		"# TYPE mcpgate_worker_jobs gauge\n"
-		"mcpgate_worker_jobs{state=\"queued\"} %u\n"
-		"mcpgate_worker_jobs{state=\"running\"} %u\n"
-		"# HELP mcpgate_accept_paused Whether the listeners are paused (accept out of "
-		"fds).\n"
-		"# TYPE mcpgate_accept_paused gauge\n"
-		"mcpgate_accept_paused %d\n"
-		"# HELP mcpgate_malloc_trims_total Freed memory handed back after connections "
-		"closed.\n"
-		"# TYPE mcpgate_malloc_trims_total counter\n"
-		"mcpgate_malloc_trims_total %llu\n",
-		ws.queued, ws.running, p->paused, (unsigned long long)st->malloc_trims);
-}
+	set_labelled(p->m_worker, "queued", ws.queued);
+	set_labelled(p->m_worker, "running", ws.running);
+	mg_metrics_set(mg_metrics_with(p->m_paused, NULL), p->paused);
+	mg_metrics_set(mg_metrics_with(p->m_trims, NULL), (int64_t)st->malloc_trims);
 
-void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
-{
-	FILE *f = file;
-	uint64_t cum = 0;
-
-	write_limit_metrics(p, f);
-
-	fprintf(f, "# HELP mcpgate_requests_total Requests, by verb, resource, code and decision.\n"
-		   "# TYPE mcpgate_requests_total counter\n");
+	mg_metrics_clear(p->m_requests);
 	for (size_t i = 0; i < MG_PROXY_MET_SLOTS; i++) {
 		const struct mg_proxy_met *m = &p->met[i];
 		char code[12];
@@ -161,32 +142,44 @@ void mg_proxy_write_metrics(const struct mg_proxy *p, void *file)
 		if (!m->used)
 			continue;
 		snprintf(code, sizeof(code), "%d", m->code);
-		mg_metrics_put_u64(f, "mcpgate_requests_total",
-				   (struct mg_metrics_label[]){
-					   {"verb", m->verb},
-					   {"resource", m->resource},
-					   {"code", code},
-					   {"decision", mg_exchange_decision_str(m->decision)}},
-				   4, m->count);
+		mg_metrics_set(mg_metrics_with(p->m_requests,
+					       (const char *const[]){
+						       m->verb, m->resource, code,
+						       mg_exchange_decision_str(m->decision)}),
+			       (int64_t)m->count);
 	}
-	fprintf(f, "# HELP mcpgate_request_duration_seconds Time from request head to the end "
-		   "of the response (tunnels excluded).\n"
-		   "# TYPE mcpgate_request_duration_seconds histogram\n");
-	for (size_t i = 0; i <= MG_PROXY_LAT_BUCKETS; i++) {
-		char le[32];
+}
 
-		cum += p->lat_count[i];
-		if (i < MG_PROXY_LAT_BUCKETS)
-			snprintf(le, sizeof(le), "%g", lat_bounds[i]);
-		else
-			snprintf(le, sizeof(le), "+Inf");
-		mg_metrics_put_u64(f, "mcpgate_request_duration_seconds_bucket",
-				   &(struct mg_metrics_label){"le", le}, 1, cum);
-	}
-	fprintf(f,
-		"mcpgate_request_duration_seconds_sum %.6f\n"
-		"mcpgate_request_duration_seconds_count %llu\n",
-		p->lat_sum, (unsigned long long)p->lat_n);
+int mg_proxy_register_metrics(struct mg_proxy *p, struct mg_metrics *m)
+{
+	static const char *const reason[] = {"reason"}, *const state[] = {"state"},
+				 *const req[] = {"verb", "resource", "code", "decision"};
+	struct mg_metrics_family *lat;
+
+	p->m_limited = mg_metrics_add(m, MG_METRICS_COUNTER, "mcpgate_limited_total",
+				      "Connections and requests refused (429, or a reset past "
+				      "that) or cut to protect the node, by limit.",
+				      reason, 1, NULL, 0);
+	p->m_worker = mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_worker_jobs",
+				     "Credential and TokenReview jobs in the pool now.", state, 1,
+				     NULL, 0);
+	p->m_paused = mg_metrics_add(m, MG_METRICS_GAUGE, "mcpgate_accept_paused",
+				     "Whether the listeners are paused (accept out of fds).", NULL,
+				     0, NULL, 0);
+	p->m_trims = mg_metrics_add(m, MG_METRICS_COUNTER, "mcpgate_malloc_trims_total",
+				    "Freed memory handed back after connections closed.", NULL, 0,
+				    NULL, 0);
+	p->m_requests =
+		mg_metrics_add(m, MG_METRICS_COUNTER, "mcpgate_requests_total",
+			       "Requests, by verb, resource, code and decision.", req, 4, NULL, 0);
+	lat = mg_metrics_add(m, MG_METRICS_HISTOGRAM, "mcpgate_request_duration_seconds",
+			     "Time from request head to the end of the response (tunnels "
+			     "excluded).",
+			     NULL, 0, lat_bounds, sizeof(lat_bounds) / sizeof(lat_bounds[0]));
+	if (!p->m_limited || !p->m_worker || !p->m_paused || !p->m_trims || !p->m_requests ||
+	    !lat || !(p->m_latency = mg_metrics_with(lat, NULL)))
+		return -ENOMEM;
+	return mg_metrics_on_collect(m, collect_metrics, p);
 }
 
 /* ---- public ---- */
