@@ -10,32 +10,7 @@
 #include <string.h>
 
 #include "mcpgate/metrics.h"
-
-/* Length of the valid UTF-8 sequence at <s> (RFC 3629 §4: no overlongs,
- * no surrogates, nothing above U+10FFFF), or 0 if there is none. */
-static size_t utf8_seq_len(const unsigned char *s)
-{
-	unsigned char c = s[0];
-	size_t n, i;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	for (i = 1; i < n; i++)
-		if ((s[i] & 0xc0) != 0x80) /* also stops at the NUL */
-			return 0;
-	if ((c == 0xe0 && s[1] < 0xa0) || (c == 0xed && s[1] > 0x9f) ||
-	    (c == 0xf0 && s[1] < 0x90) || (c == 0xf4 && s[1] > 0x8f))
-		return 0;
-	return n;
-}
+#include "mcpgate/str.h"
 
 size_t mg_metrics_escape_label(const char *in, char *out, size_t cap)
 {
@@ -45,7 +20,7 @@ size_t mg_metrics_escape_label(const char *in, char *out, size_t cap)
 	while (*s) {
 		char esc[4];
 		const char *piece = esc;
-		size_t plen = 2, n = utf8_seq_len(s);
+		size_t plen = 2, n = mg_utf8_seq_len(s);
 
 		if (*s == '\\' || *s == '"') {
 			esc[0] = '\\';

@@ -1183,41 +1183,6 @@ static void put_uint(struct wbuf *w, unsigned long long v)
 	put(w, tmp, (size_t)n);
 }
 
-/* Length of the well-formed UTF-8 sequence at <s> (RFC 3629: no overlongs,
- * no surrogates, nothing above U+10FFFF), or 0 if there is none. <s> is
- * NUL-terminated, and NUL is not a continuation byte, so reading ahead stops
- * in time. */
-static size_t utf8_len(const unsigned char *s)
-{
-	unsigned char c = s[0], lo = 0x80, hi = 0xbf;
-	size_t n;
-
-	if (c < 0x80)
-		return 1;
-	if (c >= 0xc2 && c <= 0xdf)
-		n = 2;
-	else if (c >= 0xe0 && c <= 0xef)
-		n = 3;
-	else if (c >= 0xf0 && c <= 0xf4)
-		n = 4;
-	else
-		return 0;
-	if (c == 0xe0)
-		lo = 0xa0;
-	else if (c == 0xed)
-		hi = 0x9f;
-	else if (c == 0xf0)
-		lo = 0x90;
-	else if (c == 0xf4)
-		hi = 0x8f;
-	if (s[1] < lo || s[1] > hi)
-		return 0;
-	for (size_t i = 2; i < n; i++)
-		if (s[i] < 0x80 || s[i] > 0xbf)
-			return 0;
-	return n;
-}
-
 /* Appends <s> as a JSON string (RFC 8259 §7), quotes included. */
 static void put_json_str(struct wbuf *w, const char *str)
 {
@@ -1252,7 +1217,7 @@ static void put_json_str(struct wbuf *w, const char *str)
 		} else {
 			/* A message may quote what a peer sent: never let a
 			 * stray byte make the whole body invalid JSON. */
-			n = utf8_len(s);
+			n = mg_utf8_seq_len(s);
 			if (n)
 				put(w, (const char *)s, n);
 			else
