@@ -191,7 +191,7 @@ FUZZ_WITH_endpoints   := userspace/core/addr.c userspace/net/httpc.c userspace/c
 build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(HEADERS) $(MODULES) | build/fuzz deps
 	$(call msg,FUZZ-CC,$@)
 	$(Q)$(CLANG) -g -O1 -std=gnu11 -D_GNU_SOURCE -Iinclude -Ibuild \
-		-fsanitize=fuzzer,address,undefined $< $(FUZZ_WITH_$*) \
+		-Werror=implicit-function-declaration -fsanitize=fuzzer,address,undefined $< $(FUZZ_WITH_$*) \
 		-lssl -lcrypto -ljansson -lz -lcurl -lpthread -o $@
 
 # Every fuzz target builds and replays its seed corpus (no new inputs): part

@@ -45,7 +45,8 @@ http { access_log off; keepalive_requests 1000000;
   upstream api { server 10.96.0.1:443; keepalive 64; }
   server { listen 10.200.0.1:8443 ssl; ssl_certificate $RIG_DIR/certs/server.crt; ssl_certificate_key $RIG_DIR/certs/server.key;
     location / { proxy_pass https://api; proxy_http_version 1.1; proxy_set_header Connection "";
-      proxy_ssl_trusted_certificate $RIG_DIR/certs/ca.crt; proxy_ssl_verify on; proxy_ssl_name 10.96.0.1;
+      proxy_ssl_trusted_certificate $RIG_DIR/certs/ca.crt; proxy_ssl_verify on; proxy_ssl_name kubernetes.default.svc;
+      proxy_ssl_server_name on;
       proxy_ssl_session_reuse on; } } }
 CONF
 nsenter --net="/run/netns/$RIG_API" nginx -c "$RIG_DIR/nginx/upstream.conf" -e "$RIG_DIR/nginx/up.err" &
@@ -61,8 +62,20 @@ RIG_API_SERVER=https://10.97.0.10:6443 rig_daemon --max-connections 4096 --max-c
 	>/dev/null || { echo "mcpgated did not start"; exit 1; }
 
 url=/api/v1/namespaces/default/pods
+# A baseline that errors is not a baseline: any non-2xx answer or socket
+# error in any setup ends the bench with a non-zero exit naming the setup.
+# (nginx checks proxy_ssl_name as a host name, so it names a DNS SAN of the
+# upstream's certificate: with the ClusterIP there every request was a 502.)
 run_wrk() { # POD URL CONNS
-	in_pod "$1" wrk -t1 -c"$3" -d"${DUR}s" --latency "$2$url" 2>&1
+	local out
+	out=$(in_pod "$1" wrk -t1 -c"$3" -d"${DUR}s" --latency "$2$url" 2>&1)
+	printf '%s\n' "$out"
+	if grep -Eq 'Non-2xx or 3xx responses|Socket errors' <<<"$out" ||
+		! grep -q 'Requests/sec' <<<"$out"; then
+		echo "bench: INVALID run: $2 with $3 connections had errors:" >&2
+		grep -E 'Non-2xx|Socket errors' <<<"$out" >&2
+		return 1
+	fi
 }
 summ() { # LABEL OUTPUT
 	awk -v l="$1" '/Requests\/sec/ {rps=$2} / 50%/ {p50=$2} / 90%/ {p90=$2} / 99%/ {p99=$2}
@@ -71,9 +84,9 @@ summ() { # LABEL OUTPUT
 echo
 echo "== HTTPS GET $url, keep-alive, ${DUR}s each (wrk), $(nproc) cores"
 for c in 1 16; do
-	d=$(run_wrk direct https://10.96.0.1 $c)
-	n=$(run_wrk direct https://10.200.0.1:8443 $c)
-	m=$(run_wrk bench https://10.96.0.1 $c)
+	d=$(run_wrk direct https://10.96.0.1 $c) || exit 1
+	n=$(run_wrk direct https://10.200.0.1:8443 $c) || exit 1
+	m=$(run_wrk bench https://10.96.0.1 $c) || exit 1
 	summ "direct to the API, $c conn" "$d"
 	summ "through nginx (TLS proxy), $c conn" "$n"
 	summ "through mcpgate (eBPF+TLS), $c conn" "$m"

@@ -26,7 +26,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    strlen(out) != need)
 		abort();
 	for (i = 0; i < need;) {
-		size_t n = utf8_seq_len((const unsigned char *)out + i);
+		size_t n = mg_utf8_seq_len((const unsigned char *)out + i);
 
 		if (!n || out[i] == '"' || out[i] == '\n')
 			abort();
