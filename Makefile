@@ -218,7 +218,7 @@ $(O)/bpf $(O)/obj $(O)/tests build/fuzz:
 
 # What clang-format keeps in shape (the repo's .clang-format); `make
 # fmt-check` fails on any difference, and `make test` runs it.
-FMT_SRCS = $(sort $(shell find userspace tools include/mcpgate -name '*.[ch]') $(wildcard bpf/*.c bpf/lib/*.h))
+FMT_SRCS = $(sort $(shell find userspace tools include/mcpgate tests/unit tests/fuzz tests/kernel tests/bench -name '*.[ch]') $(wildcard bpf/*.c bpf/lib/*.h))
 
 fmt-check:
 	$(Q)scripts/install-deps.sh fmt

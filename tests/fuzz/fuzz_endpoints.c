@@ -70,8 +70,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 					struct mg_abi_addr a;
 
 					if (json_is_string(ip) && tcp_port(p) &&
-					    !mg_addr_parse_ip(json_string_value(ip),
-								  tcp_port(p), &a) &&
+					    !mg_addr_parse_ip(json_string_value(ip), tcp_port(p),
+							      &a) &&
 					    !memcmp(&a, &r->addrs[i], sizeof(a)))
 						in_svc = true;
 				}

@@ -56,35 +56,35 @@
 #include "mcpgate/config.h"
 #include "mcpgate/loader.h"
 
-#define API4 "10.96.0.1"
-#define API6 "fd00:96::1"
+#define API4	   "10.96.0.1"
+#define API6	   "fd00:96::1"
 #define API_MAPPED "::ffff:10.96.0.1"
-#define API_PORT 443
-#define PROXY4 "169.254.77.1"
-#define PROXY6 "fd00:6d67::1"
+#define API_PORT   443
+#define PROXY4	   "169.254.77.1"
+#define PROXY6	   "fd00:6d67::1"
 #define PROXY_PORT 6443
-#define WAIT_MS 3000	/* an accept or a child's answer; generous for TCG */
+#define WAIT_MS	   3000 /* an accept or a child's answer; generous for TCG */
 
 /* The pods: name, kubelet QoS folder, pod UID, container id. */
 struct pod {
 	const char *name;
 	const char *uid;
-	char dir[640];		/* pod-level cgroup */
-	char cdir[720];		/* its one container */
-	uint64_t id;		/* pod-level cgroup id (directory inode) */
-	uint64_t cid;		/* container cgroup id */
+	char dir[640];	/* pod-level cgroup */
+	char cdir[720]; /* its one container */
+	uint64_t id;	/* pod-level cgroup id (directory inode) */
+	uint64_t cid;	/* container cgroup id */
 };
 
 static struct pod pods[] = {
-	{ .name = "sel", .uid = "5e1ec7ed-0000-4000-8000-000000000001" },
-	{ .name = "unsel", .uid = "5e1ec7ed-0000-4000-8000-000000000002" },
-	{ .name = "pending", .uid = "5e1ec7ed-0000-4000-8000-000000000003" },
-	{ .name = "unknown", .uid = "5e1ec7ed-0000-4000-8000-000000000004" },
+	{.name = "sel", .uid = "5e1ec7ed-0000-4000-8000-000000000001"},
+	{.name = "unsel", .uid = "5e1ec7ed-0000-4000-8000-000000000002"},
+	{.name = "pending", .uid = "5e1ec7ed-0000-4000-8000-000000000003"},
+	{.name = "unknown", .uid = "5e1ec7ed-0000-4000-8000-000000000004"},
 };
-#define SEL (&pods[0])
-#define UNSEL (&pods[1])	/* known, not selected: a PASS entry */
-#define PENDING (&pods[2])	/* cgroup seen, metadata not yet: a PENDING entry */
-#define UNKNOWN (&pods[3])	/* no entry at all */
+#define SEL	(&pods[0])
+#define UNSEL	(&pods[1]) /* known, not selected: a PASS entry */
+#define PENDING (&pods[2]) /* cgroup seen, metadata not yet: a PENDING entry */
+#define UNKNOWN (&pods[3]) /* no entry at all */
 
 static int n_failed;
 
@@ -177,9 +177,9 @@ static int listen_on(const char *ip, unsigned port)
 
 	if (fd < 0)
 		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){ 1 }, sizeof(int));
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &(int){1}, sizeof(int));
 	if (ss.ss_family == AF_INET6)
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 1 }, sizeof(int));
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &(int){1}, sizeof(int));
 	if (bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 16)) {
 		int e = -errno;
 
@@ -193,7 +193,7 @@ static int listen_on(const char *ip, unsigned port)
 /* Accepts one connection on <lfd> within WAIT_MS; -ETIMEDOUT if none came. */
 static int accept_within(int lfd)
 {
-	struct pollfd p = { .fd = lfd, .events = POLLIN };
+	struct pollfd p = {.fd = lfd, .events = POLLIN};
 	int r = poll(&p, 1, WAIT_MS);
 
 	if (r <= 0)
@@ -263,27 +263,27 @@ static int make_pods(const char *root)
 
 /* What a child in a pod saw; sent to the parent over a pipe. */
 struct seen {
-	int err;		/* errno of connect(), 0 if connected */
+	int err; /* errno of connect(), 0 if connected */
 	pid_t pid;
-	char peer[64];		/* getpeername() */
+	char peer[64]; /* getpeername() */
 };
 
 struct child {
 	pid_t pid;
-	int res;		/* read end: struct seen */
-	int go;			/* write end: closing it lets the child exit */
+	int res; /* read end: struct seen */
+	int go;	 /* write end: closing it lets the child exit */
 };
 
 /* What a child does from inside its pod. */
 enum act {
-	ACT_CONNECT,	/* connect() a TCP socket: the cgroup connect hooks see it */
-	ACT_RAW_SYN,	/* a hand-made TCP SYN on a raw socket: no connect() at all */
-	ACT_UDP,	/* a datagram from an ordinary UDP socket (sendto, no connect) */
-	ACT_WATCH,	/* ACT_CONNECT, then report again when the connection breaks
-			 * (or, after WATCH_MS, that it did not) */
+	ACT_CONNECT, /* connect() a TCP socket: the cgroup connect hooks see it */
+	ACT_RAW_SYN, /* a hand-made TCP SYN on a raw socket: no connect() at all */
+	ACT_UDP,     /* a datagram from an ordinary UDP socket (sendto, no connect) */
+	ACT_WATCH,   /* ACT_CONNECT, then report again when the connection breaks
+		      * (or, after WATCH_MS, that it did not) */
 };
 
-#define WATCH_MS 1500	/* how long a watched connection must stay up */
+#define WATCH_MS 1500 /* how long a watched connection must stay up */
 
 /* A TCP SYN header from <sport> to <dport>. No checksum: the receiver in
  * this test is a raw socket, which gets packets before TCP checks them. */
@@ -294,16 +294,16 @@ static void make_syn(uint8_t h[20], unsigned sport, unsigned dport)
 	h[1] = sport & 0xff;
 	h[2] = dport >> 8;
 	h[3] = dport & 0xff;
-	h[7] = 1;		/* sequence number */
-	h[12] = 5 << 4;		/* data offset: 5 words */
-	h[13] = 0x02;		/* SYN */
-	h[14] = 0xfa;		/* window */
+	h[7] = 1;	/* sequence number */
+	h[12] = 5 << 4; /* data offset: 5 words */
+	h[13] = 0x02;	/* SYN */
+	h[14] = 0xfa;	/* window */
 }
 
 /* The child's half of spawn_in(): does <act> and fills <s>. Returns the
  * socket. */
 static int child_act(enum act act, int family, const char *ip, unsigned port, unsigned sport,
-		      struct seen *s)
+		     struct seen *s)
 {
 	struct sockaddr_storage ss, peer;
 	socklen_t len = mk_sockaddr(&ss, ip, port), pl = sizeof(peer);
@@ -346,7 +346,7 @@ static int child_act(enum act act, int family, const char *ip, unsigned port, un
  * after WATCH_MS. */
 static void child_watch(int fd, struct seen *s)
 {
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 	socklen_t el = sizeof(s->err);
 	char b;
 
@@ -358,7 +358,7 @@ static void child_watch(int fd, struct seen *s)
 	else
 		getsockopt(fd, SOL_SOCKET, SO_ERROR, &s->err, &el);
 	if (!s->err)
-		s->err = -1;	/* closed by the peer: not what a cut looks like */
+		s->err = -1; /* closed by the peer: not what a cut looks like */
 }
 
 /*
@@ -366,8 +366,8 @@ static void child_watch(int fd, struct seen *s)
  * <ip>:<port> (from source port <sport> for raw and UDP), reports what it saw
  * and keeps its socket until the parent closes <c->go>. Returns 0 or -errno.
  */
-static int spawn_in(struct child *c, const char *cgdir, enum act act, int family,
-		    const char *ip, unsigned port, unsigned sport)
+static int spawn_in(struct child *c, const char *cgdir, enum act act, int family, const char *ip,
+		    unsigned port, unsigned sport)
 {
 	int res[2], go[2];
 
@@ -377,7 +377,7 @@ static int spawn_in(struct child *c, const char *cgdir, enum act act, int family
 	if (c->pid < 0)
 		return -errno;
 	if (c->pid == 0) {
-		struct seen s = { .pid = getpid() };
+		struct seen s = {.pid = getpid()};
 		char procs[800], b;
 		int fd;
 
@@ -417,7 +417,7 @@ static int spawn_connect(struct child *c, const char *cgdir, int family, const c
 /* Reads what the child saw, within WAIT_MS. */
 static int child_seen(struct child *c, struct seen *s)
 {
-	struct pollfd p = { .fd = c->res, .events = POLLIN };
+	struct pollfd p = {.fd = c->res, .events = POLLIN};
 
 	memset(s, 0, sizeof(*s));
 	if (poll(&p, 1, WAIT_MS) != 1)
@@ -437,8 +437,8 @@ static void child_end(struct child *c)
 struct env {
 	struct mg_loader *l;
 	const char *pin_dir;
-	int proxy4, proxy6;	/* our stand-in proxy listeners */
-	int api4, api6;		/* the fake API server's listeners */
+	int proxy4, proxy6; /* our stand-in proxy listeners */
+	int api4, api6;	    /* the fake API server's listeners */
 };
 
 /*
@@ -489,8 +489,8 @@ static void redirect_case(struct env *e, const char *label, int family, const ch
 		check(rc == 0, what, "mg_loader_take_origin: %s", strerror(-rc));
 		if (rc == 0) {
 			mg_addr_parse_ip(strchr(ip, ':') && !strncmp(ip, "::ffff:", 7) ? ip + 7
-											  : ip,
-					     API_PORT, &want_dst);
+										       : ip,
+					 API_PORT, &want_dst);
 			snprintf(what, sizeof(what),
 				 "%s: origin names the pod, container cgroup, pid and dialled "
 				 "address",
@@ -501,9 +501,8 @@ static void redirect_case(struct env *e, const char *label, int family, const ch
 				      o.family == (uint32_t)family,
 			      what, "pod %llu/%llu cgroup %llu/%llu tgid %u/%d dst %s family %u",
 			      (unsigned long long)o.pod_cgroup_id, (unsigned long long)SEL->id,
-			      (unsigned long long)o.cgroup_id, (unsigned long long)SEL->cid,
-			      o.tgid, (int)s.pid, mg_addr_fmt(&o.orig_dst, got, sizeof(got)),
-			      o.family);
+			      (unsigned long long)o.cgroup_id, (unsigned long long)SEL->cid, o.tgid,
+			      (int)s.pid, mg_addr_fmt(&o.orig_dst, got, sizeof(got)), o.family);
 		}
 		close(fd);
 	}
@@ -566,7 +565,7 @@ static void on_event(void *data, const struct mg_abi_event *ev)
 {
 	struct ev_seen *want = data;
 
-	if (want->type &&ev->type == want->type && ev->tgid == want->tgid &&
+	if (want->type && ev->type == want->type && ev->tgid == want->tgid &&
 	    ev->pod_cgroup_id == want->pod_cgroup_id &&
 	    !memcmp(&ev->dst, &want->dst, sizeof(ev->dst)))
 		want->n++;
@@ -577,7 +576,7 @@ static void on_event(void *data, const struct mg_abi_event *ev)
 static bool event_seen(struct mg_loader *l, uint32_t type, pid_t pid, uint64_t pod_id,
 		       const char *ip)
 {
-	struct ev_seen w = { .type = type, .tgid = (uint32_t)pid, .pod_cgroup_id = pod_id };
+	struct ev_seen w = {.type = type, .tgid = (uint32_t)pid, .pod_cgroup_id = pod_id};
 
 	mg_addr_parse_ip(ip, API_PORT, &w.dst);
 	mg_loader_read_events(l, on_event, &w);
@@ -636,7 +635,7 @@ static void origin_forgotten_case(struct env *e)
 		getsockname(fd, (struct sockaddr *)&local, &ll);
 		to_abi(&peer, &t.client);
 		to_abi(&local, &t.proxy);
-		child_end(&c);	/* the client closes */
+		child_end(&c); /* the client closes */
 		while (read(fd, &b, 1) > 0)
 			;
 		rc = origin_gone(e, &t);
@@ -644,8 +643,8 @@ static void origin_forgotten_case(struct env *e)
 	} else {
 		child_end(&c);
 	}
-	check(fd >= 0 && rc == -ENOENT, what, "accept %d, origins lookup %d s after close: %s",
-	      fd, WAIT_MS / 1000, rc ? strerror(-rc) : "still there");
+	check(fd >= 0 && rc == -ENOENT, what, "accept %d, origins lookup %d s after close: %s", fd,
+	      WAIT_MS / 1000, rc ? strerror(-rc) : "still there");
 }
 
 static void print_counters(struct mg_loader *l)
@@ -665,14 +664,14 @@ static void cut_case(struct env *e);
 
 static int cmd_loader(const char *root, const char *pin_dir)
 {
-	struct mg_loader_opts lo = { .cgroup_path = root, .pin_dir = pin_dir };
+	struct mg_loader_opts lo = {.cgroup_path = root, .pin_dir = pin_dir};
 	struct mg_abi_addr eps[2];
-	struct mg_abi_pod sel = { .state = MG_POD_SELECTED, .sel_gen = 1 };
-	struct mg_abi_pod pass = { .state = MG_POD_PASS };
-	struct mg_abi_pod pending = { .state = MG_POD_PENDING };
+	struct mg_abi_pod sel = {.state = MG_POD_SELECTED, .sel_gen = 1};
+	struct mg_abi_pod pass = {.state = MG_POD_PASS};
+	struct mg_abi_pod pending = {.state = MG_POD_PENDING};
 	struct mg_loader_err err;
 	pid_t pid;
-	struct env e = { .pin_dir = pin_dir };
+	struct env e = {.pin_dir = pin_dir};
 	uint64_t before[MG_CNT_MAX], after[MG_CNT_MAX];
 	int rc;
 
@@ -727,7 +726,7 @@ static int cmd_loader(const char *root, const char *pin_dir)
 
 	/* Pending: the cgroup is known, the pod's metadata not yet. */
 	mg_loader_counters(e.l, before);
-	event_seen(e.l, 0, 0, 0, API4);	/* drop older records */
+	event_seen(e.l, 0, 0, 0, API4); /* drop older records */
 	pid = refused_case(&e, PENDING, "pending pod: IPv4 API connect refused", AF_INET, API4,
 			   EPERM);
 	check(event_seen(e.l, MG_EV_REFUSED_UNKNOWN, pid, PENDING->id, API4),
@@ -791,8 +790,9 @@ static int cmd_loader(const char *root, const char *pin_dir)
 	/* Fail closed: interception is pinned, the proxy is gone. */
 	close(e.proxy4);
 	close(e.proxy6);
-	refused_case(&e, SEL, "fail closed: no proxy listening, a selected pod's IPv4 connect is "
-			      "refused, not direct",
+	refused_case(&e, SEL,
+		     "fail closed: no proxy listening, a selected pod's IPv4 connect is "
+		     "refused, not direct",
 		     AF_INET, API4, ECONNREFUSED);
 	refused_case(&e, SEL, "fail closed: same for IPv6", AF_INET6, API6, ECONNREFUSED);
 
@@ -828,7 +828,7 @@ static int sniff_open(struct sniff *n)
 	if (bind(n->udp4, (struct sockaddr *)&ss, len))
 		return -errno;
 	len = mk_sockaddr(&ss, API6, API_PORT);
-	setsockopt(n->udp6, IPPROTO_IPV6, IPV6_V6ONLY, &(int){ 1 }, sizeof(int));
+	setsockopt(n->udp6, IPPROTO_IPV6, IPV6_V6ONLY, &(int){1}, sizeof(int));
 	if (bind(n->udp6, (struct sockaddr *)&ss, len))
 		return -errno;
 	return 0;
@@ -848,7 +848,7 @@ static bool sniff_seen(struct sniff *n, int family, bool udp, unsigned sport, in
 {
 	int fd = udp ? (family == AF_INET ? n->udp4 : n->udp6)
 		     : (family == AF_INET ? n->raw4 : n->raw6);
-	struct pollfd p = { .fd = fd, .events = POLLIN };
+	struct pollfd p = {.fd = fd, .events = POLLIN};
 
 	for (;;) {
 		struct sockaddr_storage from;
@@ -900,7 +900,7 @@ static void egress_case(struct env *e, struct sniff *n, const char *label, struc
 	bool arrived;
 
 	mg_loader_counters(e->l, before);
-	event_seen(e->l, 0, 0, 0, API4);	/* drop older records */
+	event_seen(e->l, 0, 0, 0, API4); /* drop older records */
 	if (spawn_in(&c, p->cdir, udp ? ACT_UDP : ACT_RAW_SYN, family, ip, API_PORT, sport)) {
 		check(false, label, "fork: %s", strerror(errno));
 		return;
@@ -938,14 +938,14 @@ static void egress_cases(struct env *e)
 		const char *ip;
 		bool udp, dropped;
 	} cases[] = {
-		{ "selected pod, raw SYN to " API4, SEL, AF_INET, API4, false, true },
-		{ "selected pod, raw SYN to " API6, SEL, AF_INET6, API6, false, true },
-		{ "selected pod, UDP to " API4, SEL, AF_INET, API4, true, true },
-		{ "selected pod, UDP to " API6, SEL, AF_INET6, API6, true, true },
-		{ "pending pod, raw SYN to " API4, PENDING, AF_INET, API4, false, true },
-		{ "pass pod, raw SYN to " API4, UNSEL, AF_INET, API4, false, false },
-		{ "pass pod, raw SYN to " API6, UNSEL, AF_INET6, API6, false, false },
-		{ "pass pod, UDP to " API4, UNSEL, AF_INET, API4, true, false },
+		{"selected pod, raw SYN to " API4, SEL, AF_INET, API4, false, true},
+		{"selected pod, raw SYN to " API6, SEL, AF_INET6, API6, false, true},
+		{"selected pod, UDP to " API4, SEL, AF_INET, API4, true, true},
+		{"selected pod, UDP to " API6, SEL, AF_INET6, API6, true, true},
+		{"pending pod, raw SYN to " API4, PENDING, AF_INET, API4, false, true},
+		{"pass pod, raw SYN to " API4, UNSEL, AF_INET, API4, false, false},
+		{"pass pod, raw SYN to " API6, UNSEL, AF_INET6, API6, false, false},
+		{"pass pod, UDP to " API4, UNSEL, AF_INET, API4, true, false},
 	};
 	struct sniff n;
 	int rc = sniff_open(&n);
@@ -981,12 +981,12 @@ static bool kernel_older_than(int maj, int min)
  */
 static void cut_case(struct env *e)
 {
-	struct mg_abi_pod pass = { .state = MG_POD_PASS };
-	struct mg_abi_pod sel = { .state = MG_POD_SELECTED, .sel_gen = 1 };
+	struct mg_abi_pod pass = {.state = MG_POD_PASS};
+	struct mg_abi_pod sel = {.state = MG_POD_SELECTED, .sel_gen = 1};
 	struct child c[3];
 	struct seen s[3];
 	struct mg_loader_err err;
-	int other, srv[3] = { -1, -1, -1 }, n;
+	int other, srv[3] = {-1, -1, -1}, n;
 	bool up = true;
 
 	other = listen_on("127.0.0.1", 8080);
@@ -1092,7 +1092,7 @@ static bool daemon_logged(const char *log, const char *event, pid_t pid, const c
  * admin listener (127.0.0.1:9940), or -1 when it cannot be read. */
 static long long admin_metric(const char *result)
 {
-	struct sockaddr_in a = { .sin_family = AF_INET, .sin_port = htons(9940) };
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons(9940)};
 	static const char req[] = "GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 	char want[128], *buf, *at;
 	long long v = -1;
@@ -1148,8 +1148,8 @@ static void daemon_case(const char *log, const char *label, int family, const ch
 	rc = child_seen(&c, &s);
 	snprintf(what, sizeof(what), "daemon, %s: connect succeeds, getpeername shows %s", label,
 		 want_peer);
-	check(!rc && !s.err && !strcmp(s.peer, want_peer), what, "rc=%d errno=%d peer=\"%s\"",
-	      rc, s.err, s.peer);
+	check(!rc && !s.err && !strcmp(s.peer, want_peer), what, "rc=%d errno=%d peer=\"%s\"", rc,
+	      s.err, s.peer);
 	/* The daemon logs v4-mapped destinations in their IPv4 form. */
 	snprintf(dst, sizeof(dst), "%s", strncmp(want_peer, "[::ffff:", 8) ? want_peer : "");
 	if (!dst[0]) {
@@ -1162,7 +1162,8 @@ static void daemon_case(const char *log, const char *label, int family, const ch
 	 * every time, logged once per pod cgroup with the pid and original
 	 * destination). A missing origin would count rejected_no_origin. */
 	snprintf(what, sizeof(what),
-		 "daemon, %s: mcpgated found the kernel's origin and refused the unknown pod", label);
+		 "daemon, %s: mcpgated found the kernel's origin and refused the unknown pod",
+		 label);
 	check(!rc && wait_metric(unknown0 + 1, "rejected_unknown_pod") &&
 		      admin_metric("rejected_no_origin") == no_origin0,
 	      what, "rejected_unknown_pod %lld (want %lld), rejected_no_origin %lld (was %lld)",
@@ -1187,14 +1188,14 @@ static int cmd_daemon(const char *root, const char *log)
 	daemon_case(log, "v4-mapped", AF_INET6, API_MAPPED, "[" API_MAPPED "]:443", false);
 	{
 		struct child c;
-		struct seen s = { 0 };
+		struct seen s = {0};
 
 		if (spawn_connect(&c, PENDING->cdir, AF_INET, API4, API_PORT) == 0) {
 			child_seen(&c, &s);
 			child_end(&c);
 		}
-		check(s.err == EPERM, "daemon: a pending pod's API connect is refused",
-		      "errno %d", s.err);
+		check(s.err == EPERM, "daemon: a pending pod's API connect is refused", "errno %d",
+		      s.err);
 		check(s.pid && daemon_logged(log, "refused_unknown", s.pid, "dst", API4 ":443"),
 		      "daemon: mcpgated logs the refusal from the events ring with the pid",
 		      "no refused_unknown record for pid %d", (int)s.pid);
@@ -1203,9 +1204,10 @@ static int cmd_daemon(const char *root, const char *log)
 			child_seen(&c, &s);
 			child_end(&c);
 		}
-		check(s.err == EPERM && daemon_logged(log, "refused_unknown", s.pid, "dst",
-						      "[" API6 "]:443"),
-		      "daemon, --unknown-pods refuse: a pod cgroup with no entry is refused, logged",
+		check(s.err == EPERM &&
+			      daemon_logged(log, "refused_unknown", s.pid, "dst", "[" API6 "]:443"),
+		      "daemon, --unknown-pods refuse: a pod cgroup with no entry is refused, "
+		      "logged",
 		      "errno %d", s.err);
 		if (spawn_in(&c, SEL->cdir, ACT_RAW_SYN, AF_INET, API4, API_PORT, 40101) == 0) {
 			child_seen(&c, &s);
@@ -1226,12 +1228,12 @@ static int cmd_clean(const char *root, const char *pin_dir)
 		enum bpf_attach_type type;
 		const char *name;
 	} hooks[] = {
-		{ BPF_CGROUP_INET4_CONNECT, "connect4" },
-		{ BPF_CGROUP_INET6_CONNECT, "connect6" },
-		{ BPF_CGROUP_SOCK_OPS, "sock_ops" },
-		{ BPF_CGROUP_INET4_GETPEERNAME, "getpeername4" },
-		{ BPF_CGROUP_INET6_GETPEERNAME, "getpeername6" },
-		{ BPF_CGROUP_INET_EGRESS, "egress" },
+		{BPF_CGROUP_INET4_CONNECT, "connect4"},
+		{BPF_CGROUP_INET6_CONNECT, "connect6"},
+		{BPF_CGROUP_SOCK_OPS, "sock_ops"},
+		{BPF_CGROUP_INET4_GETPEERNAME, "getpeername4"},
+		{BPF_CGROUP_INET6_GETPEERNAME, "getpeername6"},
+		{BPF_CGROUP_INET_EGRESS, "egress"},
 	};
 	char attached[256] = "";
 	int cg, api4, api6, rc;
@@ -1255,8 +1257,8 @@ static int cmd_clean(const char *root, const char *pin_dir)
 
 	api4 = listen_on(API4, API_PORT);
 	api6 = listen_on(API6, API_PORT);
-	direct_case(SEL, "uninstall: the formerly selected pod's IPv4 connect goes direct",
-		    AF_INET, API4, api4, -1);
+	direct_case(SEL, "uninstall: the formerly selected pod's IPv4 connect goes direct", AF_INET,
+		    API4, api4, -1);
 	direct_case(SEL, "uninstall: same for IPv6", AF_INET6, API6, api6, -1);
 	close(api4);
 	close(api6);

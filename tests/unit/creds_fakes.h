@@ -42,7 +42,6 @@
 #include <jansson.h>
 #include <openssl/evp.h>
 
-
 #include "mcpgate/creds.h"
 
 #include "../../userspace/creds/provider.h"

@@ -1,10 +1,9 @@
 /*
- * Shared by the mask tests (test_scan.c, test_json.c, ...) and test_tunnel.c: one example per detector for
- * "a candidate cut short by the end of its stream is masked". A stream is
- * "x " <pre> <body>[0..L) for every L in [1, strlen(body)), then it ends
- * (finish, the end of a JSON string, an exec channel's end) or pauses
- * (flush, then <body>[L..] <end> " tail"). What must come out is
- * "x " <out_pre> <marker>, then <end> " tail" after a pause.
+ * Shared by the mask tests (test_scan.c, test_json.c, ...) and test_tunnel.c: one example per
+ * detector for "a candidate cut short by the end of its stream is masked". A stream is "x " <pre>
+ * <body>[0..L) for every L in [1, strlen(body)), then it ends (finish, the end of a JSON string, an
+ * exec channel's end) or pauses (flush, then <body>[L..] <end> " tail"). What must come out is "x "
+ * <out_pre> <marker>, then <end> " tail" after a pause.
  */
 #ifndef MG_TEST_CUT_CASES_H
 #define MG_TEST_CUT_CASES_H

@@ -12,7 +12,7 @@
 
 static int load(struct mg_config *c, char *err, size_t n, ...)
 {
-	char *argv[32] = { "mcpgated" };
+	char *argv[32] = {"mcpgated"};
 	int argc = 1;
 	va_list ap;
 	char *a;
@@ -62,8 +62,7 @@ static void test_file_and_flags(void **state)
 	assert_false(c.manage_address);
 	assert_int_equal(c.n_endpoints, 2);
 	assert_string_equal(mg_addr_fmt(&c.endpoints[0], buf, sizeof(buf)), "10.0.0.1:443");
-	assert_string_equal(mg_addr_fmt(&c.endpoints[1], buf, sizeof(buf)),
-			    "[fd00::2]:6443");
+	assert_string_equal(mg_addr_fmt(&c.endpoints[1], buf, sizeof(buf)), "[fd00::2]:6443");
 	assert_string_equal(c.select_namespaces, "a,b");
 	unlink(path);
 }
@@ -81,13 +80,14 @@ static void test_errors(void **state)
 	assert_non_null(strstr(err, "ADDR:PORT"));
 	assert_int_equal(load(&c, err, sizeof(err), "--proxy-addr4", "fd00::1", NULL), -EINVAL);
 	assert_int_equal(load(&c, err, sizeof(err), "--api-server", "http://x", NULL), -EINVAL);
-	assert_int_equal(load(&c, err, sizeof(err), "--config", "/nonexistent.json", NULL), -EINVAL);
+	assert_int_equal(load(&c, err, sizeof(err), "--config", "/nonexistent.json", NULL),
+			 -EINVAL);
 	assert_non_null(strstr(err, "/nonexistent.json"));
 	assert_int_equal(load(&c, err, sizeof(err), "--bogus", "1", NULL), -EINVAL);
 	assert_int_equal(load(&c, err, sizeof(err), "--manage-address", "maybe", NULL), -EINVAL);
-	assert_int_equal(load(&c, err, sizeof(err), "--proxy-addr4", "none", "--proxy-addr6",
-			      "none", NULL),
-			 -EINVAL);
+	assert_int_equal(
+		load(&c, err, sizeof(err), "--proxy-addr4", "none", "--proxy-addr6", "none", NULL),
+		-EINVAL);
 	assert_non_null(strstr(err, "no proxy address"));
 	assert_int_equal(load(&c, err, sizeof(err), "--help", NULL), 1);
 }
@@ -110,8 +110,8 @@ static void test_limits(void **state)
 	assert_int_equal(c.worker_jobs_per_pod, MG_WORKER_PER_KEY_DEFAULT);
 	assert_int_equal(load(&c, err, sizeof(err), "--max-connections", "100",
 			      "--max-connections-per-pod", "10", "--write-stall-timeout", "500",
-			      "--worker-threads", "8", "--worker-queue", "9", "--worker-jobs-per-pod",
-			      "2", NULL),
+			      "--worker-threads", "8", "--worker-queue", "9",
+			      "--worker-jobs-per-pod", "2", NULL),
 			 0);
 	assert_int_equal(c.max_connections, 100);
 	assert_int_equal(c.max_connections_per_pod, 10);
@@ -119,9 +119,9 @@ static void test_limits(void **state)
 	assert_int_equal(c.worker_threads, 8);
 	assert_int_equal(c.worker_queue, 9);
 	assert_int_equal(c.worker_jobs_per_pod, 2);
-	static const char *const zero[] = { "--max-connections", "--max-connections-per-pod",
-					    "--write-stall-timeout", "--worker-threads",
-					    "--worker-queue", "--worker-jobs-per-pod" };
+	static const char *const zero[] = {"--max-connections",	    "--max-connections-per-pod",
+					   "--write-stall-timeout", "--worker-threads",
+					   "--worker-queue",	    "--worker-jobs-per-pod"};
 	for (size_t i = 0; i < sizeof(zero) / sizeof(zero[0]); i++) {
 		assert_int_equal(load(&c, err, sizeof(err), zero[i], "0", NULL), -EINVAL);
 		assert_non_null(strstr(err, "at least 1"));
@@ -164,7 +164,7 @@ static void test_load_after_a_bad_cluster_starts_afresh(void **state)
 {
 	struct mg_config c;
 	char err[256];
-	char *argv[4] = { "mcpgated", NULL, NULL, NULL };
+	char *argv[4] = {"mcpgated", NULL, NULL, NULL};
 
 	(void)state;
 	setenv("KUBERNETES_SERVICE_HOST", "10.96.0.1", 1);
@@ -258,9 +258,8 @@ static void test_unknown_pods(void **state)
 	fclose(f);
 	assert_int_equal(load(&c, err, sizeof(err), "--config", path, NULL), 0);
 	assert_string_equal(c.unknown_pods, "pass");
-	assert_int_equal(load(&c, err, sizeof(err), "--config", path, "--unknown-pods", "refuse",
-			      NULL),
-			 0);
+	assert_int_equal(
+		load(&c, err, sizeof(err), "--config", path, "--unknown-pods", "refuse", NULL), 0);
 	assert_string_equal(c.unknown_pods, "refuse");
 	unlink(path);
 	assert_int_equal(load(&c, err, sizeof(err), "--unknown-pods", "deny", NULL), -EINVAL);

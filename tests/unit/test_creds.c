@@ -88,7 +88,8 @@ static void test_safe_message(void **state)
 	char m[64];
 
 	(void)state;
-	mg_creds_safe_message(m, sizeof(m), "first line\nsecond line with SECRETTOKEN", "SECRETTOKEN");
+	mg_creds_safe_message(m, sizeof(m), "first line\nsecond line with SECRETTOKEN",
+			      "SECRETTOKEN");
 	assert_string_equal(m, "first line");
 	mg_creds_safe_message(m, sizeof(m), "token SECRETTOKEN inline", "SECRETTOKEN");
 	assert_string_equal(m, "token *********** inline");

@@ -87,10 +87,10 @@ static void test_pick_proxy(void **state)
 /* Every pod state x API or not x refuse-unknown on or off. */
 static void test_decide_states(void **state)
 {
-	const struct mg_abi_pod pass = { .state = MG_POD_PASS },
-				sel = { .state = MG_POD_SELECTED, .sel_gen = 3 },
-				pend = { .state = MG_POD_PENDING };
-	const __u32 flag_sets[2] = { 0, MG_SET_REFUSE_UNKNOWN };
+	const struct mg_abi_pod pass = {.state = MG_POD_PASS},
+				sel = {.state = MG_POD_SELECTED, .sel_gen = 3},
+				pend = {.state = MG_POD_PENDING};
+	const __u32 flag_sets[2] = {0, MG_SET_REFUSE_UNKNOWN};
 
 	(void)state;
 	for (int f = 0; f < 2; f++) {
@@ -116,7 +116,7 @@ static void test_decide_states(void **state)
 /* A state value this build does not know is read as pending: refused. */
 static void test_decide_unknown_state_fails_closed(void **state)
 {
-	struct mg_abi_pod odd = { .state = 3 };
+	struct mg_abi_pod odd = {.state = 3};
 
 	(void)state;
 	assert_int_equal(mg_decide(&odd, 0, 1), MG_VERDICT_REFUSE_UNKNOWN);
@@ -127,9 +127,8 @@ static void test_decide_unknown_state_fails_closed(void **state)
 
 static void test_egress_drop(void **state)
 {
-	const struct mg_abi_pod pass = { .state = MG_POD_PASS },
-				sel = { .state = MG_POD_SELECTED },
-				pend = { .state = MG_POD_PENDING };
+	const struct mg_abi_pod pass = {.state = MG_POD_PASS}, sel = {.state = MG_POD_SELECTED},
+				pend = {.state = MG_POD_PENDING};
 
 	(void)state;
 	assert_true(mg_egress_drop(&sel, 0, 1));
@@ -147,7 +146,7 @@ static void test_egress_drop(void **state)
 
 static void test_event_rate_limit(void **state)
 {
-	struct mg_event_budget b = { 0 };
+	struct mg_event_budget b = {0};
 	__u64 t0 = 5 * MG_EVENTS_WINDOW_NS;
 	int n = 0;
 

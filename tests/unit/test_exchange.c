@@ -287,7 +287,8 @@ static void rig_init(struct rig *r)
 		struct sockaddr_storage ss = {0};
 
 		memcpy(&ss, &sin, sizeof(sin));
-		assert_int_equal(mg_addr_from_sockaddr((struct sockaddr *)&ss, &r->c.o.orig_dst), 0);
+		assert_int_equal(mg_addr_from_sockaddr((struct sockaddr *)&ss, &r->c.o.orig_dst),
+				 0);
 	}
 	r->p.o.loop = loop;
 	r->p.o.client_ctx = SSL_CTX_new(TLS_client_method());

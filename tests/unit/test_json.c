@@ -10,7 +10,6 @@
 
 /* ---- Secrets in every form ---- */
 
-
 static void test_secret_object(void **state)
 {
 	struct mg_mask_stats st;

@@ -75,10 +75,16 @@ static void test_dispatch_by_argv(void **state)
 		int argc;
 	} cases[] = {
 		{{"mcpgatectl", "status", "--pin-dir", NULL}, "status", "--pin-dir", 2},
-		{{"/usr/bin/mcpgatectl", "eks-token", "--cluster", NULL}, "eks-token", "--cluster", 2},
+		{{"/usr/bin/mcpgatectl", "eks-token", "--cluster", NULL},
+		 "eks-token",
+		 "--cluster",
+		 2},
 		{{"./build/kubectl-mcpgate", "mask", NULL}, "mask", "", 1},
 		{{"kubectl-mcpgate", "uninstall", NULL}, "uninstall", "", 1},
-		{{"/x/kubectl-mcpgate-eks_token", "--cluster", "c", NULL}, "eks-token", "--cluster", 3},
+		{{"/x/kubectl-mcpgate-eks_token", "--cluster", "c", NULL},
+		 "eks-token",
+		 "--cluster",
+		 3},
 		{{"mcpgatectl-sockets", "cut", NULL}, "sockets", "cut", 2},
 		{{"a.out", "sockets", "cut", NULL}, "sockets", "cut", 2},
 	};
@@ -98,7 +104,8 @@ static void test_unknown_command_is_usage(void **state)
 	static const char *const bogus[] = {"kubectl-mcpgate", "bogus", NULL};
 	static const char *const bad_name[] = {"kubectl-mcpgate-bogus", NULL};
 	static const char *const long_name[] = {
-		"kubectl-mcpgate-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "status", NULL};
+		"kubectl-mcpgate-aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa", "status",
+		NULL};
 
 	(void)state;
 	assert_int_equal(run(none), 2);

@@ -144,7 +144,7 @@ static char *render(struct mg_metrics *m)
 static void test_registry_renders_in_registration_order(void **state)
 {
 	struct mg_metrics *m = mg_metrics_new();
-	const char *const lab[] = { "reason" };
+	const char *const lab[] = {"reason"};
 	struct mg_metrics_family *c, *g;
 	char *s;
 
@@ -154,9 +154,9 @@ static void test_registry_renders_in_registration_order(void **state)
 	assert_non_null(c);
 	assert_non_null(g);
 	/* series in first-use order, not sorted */
-	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "zeta" }), 2);
-	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "alpha" }), 1);
-	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "zeta" }), 3);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){"zeta"}), 2);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){"alpha"}), 1);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){"zeta"}), 3);
 	mg_metrics_set(mg_metrics_with(g, NULL), -4);
 	s = render(m);
 	assert_string_equal(s, "# HELP mg_b_total B things.\n"
@@ -174,16 +174,15 @@ static void test_registry_renders_in_registration_order(void **state)
 static void test_registry_escapes_label_values(void **state)
 {
 	struct mg_metrics *m = mg_metrics_new();
-	const char *const lab[] = { "verb", "resource" };
+	const char *const lab[] = {"verb", "resource"};
 	struct mg_metrics_family *c;
 	char *s;
 
 	(void)state;
-	c = mg_metrics_add(m, MG_METRICS_COUNTER, "mg_requests_total", "Requests.", lab, 2,
-			   NULL, 0);
-	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "get", "po\"d}s\n\\x\xff" }),
-		       1);
-	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){ "list", NULL }), 1);
+	c = mg_metrics_add(m, MG_METRICS_COUNTER, "mg_requests_total", "Requests.", lab, 2, NULL,
+			   0);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){"get", "po\"d}s\n\\x\xff"}), 1);
+	mg_metrics_inc(mg_metrics_with(c, (const char *const[]){"list", NULL}), 1);
 	s = render(m);
 	assert_non_null(strstr(s, "mg_requests_total{verb=\"get\",resource=\"po\\\"d}s\\n"
 				  "\\\\x\xef\xbf\xbd\"} 1\n"));
@@ -194,9 +193,9 @@ static void test_registry_escapes_label_values(void **state)
 
 static void test_registry_histogram_buckets(void **state)
 {
-	static const double b[] = { 0.01, 0.1, 1 };
+	static const double b[] = {0.01, 0.1, 1};
 	struct mg_metrics *m = mg_metrics_new();
-	const char *const lab[] = { "stage" };
+	const char *const lab[] = {"stage"};
 	struct mg_metrics_family *h;
 	struct mg_metrics_series *s1;
 	char *s;
@@ -204,7 +203,7 @@ static void test_registry_histogram_buckets(void **state)
 	(void)state;
 	h = mg_metrics_add(m, MG_METRICS_HISTOGRAM, "mg_seconds", "Time.", lab, 1, b, 3);
 	assert_non_null(h);
-	s1 = mg_metrics_with(h, (const char *const[]){ "x" });
+	s1 = mg_metrics_with(h, (const char *const[]){"x"});
 	mg_metrics_observe(s1, 0.005);
 	mg_metrics_observe(s1, 0.1); /* on a bound: counted in it (le) */
 	mg_metrics_observe(s1, 0.5);
@@ -224,9 +223,9 @@ static void test_registry_histogram_buckets(void **state)
 
 static void test_registry_refuses_bad_families(void **state)
 {
-	static const double up[] = { 1, 2 }, down[] = { 2, 1 };
+	static const double up[] = {1, 2}, down[] = {2, 1};
 	struct mg_metrics *m = mg_metrics_new();
-	const char *const bad[] = { "a-b" }, *const le[] = { "le" };
+	const char *const bad[] = {"a-b"}, *const le[] = {"le"};
 
 	(void)state;
 	assert_non_null(mg_metrics_add(m, MG_METRICS_COUNTER, "ok_total", "x", NULL, 0, NULL, 0));
@@ -265,8 +264,8 @@ static void collect_pods(void *data)
 static void test_registry_collect(void **state)
 {
 	struct mg_metrics *m = mg_metrics_new();
-	struct pods_state p = { .names = { "a", "b" }, .n = 2 };
-	const char *const lab[] = { "pod" };
+	struct pods_state p = {.names = {"a", "b"}, .n = 2};
+	const char *const lab[] = {"pod"};
 	char *s;
 
 	(void)state;

@@ -24,7 +24,8 @@ static void test_detectors_text(void **state)
 			assert_absent(out, c->secret);
 			assert_present(out, "***MASKED:");
 			if (!st.hits[c->det])
-				fail_msg("case %zu: no %s hit: %s", i, mg_mask_det_name(NULL, (unsigned)c->det), out);
+				fail_msg("case %zu: no %s hit: %s", i,
+					 mg_mask_det_name(NULL, (unsigned)c->det), out);
 		}
 		free(out);
 	}

@@ -191,7 +191,8 @@ int main(void)
 	if (!mkdtemp(tmpdir))
 		return 1;
 	curl_global_init(CURL_GLOBAL_DEFAULT);
-	fails += cmocka_run_group_tests_name("serviceaccount-fakests", network, setup_fakes, teardown_fakes);
+	fails += cmocka_run_group_tests_name("serviceaccount-fakests", network, setup_fakes,
+					     teardown_fakes);
 	rmdir(tmpdir);
 	curl_global_cleanup();
 	return fails;

@@ -1080,8 +1080,8 @@ static void test_set_ips_reissues(void **state)
 	static const char *const none[] = {"10.96.0.1"};
 	static const char *const both[] = {"10.96.0.1", "10.97.0.10"};
 	static const char *const bad[] = {"10.97.0.999"};
-	struct mg_tls_server_opts o = {.dns_names = k8s_dns, .n_dns = 4, .ips = none, .n_ips = 1,
-				       .validity_seconds = 120};
+	struct mg_tls_server_opts o = {
+		.dns_names = k8s_dns, .n_dns = 4, .ips = none, .n_ips = 1, .validity_seconds = 120};
 	struct hs_fixture *f = *state;
 	struct mg_tls_server *srv;
 	struct mg_tls_err err;

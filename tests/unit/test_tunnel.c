@@ -286,7 +286,7 @@ static void test_cut_candidate_masked_at_tunnel_end(void **state)
 		int end;
 	} ends[] = {
 		{MG_TUNNEL_WEBSOCKET, END_WS_CLOSE}, {MG_TUNNEL_WEBSOCKET, END_CONN},
-		{MG_TUNNEL_SPDY, END_SPDY_FIN},      {MG_TUNNEL_SPDY, END_SPDY_RST},
+		{MG_TUNNEL_SPDY, END_SPDY_FIN},	     {MG_TUNNEL_SPDY, END_SPDY_RST},
 		{MG_TUNNEL_SPDY, END_SPDY_GOAWAY},   {MG_TUNNEL_SPDY, END_CONN},
 	};
 	struct mg_mask_cfg cfg;
