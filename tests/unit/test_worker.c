@@ -275,6 +275,43 @@ static void test_free_hands_back_jobs_that_never_ran(void **state)
 	mg_loop_free(l);
 }
 
+/* authn -> creds: a <done> that submits the same pod's next job, at a quota
+ * of one, must not find the finished job still counted (it was: 429). */
+static struct mg_worker *chain_w;
+static struct job chain_second;
+static int chain_rc = 1;
+
+static void done_then_submit(void *arg, int status)
+{
+	struct job *j = arg;
+
+	j->status = status;
+	j->done = true;
+	chain_rc = mg_worker_submit(chain_w, 9, run_job, done_job, &chain_second);
+}
+
+static void test_a_done_callback_may_submit_the_same_keys_next_job(void **state)
+{
+	struct mg_worker_opts o = {.threads = 1, .queue_max = 10, .per_key_max = 1};
+	struct mg_loop *l;
+	struct job first = {0};
+	unsigned ndone = 0;
+
+	(void)state;
+	setup_loop(&l);
+	o.loop = l;
+	assert_int_equal(mg_worker_new(&chain_w, &o), 0);
+	first = (struct job){.loop = l, .id = 1};
+	chain_second = (struct job){.loop = l, .id = 2, .ndone = &ndone, .stop_at = 1};
+	assert_int_equal(mg_worker_submit(chain_w, 9, run_job, done_then_submit, &first), 0);
+	mg_loop_run(l);
+	assert_true(first.done);
+	assert_int_equal(chain_rc, 0);
+	assert_true(chain_second.done);
+	mg_worker_free(chain_w);
+	mg_loop_free(l);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -283,6 +320,7 @@ int main(void)
 		cmocka_unit_test(test_a_full_queue_refuses_at_once),
 		cmocka_unit_test(test_a_flooding_key_waits_behind_itself),
 		cmocka_unit_test(test_free_hands_back_jobs_that_never_ran),
+		cmocka_unit_test(test_a_done_callback_may_submit_the_same_keys_next_job),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -150,12 +150,14 @@ static void deliver(struct mg_worker *w, int status)
 	pthread_mutex_unlock(&w->mu);
 	while ((j = list)) {
 		list = j->next;
-		j->done(j->arg, status);
+		/* Released before <done>: a <done> that submits the same pod's
+		 * next job (authn -> creds) must not find this one still counted. */
 		pthread_mutex_lock(&w->mu);
 		key_release(w, j->k);
 		if (!status)
 			w->st.completed++;
 		pthread_mutex_unlock(&w->mu);
+		j->done(j->arg, status);
 		free(j);
 	}
 }

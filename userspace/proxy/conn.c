@@ -276,6 +276,7 @@ int mg_conn_attach_upstream(struct mg_conn *c)
 {
 	struct mg_proxy *p = c->p;
 	struct mg_upstream *u;
+	int rc;
 
 	u = mg_upstream_pool_take(&p->pool, &c->o.orig_dst);
 	if (!u)
@@ -289,7 +290,12 @@ int mg_conn_attach_upstream(struct mg_conn *c)
 			memcpy(c->x.replay, mg_buf_head(&c->uout), c->x.replay_len);
 	}
 	c->up = u;
-	return mg_loop_add_fd(p->o.loop, u->fd, EPOLLOUT | EPOLLIN, on_upstream_io, c);
+	rc = mg_loop_add_fd(p->o.loop, u->fd, EPOLLOUT | EPOLLIN, on_upstream_io, c);
+	/* Not watched, not kept: the finished head in uout must never go out
+	 * after the pod was answered 502. */
+	if (rc)
+		mg_conn_close_upstream(c);
+	return rc;
 }
 
 /* The reused upstream connection of <c> failed (closed, reset, write
@@ -329,7 +335,10 @@ static int connect_upstream(struct mg_conn *c)
 		return rc;
 	u->since_ms = mg_proxy_now_ms();
 	c->up = u;
-	return mg_loop_add_fd(c->p->o.loop, u->fd, EPOLLOUT, on_upstream_io, c);
+	rc = mg_loop_add_fd(c->p->o.loop, u->fd, EPOLLOUT, on_upstream_io, c);
+	if (rc)
+		mg_conn_close_upstream(c);
+	return rc;
 }
 
 void mg_conn_close_upstream(struct mg_conn *c)
